@@ -1,0 +1,5 @@
+"""``python -m mlgate`` runs the command-line interface."""
+
+from mlgate.cli import app
+
+app(prog_name="mlgate")

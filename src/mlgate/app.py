@@ -1,0 +1,89 @@
+"""``create_app(settings)``: the ASGI application, with its lifespan, routes, middleware and error handlers.
+
+Middleware, outermost first: request id (and access log) -> body limit -> FastAPI's own stack, where the
+error handlers of ``mlgate.protocols.errors`` answer every error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import RedirectResponse
+
+from mlgate import __version__
+from mlgate.dataplane import DataPlane
+from mlgate.examples import ensure_examples
+from mlgate.middleware.body_limit import BodyLimitMiddleware
+from mlgate.middleware.request_id import RequestIdMiddleware
+from mlgate.protocols import v1, v2
+from mlgate.protocols.errors import install_error_handlers
+from mlgate.registry import ModelRegistry
+from mlgate.repository import scan_repository
+from mlgate.settings import Settings, default_examples_dir
+
+__all__ = ["create_app"]
+
+log = structlog.get_logger("mlgate.app")
+
+DESCRIPTION = """\
+Trained models behind the KServe V2 Open Inference Protocol and the KServe V1 / TF-Serving REST API.
+
+Every error is JSON: `{"error": "...", "code": "...", "field": "..."}`. Every response carries `X-Request-ID`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app. Models load in the lifespan, so the app is importable without touching disk."""
+    settings = settings or Settings()
+    registry = ModelRegistry()
+    plane = DataPlane(settings, registry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.dataplane = plane
+        root = settings.model_repository
+        if root is None:
+            root = default_examples_dir()
+            ensure_examples(root)
+        log.info("loading model repository", repository=str(root))
+        await registry.load(scan_repository(root))
+        plane.loaded = True
+        ready = sum(handle.ready for handle in registry)
+        log.info("models loaded", ready=ready, total=len(list(registry)))
+        try:
+            yield
+        finally:
+            await registry.unload_all()
+
+    app = FastAPI(title="mlgate", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.dataplane = plane
+    app.include_router(v2.router)
+    app.include_router(v1.router)
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware, access_log=settings.access_log)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in (*v2.OPENAPI_MODELS, *v1.OPENAPI_MODELS):
+                body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(body.pop("$defs", {}))
+                components[model.__name__] = body
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

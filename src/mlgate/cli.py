@@ -1,0 +1,156 @@
+"""The ``mlgate`` command: serve, inspect the model repository, build the examples, print the version.
+
+Settings are built once here (flags > ``MLGATE_*`` environment > ``--config`` TOML file > defaults) and
+handed to the app.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from mlgate import __version__
+from mlgate.settings import Settings, default_examples_dir
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    name="mlgate",
+    help="Serve trained machine-learning models over the KServe V2 and V1 REST protocols.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="Inspect the model repository.", no_args_is_help=True)
+examples_app = typer.Typer(help="Build the example models from real data.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(examples_app, name="examples")
+
+out = Console()
+err = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML settings file (flat keys, e.g. port = 9000).", show_default=False),
+]
+RepositoryOption = Annotated[
+    Path | None,
+    typer.Option("--model-repository", "-m",
+                 help="Folder of model directories [default: the examples, built on first use].",
+                 show_default=False),
+]
+
+
+def _settings(config: Path | None, **overrides: Any) -> Settings:
+    try:
+        return Settings.load(config, **overrides)
+    except FileNotFoundError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except ValidationError as exc:
+        err.print("[red]error:[/red] invalid settings:")
+        for problem in exc.errors():
+            where = ".".join(str(p) for p in problem["loc"])
+            err.print(f"  {where}: {problem['msg']}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    model_repository: RepositoryOption = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].",
+                                             show_default=False)] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port [default: 8000].", show_default=False)] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.",
+                                                  show_default=False)] = None,
+    log_format: Annotated[str | None, typer.Option(help="auto, console or json.", show_default=False)] = None,
+) -> None:
+    """Serve the model repository over HTTP (KServe V2 and V1 REST, OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from mlgate.app import create_app
+    from mlgate.examples import build_examples
+    from mlgate.logs import configure_logging
+
+    settings = _settings(config, model_repository=model_repository, host=host, port=port,
+                         log_level=log_level, log_format=log_format)
+    if settings.model_repository is None:
+        examples = default_examples_dir()
+        err.print(f"No model repository given: serving the example models from {examples}")
+        build_examples(examples, progress=lambda line: err.print(f"  {line}"))
+        settings = settings.model_copy(update={"model_repository": examples})
+    elif not settings.model_repository.is_dir():
+        err.print(f"[red]error:[/red] model repository {settings.model_repository} is not a directory")
+        raise typer.Exit(2)
+    configure_logging(settings.log_level, settings.log_format)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+    )
+
+
+@models_app.command("list")
+def list_models(config: ConfigOption = None, model_repository: RepositoryOption = None) -> None:
+    """List the model directories of the repository with their manifests' status (nothing is loaded)."""
+    from mlgate.repository import scan_repository
+
+    settings = _settings(config, model_repository=model_repository)
+    root = settings.model_repository or default_examples_dir()
+    try:
+        sources = scan_repository(root)
+    except FileNotFoundError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        if settings.model_repository is None:
+            err.print("Build the examples with: mlgate examples build " + str(root))
+        raise typer.Exit(2) from None
+    table = Table(title=f"Model repository {root}")
+    for column in ("name", "version", "runtime", "artifact", "status"):
+        table.add_column(column)
+    for source in sources:
+        manifest = source.manifest
+        status = "[green]ok[/green]" if source.error is None else f"[red]error:[/red] {source.error}"
+        if manifest is not None and source.error is None and not (source.directory / manifest.artifact).is_file():
+            status = f"[red]error:[/red] artifact {manifest.artifact!r} missing"
+        table.add_row(source.name, source.version, manifest.runtime if manifest else "?",
+                      manifest.artifact if manifest else "?", status)
+    out.print(table)
+    if not sources:
+        out.print("No model directories (sub-folders with a model.toml) found.")
+
+
+@examples_app.command("build")
+def build(
+    directory: Annotated[Path, typer.Argument(help="Where to write the model directories.")],
+    force: Annotated[bool, typer.Option("--force", help="Rebuild models that already exist.")] = False,
+) -> None:
+    """Train the example models (breast-cancer, digits) on scikit-learn's bundled data sets."""
+    from mlgate.examples import build_examples
+
+    dirs = build_examples(directory, force=force, progress=lambda line: out.print(line))
+    out.print(f"{len(dirs)} models ready. Serve them with: mlgate serve --model-repository {directory}")
+
+
+@app.command()
+def version() -> None:
+    """Print the versions of mlgate and the libraries it serves models with."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    out.print(f"mlgate {__version__}")
+    for dist in ("fastapi", "uvicorn", "numpy", "scikit-learn", "onnxruntime"):
+        try:
+            out.print(f"  {dist} {dist_version(dist)}")
+        except PackageNotFoundError:
+            out.print(f"  {dist} not installed")

@@ -1,0 +1,159 @@
+"""The transport-free core: health, metadata and inference, called by every protocol.
+
+A protocol module parses its wire format into numpy arrays (``mlgate.codecs``), calls ``DataPlane.infer``
+and encodes the result. Everything that is the same for V2, V1 and later protocols lives here: looking up
+the model, checking the inputs against its signature, running the runtime off the event loop, and turning
+a model's own exception into ModelError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+import numpy as np
+import structlog
+
+from mlgate import __version__
+from mlgate.codecs.datatypes import FLOAT_DATATYPES
+from mlgate.errors import InvalidInput, ModelError, ModelNotReady
+from mlgate.registry import ModelHandle, ModelRegistry, ModelState
+from mlgate.settings import Settings
+from mlgate.types import MetadataTensor, ModelMetadata, ServerMetadata
+
+__all__ = ["EXTENSIONS", "DataPlane"]
+
+log = structlog.get_logger("mlgate.dataplane")
+
+EXTENSIONS = ["classification"]
+"""V2 protocol extensions this server implements (reported by ``GET /v2``)."""
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+class DataPlane:
+    def __init__(self, settings: Settings, registry: ModelRegistry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.loaded = False
+        """Set once the model repository has been loaded (successfully or not) at start-up."""
+
+    # -- health and metadata ------------------------------------------------------------------------
+
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        """Ready once loading finished; with ``strict_readiness``, only if every model is READY."""
+        if not self.loaded:
+            return False
+        if self.settings.strict_readiness:
+            return all(handle.ready for handle in self.registry)
+        return True
+
+    def server_metadata(self) -> ServerMetadata:
+        return ServerMetadata(name="mlgate", version=__version__, extensions=list(EXTENSIONS))
+
+    def model_status(self, name: str, version: str | None = None) -> ModelHandle:
+        """The model in whatever state it is; ModelNotFound / ModelVersionNotFound (404) if unknown."""
+        return self.registry.get(name, version)
+
+    def model(self, name: str, version: str | None = None) -> ModelHandle:
+        """The model, which must be READY: else ModelNotReady (503)."""
+        handle = self.registry.get(name, version)
+        if handle.state is not ModelState.READY:
+            detail = "failed to load; the server log says why" if handle.state is ModelState.FAILED else (
+                handle.state.value.lower())
+            raise ModelNotReady(f"model '{handle.name}' version '{handle.version}' is not ready ({detail})")
+        return handle
+
+    def model_metadata(self, name: str, version: str | None = None) -> ModelMetadata:
+        handle = self.model(name, version)
+        return ModelMetadata(
+            name=handle.name,
+            versions=self.registry.versions(handle.name),
+            platform=handle.platform,
+            inputs=[MetadataTensor(name=s.name, datatype=s.datatype, shape=list(s.shape)) for s in handle.inputs],
+            outputs=[MetadataTensor(name=s.name, datatype=s.datatype, shape=list(s.shape)) for s in handle.outputs],
+        )
+
+    # -- inference ----------------------------------------------------------------------------------
+
+    async def infer(
+        self, handle: ModelHandle, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Run ``handle``'s model on ``inputs`` (``{name: [batch, ...]}``, already of the right dtype).
+
+        Returns ``{output name: [batch, ...]}``. Raises InvalidInput (400) for missing inputs, shapes that
+        do not match the model's, unequal batch sizes and NaN/Infinity where the model takes none;
+        ModelError (500) when the model raises or answers with the wrong batch size.
+        """
+        batch = self._check(handle, inputs)
+        runtime = handle.runtime
+        assert runtime is not None
+        try:
+            outputs = await anyio.to_thread.run_sync(runtime.predict, inputs, parameters or {})
+            return self._check_outputs(handle, outputs, batch)
+        except ModelError:
+            raise
+        except Exception as exc:
+            log.exception("model raised during inference", model=handle.name, version=handle.version)
+            raise ModelError(
+                f"model '{handle.name}' version '{handle.version}' failed while computing the answer; "
+                "the server log has the details under this request's X-Request-ID"
+            ) from exc
+
+    def _check(self, handle: ModelHandle, inputs: Mapping[str, np.ndarray]) -> int:
+        batch_sizes: dict[str, int] = {}
+        for spec in handle.inputs:
+            field = f"inputs[{spec.name}]"
+            array = inputs.get(spec.name)
+            if array is None:
+                expected = ", ".join(repr(s.name) for s in handle.inputs)
+                raise InvalidInput(
+                    f"missing input '{spec.name}': model '{handle.name}' takes {expected}", field="inputs"
+                )
+            shape = array.shape
+            if len(shape) != len(spec.shape) or any(
+                want != -1 and want != got for want, got in zip(spec.shape, shape, strict=False)
+            ):
+                raise InvalidInput(
+                    f"input '{spec.name}' has shape {_dims(shape)}; model '{handle.name}' expects "
+                    f"{_dims(spec.shape)} (-1: any size)", field=f"{field}.shape"
+                )
+            batch_sizes[spec.name] = shape[0]
+            if spec.datatype in FLOAT_DATATYPES and not spec.allow_nonfinite and array.size:
+                finite = np.isfinite(array)
+                if not finite.all():
+                    where = int(np.flatnonzero(~finite.reshape(-1))[0])
+                    raise InvalidInput(
+                        f"input '{spec.name}' holds NaN or Infinity (first at flat index {where}); "
+                        f"model '{handle.name}' takes finite numbers only", field=f"{field}.data"
+                    )
+        sizes = set(batch_sizes.values())
+        if len(sizes) > 1:
+            raise InvalidInput(
+                f"inputs have different batch sizes (first dimension): {batch_sizes}", field="inputs"
+            )
+        batch = sizes.pop() if sizes else 0
+        if batch == 0:
+            raise InvalidInput("the batch is empty: the first dimension of each input must be >= 1",
+                               field="inputs")
+        return batch
+
+    def _check_outputs(self, handle: ModelHandle, outputs: Mapping[str, Any], batch: int) -> dict[str, np.ndarray]:
+        checked: dict[str, np.ndarray] = {}
+        for name, value in outputs.items():
+            array = np.asarray(value)
+            if array.ndim == 0 or array.shape[0] != batch:
+                log.error("model answered with the wrong batch size", model=handle.name,
+                          version=handle.version, output=name, shape=list(array.shape), batch=batch)
+                raise ModelError(
+                    f"model '{handle.name}' version '{handle.version}' answered with a malformed output; "
+                    "the server log has the details under this request's X-Request-ID"
+                )
+            checked[name] = array
+        return checked

@@ -1,0 +1,131 @@
+"""The errors mlgate raises, each with its HTTP status and a stable machine-readable code.
+
+Only ``mlgate.protocols.errors`` turns these into HTTP responses; nothing here imports a web framework.
+Messages of 4xx errors are written for the caller: they name the field and what was expected. Messages of
+5xx errors are generic; the detail goes to the server log under the request id.
+
+    MlgateError                      500 internal_error
+    ├── BadRequest                   400 bad_request
+    │   ├── MalformedJSON            400 malformed_json
+    │   ├── JSONTooDeep              400 json_too_deep
+    │   ├── InvalidInput             400 invalid_input       (datatype, shape, data, names, NaN)
+    │   └── UnsupportedFeature       400 unsupported_feature
+    ├── NotFound                     404 not_found
+    │   ├── ModelNotFound            404 model_not_found
+    │   └── ModelVersionNotFound     404 model_version_not_found
+    ├── PayloadTooLarge              413 payload_too_large
+    ├── ModelNotReady                503 model_not_ready
+    ├── ModelError                   500 model_error         (the model raised during inference)
+    └── ModelLoadError               500 model_load_error    (never sent: a broken model dir at start-up)
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+__all__ = [
+    "BadRequest",
+    "InvalidInput",
+    "JSONTooDeep",
+    "MalformedJSON",
+    "MlgateError",
+    "ModelError",
+    "ModelLoadError",
+    "ModelNotFound",
+    "ModelNotReady",
+    "ModelVersionNotFound",
+    "NotFound",
+    "PayloadTooLarge",
+    "UnsupportedFeature",
+]
+
+
+class MlgateError(Exception):
+    """Base of every error mlgate raises on purpose.
+
+    ``status`` is the HTTP status the error maps to, ``code`` a stable identifier clients may branch on,
+    and ``field`` (when known) the location in the request that is wrong, e.g. ``inputs[0].shape``.
+    """
+
+    status: HTTPStatus = HTTPStatus.INTERNAL_SERVER_ERROR
+    code: str = "internal_error"
+    retry_after_s: float | None = None
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class BadRequest(MlgateError):
+    status = HTTPStatus.BAD_REQUEST
+    code = "bad_request"
+
+
+class MalformedJSON(BadRequest):
+    code = "malformed_json"
+
+
+class JSONTooDeep(BadRequest):
+    code = "json_too_deep"
+
+
+class InvalidInput(BadRequest):
+    code = "invalid_input"
+
+
+class UnsupportedFeature(BadRequest):
+    code = "unsupported_feature"
+
+
+class NotFound(MlgateError):
+    status = HTTPStatus.NOT_FOUND
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"model '{name}' is not in the model repository", field="model_name")
+        self.name = name
+
+
+class ModelVersionNotFound(NotFound):
+    code = "model_version_not_found"
+
+    def __init__(self, name: str, version: str, available: list[str]) -> None:
+        have = ", ".join(repr(v) for v in available) or "none"
+        super().__init__(
+            f"model '{name}' has no version '{version}' (available: {have})", field="model_version"
+        )
+
+
+class PayloadTooLarge(MlgateError):
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    code = "payload_too_large"
+
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__(
+            f"request body is larger than the limit of {limit_bytes} bytes "
+            "(setting max_body_bytes, env MLGATE_MAX_BODY_BYTES)"
+        )
+        self.limit_bytes = limit_bytes
+
+
+class ModelNotReady(MlgateError):
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "model_not_ready"
+    retry_after_s = 5.0
+
+
+class ModelError(MlgateError):
+    """The model itself raised while computing an answer; the caller sees a generic message."""
+
+    code = "model_error"
+
+
+class ModelLoadError(MlgateError):
+    """A model directory could not be read or loaded (bad manifest, missing or unloadable artifact)."""
+
+    code = "model_load_error"

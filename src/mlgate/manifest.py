@@ -1,0 +1,145 @@
+"""The model manifest: ``model.toml`` in each model directory of the model repository.
+
+A manifest names the model and its version, picks a runtime, points at the artifact, and declares the
+input and output tensors (V2 datatype and shape, ``-1`` for a variable dimension; the first dimension is
+the batch). Example::
+
+    name = "breast-cancer"
+    version = "1"
+    runtime = "sklearn"
+    artifact = "model.joblib"
+    labels = ["malignant", "benign"]
+
+    [[inputs]]
+    name = "features"
+    datatype = "FP64"
+    shape = [-1, 30]
+
+    [[outputs]]
+    name = "predict"
+    datatype = "INT64"
+    shape = [-1]
+
+    [batching]
+    max_batch_size = 64
+    max_queue_delay_ms = 2.0
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mlgate.codecs.datatypes import Datatype
+from mlgate.errors import ModelLoadError
+
+__all__ = ["MANIFEST_FILE", "BatchingConfig", "ModelManifest", "TensorSpec", "read_manifest"]
+
+MANIFEST_FILE = "model.toml"
+
+# Model names and versions end up in URL paths and file names: letters, digits, '.', '_' and '-' only,
+# starting with a letter or digit, so that '..', '/', '%2F' and friends can never name a model.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+_NAME_RE = re.compile(NAME_PATTERN)
+
+
+def is_valid_name(value: str) -> bool:
+    """Whether ``value`` is a legal model name or version (see ``NAME_PATTERN``)."""
+    return bool(_NAME_RE.match(value)) and ".." not in value
+
+
+class TensorSpec(BaseModel):
+    """One input or output tensor of a model: name, V2 datatype, shape (``-1`` = variable dimension)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=256)
+    datatype: Datatype
+    shape: tuple[int, ...] = Field(min_length=1, description="Dimensions; the first is the batch (-1).")
+    feature_names: tuple[str, ...] | None = Field(
+        default=None, description="Names of the columns of a [batch, n] input, for docs and forms."
+    )
+    allow_nonfinite: bool = Field(
+        default=False, description="Accept NaN and +/-Infinity in a floating-point input."
+    )
+
+    @field_validator("shape")
+    @classmethod
+    def _dims_valid(cls, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if any(d < -1 for d in shape):
+            raise ValueError("dimensions are sizes >= 0, or -1 for a variable dimension")
+        return shape
+
+
+class BatchingConfig(BaseModel):
+    """Dynamic batching of concurrent requests (honoured by the inference engine).
+
+    ``max_batch_size`` is in rows (0 turns batching off); ``max_queue_delay_ms`` is how long the first
+    request of a batch may wait for others, in milliseconds.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_batch_size: int = Field(default=0, ge=0)
+    max_queue_delay_ms: float = Field(default=0.0, ge=0.0)
+    preferred_batch_sizes: tuple[int, ...] = ()
+
+
+class ModelManifest(BaseModel):
+    """The parsed ``model.toml`` of one model directory."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=NAME_PATTERN)
+    version: str = Field(default="1", pattern=NAME_PATTERN)
+    runtime: str = Field(min_length=1, description="sklearn, onnx or python")
+    artifact: str = Field(min_length=1, description="Path of the artifact, relative to the model dir.")
+    description: str = ""
+    inputs: tuple[TensorSpec, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
+    labels: tuple[str, ...] | None = Field(default=None, description="Class labels, by class index.")
+    batching: BatchingConfig = BatchingConfig()
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="Runtime-specific options, e.g. class_name for python."
+    )
+
+    @field_validator("name", "version")
+    @classmethod
+    def _no_dot_dot(cls, value: str) -> str:
+        if ".." in value:
+            raise ValueError("must not contain '..'")
+        return value
+
+    @field_validator("artifact")
+    @classmethod
+    def _artifact_inside(cls, value: str) -> str:
+        path = PurePosixPath(value)
+        if path.is_absolute() or ".." in path.parts or "\\" in value:
+            raise ValueError("must be a relative path inside the model directory")
+        return value
+
+
+def read_manifest(model_dir: Path) -> ModelManifest:
+    """Read and validate ``model_dir/model.toml``.
+
+    Raises ModelLoadError naming the file and every invalid field.
+    """
+    path = model_dir / MANIFEST_FILE
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path}: no {MANIFEST_FILE}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ModelLoadError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        return ModelManifest.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ModelLoadError(f"{path}: {problems}") from exc

@@ -1,0 +1,47 @@
+"""Refuse request bodies over ``max_body_bytes`` with 413, without reading them.
+
+A declared ``Content-Length`` over the limit fails on the application's first read, before any body byte
+is taken; a chunked body fails as soon as the running total passes the limit. The failure is raised as
+PayloadTooLarge inside the application, so it is answered by the one error handler like every other error.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mlgate.errors import BadRequest, PayloadTooLarge
+
+__all__ = ["BodyLimitMiddleware"]
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.limit = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared: int | None = None
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                declared = int(value) if value.isdigit() else -1
+                break
+        limit = self.limit
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            if declared is not None and declared < 0:
+                raise BadRequest("Content-Length header is not a number", field="headers.content-length")
+            if declared is not None and declared > limit:
+                raise PayloadTooLarge(limit)
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise PayloadTooLarge(limit)
+            return message
+
+        await self.app(scope, limited_receive, send)

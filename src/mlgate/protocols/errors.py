@@ -1,0 +1,79 @@
+"""The one place where errors become HTTP responses: ``{"error": ..., "code": ..., "field": ...}``.
+
+MlgateError carries its status and code. Starlette's own HTTP errors (unknown route, wrong method) get
+the same body. Anything else is a bug: the caller gets a generic 500 with no detail, and the log gets the
+traceback under the request id.
+"""
+
+from __future__ import annotations
+
+import math
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mlgate.codecs.json import dumps
+from mlgate.codecs.v2 import validation_error
+from mlgate.errors import MlgateError
+from mlgate.types import ErrorBody
+
+__all__ = ["ERROR_RESPONSES", "error_response", "install_error_handlers"]
+
+log = structlog.get_logger("mlgate.errors")
+
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    400: {"model": ErrorBody, "description": "Malformed or invalid request; `field` says where."},
+    404: {"model": ErrorBody, "description": "Unknown model or version."},
+    413: {"model": ErrorBody, "description": "Body over the configured limit."},
+    500: {"model": ErrorBody, "description": "The model failed; the log has details under X-Request-ID."},
+    503: {"model": ErrorBody, "description": "The model is not ready."},
+}
+
+
+def error_response(status: int, message: str, code: str, field: str | None = None,
+                   retry_after_s: float | None = None) -> Response:
+    body = {"error": message, "code": code}
+    if field is not None:
+        body["field"] = field
+    headers = {"Retry-After": str(math.ceil(retry_after_s))} if retry_after_s else None
+    return Response(dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+async def _mlgate_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, MlgateError)
+    if exc.status >= 500:
+        log.warning("request failed", code=exc.code, status=int(exc.status), path=request.url.path)
+    return error_response(int(exc.status), exc.message, exc.code, exc.field, exc.retry_after_s)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 404:
+        message = f"no route for {request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        message = f"method {request.method} is not allowed on {request.url.path}"
+    return error_response(exc.status_code, message, code)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    err = validation_error(exc.errors())
+    return error_response(400, err.message, err.code, err.field)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error", path=request.url.path, exc_info=exc)
+    return error_response(500, "internal server error; the server log has the details under this "
+                          "request's X-Request-ID", "internal_error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(MlgateError, _mlgate_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)

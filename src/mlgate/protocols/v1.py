@@ -1,0 +1,74 @@
+"""KServe V1 / TF-Serving REST: model status and ``:predict``.
+
+``POST /v1/models/{name}:predict`` and ``/v1/models/{name}/versions/{version}:predict``. The answer names the
+version that answered in the ``X-Model-Version`` header.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from mlgate.codecs import v1 as codec
+from mlgate.dataplane import DataPlane
+from mlgate.errors import NotFound
+from mlgate.protocols.body import dataplane, json_response, read_json
+from mlgate.protocols.errors import ERROR_RESPONSES
+from mlgate.types import V1ModelStatus, V1PredictRequest, V1PredictResponse
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["V1 / TF-Serving REST"], responses=ERROR_RESPONSES)
+Plane = Annotated[DataPlane, Depends(dataplane)]
+
+_STATES = {"READY": "AVAILABLE", "LOADING": "LOADING", "FAILED": "UNAVAILABLE", "UNLOADED": "END"}
+
+
+@router.get("/models/{model_name}", response_model=V1ModelStatus, summary="Model status")
+async def model_status(plane: Plane, model_name: str) -> Response:
+    versions = plane.registry.versions(model_name)
+    latest = plane.model_status(model_name)
+    status = [{"version": v, "state": _STATES[plane.model_status(model_name, v).state.value]} for v in versions]
+    return json_response({"name": latest.name, "ready": latest.ready, "model_version_status": status})
+
+
+_PREDICT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/V1PredictRequest"}}},
+    }
+}
+
+
+@router.post("/models/{model_spec}", response_model=V1PredictResponse, openapi_extra=_PREDICT_BODY,
+             summary="Predict (path ends in :predict)")
+async def predict(request: Request, plane: Plane, model_spec: str) -> Response:
+    return await _predict(request, plane, model_spec, None)
+
+
+@router.post("/models/{model_name}/versions/{version_spec}", response_model=V1PredictResponse,
+             openapi_extra=_PREDICT_BODY, summary="Predict on a model version (path ends in :predict)")
+async def predict_version(request: Request, plane: Plane, model_name: str, version_spec: str) -> Response:
+    return await _predict(request, plane, model_name, version_spec)
+
+
+async def _predict(request: Request, plane: Plane, name: str, version: str | None) -> Response:
+    last = version if version is not None else name
+    target, sep, verb = last.rpartition(":")
+    if not sep or verb != "predict":
+        raise NotFound(f"no route for POST {request.url.path}; V1 inference is POST .../{last}:predict")
+    if version is None:
+        name = target
+    else:
+        version = target
+    handle = plane.model(name, version)
+    inputs = codec.decode_predict(await read_json(request, plane), handle.inputs)
+    outputs = await plane.infer(handle, inputs)
+    response = json_response(codec.encode_predictions(outputs, handle.outputs))
+    response.headers["X-Model-Version"] = handle.version
+    return response
+
+
+OPENAPI_MODELS = (V1PredictRequest,)

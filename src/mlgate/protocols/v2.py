@@ -1,0 +1,90 @@
+"""KServe V2 Open Inference Protocol, REST: health, server and model metadata, readiness, inference.
+
+Source: KServe "Open Inference Protocol (V2)", HTTP/REST section. A not-ready server or model answers its
+readiness route with 400 (the spec asks for a 4xx) and a body saying why.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from mlgate.codecs import v2 as codec
+from mlgate.dataplane import DataPlane
+from mlgate.protocols.body import dataplane, json_response, read_json
+from mlgate.protocols.errors import ERROR_RESPONSES
+from mlgate.types import (
+    InferenceRequest,
+    InferenceResponse,
+    LiveResponse,
+    ModelMetadata,
+    ModelReadyResponse,
+    ReadyResponse,
+    ServerMetadata,
+)
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v2", tags=["V2 Open Inference Protocol"], responses=ERROR_RESPONSES)
+Plane = Annotated[DataPlane, Depends(dataplane)]
+
+
+@router.get("/health/live", response_model=LiveResponse, summary="Server liveness")
+async def live(plane: Plane) -> Response:
+    return json_response({"live": plane.live()})
+
+
+@router.get("/health/ready", response_model=ReadyResponse, summary="Server readiness (400 when not ready)")
+async def ready(plane: Plane) -> Response:
+    is_ready = plane.ready()
+    return json_response({"ready": is_ready}, 200 if is_ready else 400)
+
+
+@router.get("", response_model=ServerMetadata, summary="Server metadata")
+async def server_metadata(plane: Plane) -> Response:
+    return json_response(plane.server_metadata().model_dump())
+
+
+@router.get("/models/{model_name}", response_model=ModelMetadata, summary="Model metadata")
+@router.get("/models/{model_name}/versions/{model_version}", response_model=ModelMetadata,
+            summary="Model version metadata")
+async def model_metadata(plane: Plane, model_name: str, model_version: str | None = None) -> Response:
+    return json_response(plane.model_metadata(model_name, model_version).model_dump())
+
+
+@router.get("/models/{model_name}/ready", response_model=ModelReadyResponse,
+            summary="Model readiness (400 when not ready)")
+@router.get("/models/{model_name}/versions/{model_version}/ready", response_model=ModelReadyResponse,
+            summary="Model version readiness (400 when not ready)")
+async def model_ready(plane: Plane, model_name: str, model_version: str | None = None) -> Response:
+    handle = plane.model_status(model_name, model_version)
+    body = {"name": handle.name, "version": handle.version, "ready": handle.ready}
+    return json_response(body, 200 if handle.ready else 400)
+
+
+_INFER_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}}},
+    }
+}
+
+
+@router.post("/models/{model_name}/infer", response_model=InferenceResponse, openapi_extra=_INFER_BODY,
+             summary="Inference")
+@router.post("/models/{model_name}/versions/{model_version}/infer", response_model=InferenceResponse,
+             openapi_extra=_INFER_BODY, summary="Inference on a model version")
+async def infer(request: Request, plane: Plane, model_name: str, model_version: str | None = None) -> Response:
+    handle = plane.model(model_name, model_version)
+    body = codec.parse_request(await read_json(request, plane))
+    inputs = codec.decode_inputs(body, handle.inputs)
+    outputs = await plane.infer(handle, inputs, body.parameters)
+    return json_response(codec.encode_response(
+        model_name=handle.name, model_version=handle.version, request=body, outputs=outputs,
+        specs=handle.outputs, labels=handle.labels))
+
+
+OPENAPI_MODELS = (InferenceRequest,)
+"""Models referenced by hand in ``openapi_extra``; the app adds their schemas to the document."""

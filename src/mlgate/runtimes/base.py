@@ -1,0 +1,77 @@
+"""The Runtime contract: what a framework adapter implements so mlgate can serve its models.
+
+Life cycle, all on a worker thread (never on the event loop)::
+
+    runtime = RuntimeClass(manifest, model_dir)   # cheap: no framework import, no file I/O
+    runtime.load()                                # once; import the framework, read the artifact
+    runtime.predict(batch, parameters)            # many times, possibly from several threads
+    runtime.unload()                              # once, at shutdown or unload
+
+``predict`` is batch-first: every input array has the batch as its first dimension (``[batch, ...]``) and
+every output array must have the same first dimension, row ``i`` answering input row ``i``. The dynamic
+batcher relies on this to merge concurrent requests into one call and split the answers back.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from mlgate.errors import ModelLoadError
+from mlgate.manifest import ModelManifest, TensorSpec
+
+__all__ = ["Batch", "Runtime"]
+
+Batch = Mapping[str, np.ndarray]
+"""Input or output tensors by name, each ``[batch, ...]``. BYTES tensors are object arrays of bytes."""
+
+
+class Runtime(ABC):
+    """Adapter between one framework and mlgate. Subclass it, set ``name`` and ``platform``.
+
+    ``inputs`` and ``outputs`` are the model's signature: the manifest's declaration, or, where the
+    manifest leaves them out, what ``load()`` reads from the artifact. Requests are checked against it
+    before ``predict`` is called, so ``predict`` sees only declared inputs of the declared datatype.
+    """
+
+    name: ClassVar[str]
+    """The manifest's ``runtime = "..."`` value."""
+    platform: ClassVar[str]
+    """The V2 model metadata ``platform`` string."""
+
+    def __init__(self, manifest: ModelManifest, model_dir: Path) -> None:
+        self.manifest = manifest
+        self.model_dir = model_dir
+        self.inputs: tuple[TensorSpec, ...] = manifest.inputs
+        self.outputs: tuple[TensorSpec, ...] = manifest.outputs
+
+    @property
+    def artifact_path(self) -> Path:
+        """The artifact file; raises ModelLoadError when it does not exist."""
+        path = self.model_dir / self.manifest.artifact
+        if not path.is_file():
+            raise ModelLoadError(f"artifact {self.manifest.artifact!r} not found in {self.model_dir}")
+        return path
+
+    @abstractmethod
+    def load(self) -> None:
+        """Read the artifact and fill in ``inputs``/``outputs`` the manifest left out.
+
+        Raises ModelLoadError (or any exception, which the registry records as the reason).
+        """
+
+    @abstractmethod
+    def predict(self, batch: Batch, parameters: Mapping[str, Any]) -> Batch:
+        """Compute outputs for a batch: ``{input name: [batch, ...]}`` -> ``{output name: [batch, ...]}``.
+
+        ``parameters`` are the request's ``parameters`` (V2), passed through untouched; empty when absent.
+        May return more outputs than requested (the caller selects). Exceptions become a 500 for the
+        caller and a log line with the traceback.
+        """
+
+    def unload(self) -> None:  # noqa: B027 - optional hook, default does nothing
+        """Release what ``load`` acquired. Default: nothing."""

@@ -1,0 +1,68 @@
+"""scikit-learn estimators saved with joblib or pickle.
+
+Outputs ``predict`` (``[batch]``, or ``[batch, k]`` for multi-output estimators) and, when the estimator
+has it, ``predict_proba`` (``[batch, n_classes]`` FP64). Without declared inputs the single input is
+``input-0``, FP64 ``[-1, n_features_in_]``.
+
+Security: unpickling runs code from the file. Serve only artifacts you trust.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from mlgate.codecs.datatypes import datatype_of
+from mlgate.errors import ModelLoadError
+from mlgate.manifest import TensorSpec
+from mlgate.runtimes.base import Batch, Runtime
+
+__all__ = ["SklearnRuntime"]
+
+
+class SklearnRuntime(Runtime):
+    name = "sklearn"
+    platform = "sklearn"
+
+    def load(self) -> None:
+        path = self.artifact_path
+        if path.suffix in {".pkl", ".pickle"}:
+            with path.open("rb") as fh:
+                model = pickle.load(fh)
+        else:
+            import joblib
+
+            model = joblib.load(path)
+        if not hasattr(model, "predict"):
+            raise ModelLoadError(f"{path.name} holds a {type(model).__name__}, which has no predict()")
+        self.model = model
+        self.has_proba = hasattr(model, "predict_proba")
+        if len(self.inputs) > 1:
+            raise ModelLoadError("the sklearn runtime takes exactly one input tensor")
+        if not self.inputs:
+            n = getattr(model, "n_features_in_", None)
+            self.inputs = (TensorSpec(name="input-0", datatype="FP64", shape=(-1, n if n else -1)),)
+        if not self.outputs:
+            self.outputs = self._discover_outputs()
+
+    def _discover_outputs(self) -> tuple[TensorSpec, ...]:
+        classes = getattr(self.model, "classes_", None)
+        label_type = "FP64" if classes is None else datatype_of(np.asarray(classes).dtype)
+        outputs = [TensorSpec(name="predict", datatype=label_type, shape=(-1,))]
+        if self.has_proba:
+            n_classes = len(classes) if classes is not None else -1
+            outputs.append(TensorSpec(name="predict_proba", datatype="FP64", shape=(-1, n_classes)))
+        return tuple(outputs)
+
+    def predict(self, batch: Batch, parameters: Mapping[str, Any]) -> Batch:
+        (x,) = batch.values()
+        wanted = {spec.name for spec in self.outputs}
+        out: dict[str, np.ndarray] = {}
+        if "predict" in wanted:
+            out["predict"] = np.asarray(self.model.predict(x))
+        if self.has_proba and "predict_proba" in wanted:
+            out["predict_proba"] = np.asarray(self.model.predict_proba(x))
+        return out

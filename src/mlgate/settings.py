@@ -1,0 +1,90 @@
+"""The one settings object of a server, built once (by the CLI or a test) and passed down.
+
+Sources, highest priority first: explicit values (CLI flags), ``MLGATE_*`` environment variables, the TOML
+file given by ``--config`` (flat keys, e.g. ``port = 9000``), then the defaults below. Unknown keys in the
+TOML file are an error, so a typo does not pass silently.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = ["Settings", "default_examples_dir"]
+
+MiB = 1024 * 1024
+
+
+def default_examples_dir() -> Path:
+    """Where ``mlgate serve`` builds the example models when no repository is given.
+
+    ``$XDG_CACHE_HOME/mlgate/examples``, else ``~/.cache/mlgate/examples``.
+    """
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "mlgate" / "examples"
+
+
+class Settings(BaseSettings):
+    """Every knob of an mlgate server. Environment: ``MLGATE_<FIELD>`` (e.g. ``MLGATE_PORT=9000``)."""
+
+    model_config = SettingsConfigDict(env_prefix="MLGATE_", extra="forbid", validate_default=True)
+
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port to listen on.")
+    model_repository: Path | None = Field(
+        default=None,
+        description="Folder of model directories; unset serves the example models, built on first use.",
+    )
+    strict_readiness: bool = Field(
+        default=False,
+        description="Report the server ready only when every model loaded (else: when loading finished).",
+    )
+    max_body_bytes: int = Field(
+        default=16 * MiB, ge=1, description="Largest request body accepted, in bytes; larger gets 413."
+    )
+    max_json_depth: int = Field(
+        default=32, ge=2, le=1000, description="Deepest nesting of arrays/objects accepted in a JSON body."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "console", "json"] = Field(
+        default="auto", description="auto: readable on a terminal, JSON lines otherwise."
+    )
+    access_log: bool = Field(default=True, description="Log one line per HTTP request.")
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``overrides`` > environment > ``config_file`` (TOML) > defaults.
+
+        ``overrides`` whose value is None are ignored, so CLI options left unset fall through.
+        Raises pydantic.ValidationError for bad values and FileNotFoundError for a missing file.
+        """
+        explicit = {k: v for k, v in overrides.items() if v is not None}
+        if config_file is None:
+            return cls(**explicit)
+        if not config_file.is_file():
+            raise FileNotFoundError(f"config file {config_file} does not exist")
+
+        class _FromFile(cls):  # type: ignore[valid-type,misc]
+            @classmethod
+            def settings_customise_sources(
+                cls,
+                settings_cls: type[BaseSettings],
+                init_settings: PydanticBaseSettingsSource,
+                env_settings: PydanticBaseSettingsSource,
+                dotenv_settings: PydanticBaseSettingsSource,
+                file_secret_settings: PydanticBaseSettingsSource,
+            ) -> tuple[PydanticBaseSettingsSource, ...]:
+                toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file)
+                return (init_settings, env_settings, toml)
+
+        loaded = _FromFile(**explicit)
+        return cls.model_construct(**loaded.model_dump())

@@ -1,0 +1,144 @@
+"""Wire types of the REST APIs, as pydantic models (they also document the routes in OpenAPI).
+
+Field names follow the KServe Open Inference Protocol (V2), REST section, and the KServe V1 / TF-Serving
+``predict`` API. Tensor ``data`` is typed loosely here (any JSON) and checked against the model's
+signature by the codecs, so that large payloads are converted by numpy rather than element by element.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlgate.codecs.datatypes import Datatype
+
+__all__ = [
+    "ErrorBody",
+    "InferenceRequest",
+    "InferenceResponse",
+    "LiveResponse",
+    "MetadataTensor",
+    "ModelMetadata",
+    "ModelReadyResponse",
+    "ReadyResponse",
+    "RequestInput",
+    "RequestOutput",
+    "ResponseOutput",
+    "ServerMetadata",
+    "V1ModelStatus",
+    "V1PredictRequest",
+    "V1PredictResponse",
+]
+
+Parameters = dict[str, Any]
+
+
+class ErrorBody(BaseModel):
+    """Every error response: ``error`` (V2 spec), plus a stable ``code`` and the ``field`` at fault."""
+
+    error: str = Field(description="What is wrong and what was expected.")
+    code: str = Field(description="Stable machine-readable code, e.g. invalid_input, model_not_found.")
+    field: str | None = Field(default=None, description="Location in the request, e.g. inputs[0].shape.")
+
+
+class LiveResponse(BaseModel):
+    live: bool
+
+
+class ReadyResponse(BaseModel):
+    ready: bool
+
+
+class ModelReadyResponse(BaseModel):
+    name: str
+    version: str | None = None
+    ready: bool
+
+
+class ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class MetadataTensor(BaseModel):
+    name: str
+    datatype: Datatype
+    shape: list[int] = Field(description="-1 marks a variable dimension; the first is the batch.")
+
+
+class ModelMetadata(BaseModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[MetadataTensor]
+    outputs: list[MetadataTensor]
+
+
+class RequestInput(BaseModel):
+    """One input tensor; ``data`` is flat row-major or nested to the shape."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    shape: list[int] = Field(description="Non-negative dimensions; data holds their product of values.")
+    datatype: str = Field(description="A V2 datatype: BOOL, UINT8..UINT64, INT8..INT64, FP16/32/64, BYTES.")
+    parameters: Parameters | None = None
+    data: Any = Field(description="Tensor values, flat row-major or nested.")
+
+
+class RequestOutput(BaseModel):
+    """An output the caller wants; ``parameters.classification = k`` asks for the top-k classes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    parameters: Parameters | None = None
+
+
+class InferenceRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(default=None, description="Echoed in the response.")
+    parameters: Parameters | None = Field(default=None, description="Passed to the model's runtime.")
+    inputs: list[RequestInput] = Field(min_length=1)
+    outputs: list[RequestOutput] | None = Field(default=None, description="Default: every output.")
+
+
+class ResponseOutput(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: Datatype
+    parameters: Parameters | None = None
+    data: list[Any] = Field(description="Flat row-major values.")
+
+
+class InferenceResponse(BaseModel):
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    parameters: Parameters | None = None
+    outputs: list[ResponseOutput]
+
+
+class V1PredictRequest(BaseModel):
+    """TF-Serving / KServe V1: ``instances`` (one entry per row) or ``inputs`` (columnar), not both."""
+
+    instances: list[Any] | None = Field(default=None, description="Rows; a dict per row for multi-input.")
+    inputs: Any = Field(default=None, description="A tensor, or {input name: tensor} for multi-input.")
+
+
+class V1PredictResponse(BaseModel):
+    predictions: list[Any] = Field(description="One entry per row; a dict per row for multi-output.")
+
+
+class V1VersionStatus(BaseModel):
+    version: str
+    state: str = Field(description="AVAILABLE, LOADING or UNAVAILABLE (TF-Serving's model states).")
+
+
+class V1ModelStatus(BaseModel):
+    name: str
+    ready: bool
+    model_version_status: list[V1VersionStatus]

@@ -1,0 +1,53 @@
+"""Shared fixtures: the example models built once from real data, and the real app over real HTTP (ASGI)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from mlgate.app import create_app
+from mlgate.examples import build_examples
+from mlgate.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def examples_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model repository with breast-cancer and digits, trained once per test session."""
+    root = tmp_path_factory.mktemp("examples")
+    build_examples(root)
+    return root
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@asynccontextmanager
+async def serve_app(repository: Path, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app with its lifespan run, behind an httpx client speaking HTTP to it in-process."""
+    app = create_app(Settings(model_repository=repository, **settings))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://mlgate.test") as client:
+            yield client
+
+
+ClientFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def client(examples_repo: Path) -> AsyncIterator[httpx.AsyncClient]:
+    async with serve_app(examples_repo) as c:
+        yield c
+
+
+@pytest.fixture
+def app_client() -> ClientFactory:
+    """``async with app_client(repo, **settings) as client``: an app over another repository or settings."""
+    return serve_app
