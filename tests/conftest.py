@@ -12,7 +12,11 @@ import pytest
 
 from mlgate.app import create_app
 from mlgate.examples import build_examples
+from mlgate.logs import configure_logging
 from mlgate.settings import Settings
+
+# Route structlog through the standard library, as `mlgate serve` does, so caplog sees every line.
+configure_logging("info", "json")
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(examples_app, name="examples")
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[
     Path | None,

@@ -48,7 +48,7 @@ DATATYPES: tuple[str, ...] = tuple(NUMPY_DTYPES)
 INTEGER_DATATYPES = frozenset({"UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64"})
 FLOAT_DATATYPES = frozenset({"FP16", "FP32", "FP64", "BF16"})
 
-_FROM_NUMPY: dict[str, str] = {
+_FROM_NUMPY: dict[str, Datatype] = {
     "b": "BOOL",
     "u1": "UINT8",
     "u2": "UINT16",
@@ -64,7 +64,7 @@ _FROM_NUMPY: dict[str, str] = {
 }
 
 
-def datatype_of(dtype: np.dtype[np.generic]) -> str:
+def datatype_of(dtype: np.dtype[np.generic]) -> Datatype:
     """The V2 datatype for a numpy dtype; strings, bytes and objects are ``BYTES``.
 
     Raises ValueError for dtypes with no V2 equivalent (complex, datetime).

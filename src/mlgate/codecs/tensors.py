@@ -51,7 +51,7 @@ def from_json_data(data: Any, datatype: str, field: str) -> np.ndarray:
     if datatype in INTEGER_DATATYPES:
         if kind not in "iu":
             raise InvalidInput(f"{field} must hold integers for datatype {datatype}, got {got}", field=field)
-        info = np.iinfo(NUMPY_DTYPES[datatype])
+        info = np.iinfo(str(NUMPY_DTYPES[datatype]))
         low, high = int(raw.min()), int(raw.max())
         if low < info.min or high > info.max:
             raise InvalidInput(

@@ -100,7 +100,7 @@ def encode_predictions(outputs: Mapping[str, np.ndarray], specs: Sequence[Tensor
 def _plain(array: np.ndarray) -> list[Any]:
     values: list[Any] = array.tolist()
     if array.dtype.kind in "SO":
-        return _decode_bytes(values)
+        return [_decode_bytes(v) for v in values]
     return values
 
 

@@ -89,5 +89,10 @@ class OnnxRuntime(Runtime):
 def _as_ort(array: np.ndarray) -> np.ndarray:
     # onnxruntime takes string tensors as str objects, not bytes.
     if array.dtype == object:
-        return np.vectorize(lambda v: v.decode("utf-8") if isinstance(v, bytes) else v, otypes=[object])(array)
+        decoded: np.ndarray = np.vectorize(_text, otypes=[object])(array)
+        return decoded
     return array
+
+
+def _text(value: object) -> object:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
