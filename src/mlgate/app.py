@@ -64,6 +64,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.dataplane = plane
     app.include_router(v2.router)
     app.include_router(v1.router)
+    # -- inference engine routes (metrics, embeddings) --
+
+    # -- registry routes --
+
+    # -- security routes --
+
+    # -- web routes --
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

@@ -11,13 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import anyio
 import numpy as np
 import structlog
 
 from mlgate import __version__
 from mlgate.codecs.datatypes import FLOAT_DATATYPES
-from mlgate.errors import InvalidInput, ModelError, ModelNotReady
+from mlgate.errors import InvalidInput, MlgateError, ModelError, ModelNotReady
 from mlgate.registry import ModelHandle, ModelRegistry, ModelState
 from mlgate.settings import Settings
 from mlgate.types import MetadataTensor, ModelMetadata, ServerMetadata
@@ -92,13 +91,14 @@ class DataPlane:
         ModelError (500) when the model raises or answers with the wrong batch size.
         """
         batch = self._check(handle, inputs)
-        runtime = handle.runtime
-        assert runtime is not None
+        executor = handle.executor
+        if executor is None:
+            raise ModelNotReady(f"model '{handle.name}' version '{handle.version}' is not ready (unloaded)")
         try:
-            outputs = await anyio.to_thread.run_sync(runtime.predict, inputs, parameters or {})
+            outputs = await executor(inputs, parameters or {})
             return self._check_outputs(handle, outputs, batch)
-        except ModelError:
-            raise
+        except MlgateError:
+            raise  # the engine's own errors (queue full, deadline) keep their status
         except Exception as exc:
             log.exception("model raised during inference", model=handle.name, version=handle.version)
             raise ModelError(

@@ -3,14 +3,21 @@
 Loading happens on worker threads; a model that fails to load is kept with state FAILED and its reason,
 and never stops the others. ``get`` resolves a request's model name and optional version: without a
 version, the highest version number is used.
+
+Seams for what attaches to a model (dynamic batching, worker processes, metrics, the prediction log):
+- ``ModelHandle.executor`` is what the data plane awaits to run a batch; by default a ``ThreadExecutor``
+  calling ``runtime.predict`` on a worker thread. A hook may replace it (a batcher wrapping it, a pool).
+- ``ModelHook.on_load`` runs after a model loaded and before it turns READY; ``on_unload`` before the
+  runtime is released. Hooks run in the order given.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import anyio
 import structlog
@@ -18,9 +25,9 @@ import structlog
 from mlgate.errors import ModelLoadError, ModelNotFound, ModelVersionNotFound
 from mlgate.manifest import ModelManifest, TensorSpec
 from mlgate.repository import ModelSource
-from mlgate.runtimes import Runtime, runtime_class
+from mlgate.runtimes import Batch, Runtime, runtime_class
 
-__all__ = ["ModelHandle", "ModelRegistry", "ModelState"]
+__all__ = ["Executor", "ModelHandle", "ModelHook", "ModelRegistry", "ModelState", "ThreadExecutor"]
 
 log = structlog.get_logger("mlgate.registry")
 
@@ -30,6 +37,27 @@ class ModelState(enum.StrEnum):
     READY = "READY"
     FAILED = "FAILED"
     UNLOADED = "UNLOADED"
+
+
+class Executor(Protocol):
+    """Runs one request's batch: ``{input: [batch, ...]}`` -> ``{output: [batch, ...]}``."""
+
+    async def __call__(self, batch: Batch, parameters: Mapping[str, Any]) -> Batch: ...
+
+    async def close(self) -> None: ...
+
+
+class ThreadExecutor:
+    """The default executor: ``runtime.predict`` on anyio's worker thread pool, one call per request."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def __call__(self, batch: Batch, parameters: Mapping[str, Any]) -> Batch:
+        return await anyio.to_thread.run_sync(self.runtime.predict, batch, parameters)
+
+    async def close(self) -> None:
+        return None
 
 
 @dataclass(eq=False)
@@ -43,6 +71,7 @@ class ModelHandle:
     state: ModelState = ModelState.LOADING
     reason: str | None = None
     runtime: Runtime | None = field(default=None, repr=False)
+    executor: Executor | None = field(default=None, repr=False)
 
     @property
     def ready(self) -> bool:
@@ -69,9 +98,18 @@ def _version_key(version: str) -> tuple[int, int | str]:
     return (1, int(version)) if version.isdigit() else (0, version)
 
 
+class ModelHook(Protocol):
+    """Attaches behaviour to models as they load and unload (see the module docstring)."""
+
+    async def on_load(self, handle: ModelHandle) -> None: ...
+
+    async def on_unload(self, handle: ModelHandle) -> None: ...
+
+
 class ModelRegistry:
-    def __init__(self) -> None:
+    def __init__(self, hooks: Sequence[ModelHook] = ()) -> None:
         self._models: dict[str, dict[str, ModelHandle]] = {}
+        self.hooks = tuple(hooks)
 
     def __iter__(self) -> Iterator[ModelHandle]:
         for versions in self._models.values():
@@ -100,30 +138,49 @@ class ModelRegistry:
         return handle
 
     async def load(self, sources: Iterable[ModelSource]) -> None:
-        """Load every source on worker threads, one at a time; failures are recorded, not raised."""
+        """Load every source, one at a time; failures are recorded, not raised."""
         for source in sources:
-            handle = ModelHandle(source.name, source.version, source.directory, source.manifest)
-            self._models.setdefault(handle.name, {})[handle.version] = handle
-            if source.error is not None:
-                self._fail(handle, source.error)
-                continue
-            await anyio.to_thread.run_sync(self._load_one, handle)
+            await self.load_model(source)
 
-    def _load_one(self, handle: ModelHandle) -> None:
+    async def load_model(self, source: ModelSource) -> ModelHandle:
+        """Load one model directory (on a worker thread), run the hooks, and register it.
+
+        Never raises for a broken model: the handle comes back FAILED with its reason.
+        """
+        handle = ModelHandle(source.name, source.version, source.directory, source.manifest)
+        self._models.setdefault(handle.name, {})[handle.version] = handle
+        if source.error is not None:
+            self._fail(handle, source.error)
+            return handle
+        runtime = await anyio.to_thread.run_sync(self._load_runtime, handle)
+        if runtime is None:
+            return handle
+        handle.runtime = runtime
+        handle.executor = ThreadExecutor(runtime)
+        try:
+            for hook in self.hooks:
+                await hook.on_load(handle)
+        except Exception as exc:  # noqa: BLE001 - a failing hook marks this model FAILED, not the server
+            self._fail(handle, f"{type(exc).__name__}: {exc}")
+            await self._release(handle)
+            return handle
+        handle.state = ModelState.READY
+        log.info("model loaded", model=handle.name, version=handle.version, runtime=runtime.name,
+                 directory=str(handle.directory))
+        return handle
+
+    def _load_runtime(self, handle: ModelHandle) -> Runtime | None:
         assert handle.manifest is not None
         try:
             runtime = runtime_class(handle.manifest.runtime)(handle.manifest, handle.directory)
             runtime.load()
         except ModelLoadError as exc:
             self._fail(handle, exc.message)
-            return
+            return None
         except Exception as exc:  # noqa: BLE001 - any failure of third-party loading code marks the model FAILED
             self._fail(handle, f"{type(exc).__name__}: {exc}")
-            return
-        handle.runtime = runtime
-        handle.state = ModelState.READY
-        log.info("model loaded", model=handle.name, version=handle.version, runtime=runtime.name,
-                 directory=str(handle.directory))
+            return None
+        return runtime
 
     def _fail(self, handle: ModelHandle, reason: str) -> None:
         handle.state = ModelState.FAILED
@@ -131,9 +188,27 @@ class ModelRegistry:
         log.error("model failed to load", model=handle.name, version=handle.version,
                   directory=str(handle.directory), reason=reason)
 
+    async def unload_model(self, handle: ModelHandle) -> None:
+        """Run the unload hooks, close the executor, release the runtime, and forget the model."""
+        if handle.state is ModelState.READY:
+            for hook in reversed(self.hooks):
+                await hook.on_unload(handle)
+        await self._release(handle)
+        handle.state = ModelState.UNLOADED
+        versions = self._models.get(handle.name, {})
+        if versions.get(handle.version) is handle:
+            del versions[handle.version]
+            if not versions:
+                del self._models[handle.name]
+
+    async def _release(self, handle: ModelHandle) -> None:
+        if handle.executor is not None:
+            await handle.executor.close()
+            handle.executor = None
+        if handle.runtime is not None:
+            await anyio.to_thread.run_sync(handle.runtime.unload)
+            handle.runtime = None
+
     async def unload_all(self) -> None:
-        for handle in self:
-            if handle.runtime is not None:
-                await anyio.to_thread.run_sync(handle.runtime.unload)
-                handle.runtime = None
-            handle.state = ModelState.UNLOADED
+        for handle in list(self):
+            await self.unload_model(handle)

@@ -60,6 +60,14 @@ class Settings(BaseSettings):
     )
     access_log: bool = Field(default=True, description="Log one line per HTTP request.")
 
+    # -- inference engine: batching, workers, deadlines, metrics ------------------------------------
+
+    # -- registry: database, artifact store, rollouts, prediction log -------------------------------
+
+    # -- security: identities, API keys, permissions, rate limits -----------------------------------
+
+    # -- web: docs, playground, admin, dashboard ----------------------------------------------------
+
     @classmethod
     def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
         """Build settings from ``overrides`` > environment > ``config_file`` (TOML) > defaults.
