@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,6 +15,7 @@ from mlgate.app import create_app
 from mlgate.examples import build_examples
 from mlgate.logs import configure_logging
 from mlgate.settings import Settings
+from tests.services import database_url, postgres_url, sqlite_url  # noqa: F401 - fixtures
 
 # Route structlog through the standard library, as `mlgate serve` does, so caplog sees every line.
 configure_logging("info", "json")
@@ -35,6 +37,8 @@ def anyio_backend() -> str:
 @asynccontextmanager
 async def serve_app(repository: Path, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
     """The real app with its lifespan run, behind an httpx client speaking HTTP to it in-process."""
+    if "data_dir" not in settings:
+        settings["data_dir"] = Path(tempfile.mkdtemp(prefix="mlgate-data-"))
     app = create_app(Settings(model_repository=repository, **settings))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import structlog
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -17,6 +18,8 @@ from fastapi.responses import RedirectResponse
 
 from mlgate import __version__
 from mlgate.dataplane import DataPlane
+from mlgate.db.engine import Database
+from mlgate.db.migrate import upgrade
 from mlgate.examples import ensure_examples
 from mlgate.middleware.body_limit import BodyLimitMiddleware
 from mlgate.middleware.request_id import RequestIdMiddleware
@@ -46,6 +49,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.dataplane = plane
+        database_url = settings.effective_database_url
+        if settings.database_auto_upgrade:
+            await anyio.to_thread.run_sync(upgrade, database_url)
+        database = Database(database_url)
+        app.state.database = database
         root = settings.model_repository
         if root is None:
             root = default_examples_dir()
@@ -59,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await registry.unload_all()
+            await database.dispose()
 
     app = FastAPI(title="mlgate", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.dataplane = plane

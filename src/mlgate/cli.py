@@ -28,7 +28,9 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="Inspect the model repository.", no_args_is_help=True)
 examples_app = typer.Typer(help="Build the example models from real data.", no_args_is_help=True)
+db_app = typer.Typer(help="Manage the database schema (migrations).", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+app.add_typer(db_app, name="db")
 app.add_typer(examples_app, name="examples")
 
 out = Console()
@@ -140,6 +142,29 @@ def build(
 
     dirs = build_examples(directory, force=force, progress=lambda line: out.print(line))
     out.print(f"{len(dirs)} models ready. Serve them with: mlgate serve --model-repository {directory}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    config: ConfigOption = None,
+    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL [default: settings].",
+                                                     show_default=False)] = None,
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+) -> None:
+    """Apply the database migrations (SQLite by default, PostgreSQL via MLGATE_DATABASE_URL)."""
+    import asyncio
+
+    from mlgate.db.migrate import current_revision, upgrade
+
+    settings = _settings(config, database_url=database_url)
+    url = settings.effective_database_url
+    from mlgate.db.engine import async_url
+
+    shown = async_url(url).render_as_string(hide_password=True)
+    before = asyncio.run(current_revision(url))
+    upgrade(url, revision)
+    after = asyncio.run(current_revision(url))
+    out.print(f"database {shown}: {before or '(empty)'} -> {after}")
 
 
 @app.command()

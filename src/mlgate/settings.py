@@ -19,9 +19,18 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-__all__ = ["Settings", "default_examples_dir"]
+__all__ = ["Settings", "default_data_dir", "default_examples_dir"]
 
 MiB = 1024 * 1024
+
+
+def default_data_dir() -> Path:
+    """Where the embedded default keeps its SQLite database and artifacts.
+
+    ``$XDG_DATA_HOME/mlgate``, else ``~/.local/share/mlgate``.
+    """
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "mlgate"
 
 
 def default_examples_dir() -> Path:
@@ -63,6 +72,22 @@ class Settings(BaseSettings):
     # -- inference engine: batching, workers, deadlines, metrics ------------------------------------
 
     # -- registry: database, artifact store, rollouts, prediction log -------------------------------
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Folder of the embedded SQLite database and local artifact store.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL, e.g. postgresql+asyncpg://user@host/db; unset: SQLite in data_dir.",
+    )
+    database_auto_upgrade: bool = Field(
+        default=True, description="Apply database migrations at start-up (else: run `mlgate db upgrade`)."
+    )
+
+    @property
+    def effective_database_url(self) -> str:
+        """``database_url``, or the SQLite file ``data_dir/mlgate.db``."""
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'mlgate.db'}"
 
     # -- security: identities, API keys, permissions, rate limits -----------------------------------
 
