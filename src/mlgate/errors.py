@@ -13,7 +13,13 @@ Messages of 4xx errors are written for the caller: they name the field and what 
     ├── NotFound                     404 not_found
     │   ├── ModelNotFound            404 model_not_found
     │   └── ModelVersionNotFound     404 model_version_not_found
+    ├── Unauthenticated              401 unauthenticated     (no credentials where they are needed)
+    │   └── InvalidCredentials       401 invalid_credentials (malformed, wrong, expired or revoked key/token)
+    ├── Forbidden                    403 forbidden           (a valid caller without the right)
+    ├── Conflict                     409 conflict            (e.g. a user or group name already taken)
     ├── PayloadTooLarge              413 payload_too_large
+    ├── RateLimited                  429 rate_limited        (Retry-After and RateLimit-* headers)
+    ├── RateLimitUnavailable         503 rate_limit_unavailable (counter storage down, policy "refuse")
     ├── ModelNotReady                503 model_not_ready
     ├── ModelError                   500 model_error         (the model raised during inference)
     └── ModelLoadError               500 model_load_error    (never sent: a broken model dir at start-up)
@@ -25,6 +31,9 @@ from http import HTTPStatus
 
 __all__ = [
     "BadRequest",
+    "Conflict",
+    "Forbidden",
+    "InvalidCredentials",
     "InvalidInput",
     "JSONTooDeep",
     "MalformedJSON",
@@ -36,6 +45,9 @@ __all__ = [
     "ModelVersionNotFound",
     "NotFound",
     "PayloadTooLarge",
+    "RateLimitUnavailable",
+    "RateLimited",
+    "Unauthenticated",
     "UnsupportedFeature",
 ]
 
@@ -129,3 +141,61 @@ class ModelLoadError(MlgateError):
     """A model directory could not be read or loaded (bad manifest, missing or unloadable artifact)."""
 
     code = "model_load_error"
+
+
+class Unauthenticated(MlgateError):
+    """The route needs credentials and the request has none. Answered with ``WWW-Authenticate: Bearer``."""
+
+    status = HTTPStatus.UNAUTHORIZED
+    code = "unauthenticated"
+    challenge = 'Bearer realm="mlgate"'
+
+    def __init__(self, message: str = "authentication required: send 'Authorization: Bearer <API key or "
+                 "access token>'") -> None:
+        super().__init__(message, field="headers.authorization")
+
+
+class InvalidCredentials(Unauthenticated):
+    """A key, token or password that is malformed, unknown, wrong, expired or revoked (the body never says which;
+    the server log does)."""
+
+    code = "invalid_credentials"
+    challenge = 'Bearer realm="mlgate", error="invalid_token"'
+
+    def __init__(self, message: str = "invalid, expired or revoked credentials") -> None:
+        super().__init__(message)
+
+
+class Forbidden(MlgateError):
+    """A valid caller without the right. For a model the caller may not use, the body is the same whether the
+    model exists or not."""
+
+    status = HTTPStatus.FORBIDDEN
+    code = "forbidden"
+
+
+class Conflict(MlgateError):
+    status = HTTPStatus.CONFLICT
+    code = "conflict"
+
+
+class RateLimited(MlgateError):
+    """Over a rate limit or quota. ``retry_after_s`` says when the limit allows this cost again."""
+
+    status = HTTPStatus.TOO_MANY_REQUESTS
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(1.0, retry_after_s)
+
+
+class RateLimitUnavailable(MlgateError):
+    """The rate-limit counters cannot be reached and the policy is to refuse (``rate_limit_on_storage_error``)."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "rate_limit_unavailable"
+    retry_after_s = 5.0
+
+    def __init__(self) -> None:
+        super().__init__("rate limits cannot be checked right now; try again shortly")

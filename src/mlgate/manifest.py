@@ -23,6 +23,12 @@ the batch). Example::
     [batching]
     max_batch_size = 64
     max_queue_delay_ms = 2.0
+
+    [access]                      # optional: open the model to callers without credentials
+    anonymous = true
+
+    [rate_limit.anonymous]        # optional: this model's limits for a tier (see mlgate.access)
+    requests = "10/minute"
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from mlgate.access import ModelAccess, RateLimitTier
 from mlgate.codecs.datatypes import Datatype
 from mlgate.errors import ModelLoadError
 
@@ -49,7 +56,7 @@ _NAME_RE = re.compile(NAME_PATTERN)
 
 def is_valid_name(value: str) -> bool:
     """Whether ``value`` is a legal model name or version (see ``NAME_PATTERN``)."""
-    return bool(_NAME_RE.match(value)) and ".." not in value
+    return bool(_NAME_RE.fullmatch(value)) and ".." not in value
 
 
 class TensorSpec(BaseModel):
@@ -105,6 +112,10 @@ class ModelManifest(BaseModel):
     batching: BatchingConfig = BatchingConfig()
     parameters: dict[str, Any] = Field(
         default_factory=dict, description="Runtime-specific options, e.g. class_name for python."
+    )
+    access: ModelAccess = Field(default_factory=ModelAccess, description="[access]: e.g. anonymous = true.")
+    rate_limit: dict[str, RateLimitTier] = Field(
+        default_factory=dict, description="[rate_limit.<tier>]: this model's limits for a tier (overrides)."
     )
 
     @field_validator("name", "version")

@@ -7,11 +7,13 @@ TOML file are an error, so a typo does not pass silently.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,9 +21,13 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from mlgate.access import RateLimitTier, default_tiers
+
 __all__ = ["Settings", "default_data_dir", "default_examples_dir"]
 
 MiB = 1024 * 1024
+MODEL_PATTERN_RE = re.compile(r"[A-Za-z0-9_.*-]{1,128}")
+"""A model name, or a pattern where '*' stands for any characters (security settings, key scopes)."""
 
 
 def default_data_dir() -> Path:
@@ -90,6 +96,85 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'mlgate.db'}"
 
     # -- security: identities, API keys, permissions, rate limits -----------------------------------
+    anonymous_models: list[str] = Field(
+        default_factory=list,
+        description="Models callers without credentials may use (names, or patterns with '*'); empty: none. "
+        "A manifest can open its model with [access] anonymous = true.",
+    )
+    user_models: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Models every signed-in user may use, within their role (names or patterns); "
+        "groups grant more. Admins may use every model.",
+    )
+    public_docs: bool = Field(
+        default=True, description="Serve /docs and /openapi.json (they describe routes, never models); false: off."
+    )
+    jwt_secret: SecretStr | None = Field(
+        default=None, min_length=32,
+        description="HS256 key of the access tokens; unset: generated once into data_dir/jwt-secret. "
+        "Replicas must share it.",
+    )
+    jwt_ttl_s: int = Field(default=900, ge=30, le=86400, description="Lifetime of an access token, seconds.")
+    admin_username: str | None = Field(
+        default=None, description="Create this admin user at start-up if it does not exist (with admin_password)."
+    )
+    admin_password: SecretStr | None = Field(default=None, min_length=8, description="Password of admin_username.")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For is believed.",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS, e.g. https://app.example.com; empty: none."
+    )
+    cors_allow_credentials: bool = Field(default=False, description="CORS: allow cookies and credentials.")
+    hsts_max_age_s: int = Field(
+        default=0, ge=0, description="Send Strict-Transport-Security with this max-age (serve over HTTPS!); 0: off."
+    )
+    rate_limit_enabled: bool = Field(default=True, description="Apply rate limits and quotas.")
+    rate_limit_storage: str = Field(
+        default="memory://",
+        description="Where counters live: memory:// (this process) or redis://host:port/db (shared by replicas).",
+    )
+    rate_limit_key_prefix: str = Field(default="mlgate", min_length=1, description="Prefix of the counter keys.")
+    rate_limit_on_storage_error: Literal["allow", "refuse"] = Field(
+        default="allow",
+        description="When the storage is unreachable: allow the request (logged, counted in /metrics) "
+        "or refuse it with 503.",
+    )
+    rate_limit_error_log_interval_s: float = Field(
+        default=60.0, gt=0, description="Log storage failures at most once per this many seconds."
+    )
+    rate_limit_tiers: dict[str, RateLimitTier] = Field(
+        default_factory=default_tiers,
+        description="Named tiers; 'anonymous' (per client address) and 'default' (per key or user) must exist.",
+    )
+    rate_limit_models: dict[str, dict[str, RateLimitTier]] = Field(
+        default_factory=dict,
+        description="Per-model overrides: {model: {tier: limits}}; over the manifest's [rate_limit.<tier>].",
+    )
+    login_rate_limit: str = Field(
+        default="10/minute", description="Password attempts at the token route, per client address."
+    )
+
+    @field_validator("rate_limit_tiers")
+    @classmethod
+    def _builtin_tiers_kept(cls, tiers: dict[str, RateLimitTier]) -> dict[str, RateLimitTier]:
+        return {**default_tiers(), **tiers}
+
+    @field_validator("anonymous_models", "user_models")
+    @classmethod
+    def _model_patterns(cls, patterns: list[str]) -> list[str]:
+        bad = [p for p in patterns if not MODEL_PATTERN_RE.fullmatch(p)]
+        if bad:
+            raise ValueError(f"not model names or patterns (letters, digits, '.', '_', '-', '*'): {bad}")
+        return patterns
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, proxies: list[str]) -> list[str]:
+        for proxy in proxies:
+            ipaddress.ip_network(proxy, strict=False)  # ValueError names the bad one
+        return proxies
 
     # -- web: docs, playground, admin, dashboard ----------------------------------------------------
 

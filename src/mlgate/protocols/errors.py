@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlgate.codecs.json import dumps
 from mlgate.codecs.v2 import validation_error
-from mlgate.errors import MlgateError
+from mlgate.errors import MlgateError, Unauthenticated
 from mlgate.types import ErrorBody
 
 __all__ = ["ERROR_RESPONSES", "error_response", "install_error_handlers"]
@@ -26,19 +26,24 @@ log = structlog.get_logger("mlgate.errors")
 
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     400: {"model": ErrorBody, "description": "Malformed or invalid request; `field` says where."},
+    401: {"model": ErrorBody, "description": "No, or invalid, credentials (`Authorization: Bearer ...`)."},
+    403: {"model": ErrorBody, "description": "The caller may not do this (or see this model)."},
     404: {"model": ErrorBody, "description": "Unknown model or version."},
     413: {"model": ErrorBody, "description": "Body over the configured limit."},
+    429: {"model": ErrorBody, "description": "Over a rate limit or quota; see Retry-After and RateLimit-*."},
     500: {"model": ErrorBody, "description": "The model failed; the log has details under X-Request-ID."},
     503: {"model": ErrorBody, "description": "The model is not ready."},
 }
 
 
 def error_response(status: int, message: str, code: str, field: str | None = None,
-                   retry_after_s: float | None = None) -> Response:
+                   retry_after_s: float | None = None, headers: dict[str, str] | None = None) -> Response:
     body = {"error": message, "code": code}
     if field is not None:
         body["field"] = field
-    headers = {"Retry-After": str(math.ceil(retry_after_s))} if retry_after_s else None
+    headers = dict(headers or {})
+    if retry_after_s:
+        headers["Retry-After"] = str(math.ceil(retry_after_s))
     return Response(dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
@@ -46,7 +51,8 @@ async def _mlgate_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, MlgateError)
     if exc.status >= 500:
         log.warning("request failed", code=exc.code, status=int(exc.status), path=request.url.path)
-    return error_response(int(exc.status), exc.message, exc.code, exc.field, exc.retry_after_s)
+    headers = {"WWW-Authenticate": exc.challenge} if isinstance(exc, Unauthenticated) else None
+    return error_response(int(exc.status), exc.message, exc.code, exc.field, exc.retry_after_s, headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
