@@ -1,0 +1,113 @@
+"""Authentication: the ``Authorization`` header of a request -> a ``Caller`` (or 401).
+
+No header: an anonymous caller. ``Bearer mlg_...``: an API key, found by its prefix and checked against its
+stored hash in constant time, refused when expired, revoked or its user deactivated. ``Bearer <JWT>``: an
+access token from the token route, refused when forged, tampered with or expired. Anything else (another
+scheme, an empty value, two Authorization headers) is refused: a request never falls back to anonymous
+because its credentials were bad. The caller learns only "invalid credentials"; the log and the
+``mlgate_auth_failures_total`` counter say why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import NoReturn
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter
+
+from mlgate.access import DEFAULT_TIER
+from mlgate.auth.caller import ROLE_ACTIONS, Caller, CallerKind, Role
+from mlgate.auth.keys import KEY_MARK, hash_key, key_matches, parse_key
+from mlgate.auth.store import AuthStore, UserInfo
+from mlgate.auth.tokens import TokenIssuer
+from mlgate.db.base import utcnow
+from mlgate.errors import InvalidCredentials
+
+__all__ = ["TOUCH_INTERVAL", "AuthMetrics", "Authenticator"]
+
+log = structlog.get_logger("mlgate.auth")
+
+TOUCH_INTERVAL = timedelta(seconds=60)
+"""A key's ``last_used_at`` is written at most this often (one write per key per minute, not per request)."""
+
+_DUMMY_HASH = hash_key("mlg_000000000000_" + "0" * 43)
+
+
+class AuthMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.failures = Counter("mlgate_auth_failures", "Refused credentials, by reason.", ("reason",),
+                                registry=self.registry)
+
+
+class Authenticator:
+    """Resolves credentials against the identity store. ``user_models``: models every signed-in user may use."""
+
+    def __init__(self, store: AuthStore, tokens: TokenIssuer, user_models: Sequence[str] = ("*",),
+                 metrics: AuthMetrics | None = None) -> None:
+        self.store = store
+        self.tokens = tokens
+        self.user_models = tuple(user_models)
+        self.metrics = metrics or AuthMetrics()
+
+    async def authenticate(self, authorization: Sequence[str], address: str) -> Caller:
+        """The caller behind the ``Authorization`` header values of a request (usually zero or one)."""
+        if not authorization:
+            return Caller(CallerKind.ANONYMOUS, address)
+        if len(authorization) > 1:
+            self._fail("several authorization headers", address)
+        scheme, _, credentials = authorization[0].strip().partition(" ")
+        credentials = credentials.strip()
+        if scheme.lower() != "bearer" or not credentials or " " in credentials:
+            self._fail("malformed authorization header", address)
+        if credentials.startswith(KEY_MARK):
+            return await self._key(credentials, address)
+        return await self._token(credentials, address)
+
+    async def _key(self, key: str, address: str) -> Caller:
+        prefix = parse_key(key)
+        if prefix is None:
+            self._fail("malformed key", address)
+        record = await self.store.key_record(prefix)
+        if record is None:
+            key_matches(key, _DUMMY_HASH)  # same work as for a known prefix
+            self._fail("unknown key", address, prefix)
+        if not key_matches(key, record.secret_hash):
+            self._fail("wrong key secret", address, prefix)
+        now = utcnow()
+        info = record.key
+        if info.revoked_at is not None:
+            self._fail("revoked key", address, prefix)
+        if info.expires_at is not None and info.expires_at <= now:
+            self._fail("expired key", address, prefix)
+        if not record.user.is_active:
+            self._fail("inactive user", address, prefix)
+        if info.last_used_at is None or now - info.last_used_at >= TOUCH_INTERVAL:
+            await self.store.touch_key(info.id, now)
+        user = record.user
+        return Caller(CallerKind.KEY, address, user_id=user.id, username=user.username, role=user.role,
+                      key_id=info.id, key_prefix=info.prefix,
+                      actions=ROLE_ACTIONS[user.role] & frozenset(info.actions),
+                      model_scopes=(self._user_scope(user), info.models), tier=info.tier)
+
+    async def _token(self, token: str, address: str) -> Caller:
+        user_id = self.tokens.verify(token)
+        if user_id is None:
+            self._fail("invalid access token", address)
+        user = await self.store.get_user_by_id(user_id)
+        if user is None or not user.is_active:
+            self._fail("access token of an unknown or inactive user", address)
+        return Caller(CallerKind.TOKEN, address, user_id=user.id, username=user.username, role=user.role,
+                      actions=ROLE_ACTIONS[user.role], model_scopes=(self._user_scope(user),), tier=DEFAULT_TIER)
+
+    def _user_scope(self, user: UserInfo) -> tuple[str, ...]:
+        if user.role is Role.ADMIN:
+            return ("*",)
+        return tuple(dict.fromkeys((*self.user_models, *user.group_models)))
+
+    def _fail(self, reason: str, address: str, prefix: str | None = None) -> NoReturn:
+        self.metrics.failures.labels(reason.replace(" ", "_")).inc()
+        log.info("authentication failed", reason=reason, client=address, key_prefix=prefix)
+        raise InvalidCredentials()

@@ -1,0 +1,116 @@
+"""Who is calling, and what they may do: actions, roles, model scopes, and the ``Caller`` of a request.
+
+Actions: ``predict`` (inference, model metadata and readiness), ``deploy`` (push, promote, roll back
+models), ``admin`` (users, groups, keys of others). A role grants actions: ``user`` predict, ``deployer``
+predict and deploy, ``admin`` all three. Models are granted by name or pattern (``*`` = any characters):
+admins get every model, others the server's ``user_models`` plus their groups' models. An API key narrows
+its user's rights to its own scopes (models and actions); it never widens them.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+
+from mlgate.manifest import is_valid_name
+from mlgate.settings import MODEL_PATTERN_RE
+
+__all__ = ["ROLE_ACTIONS", "Action", "Caller", "CallerKind", "Role", "matches", "valid_pattern"]
+
+
+class Action(enum.StrEnum):
+    PREDICT = "predict"
+    DEPLOY = "deploy"
+    ADMIN = "admin"
+
+
+class Role(enum.StrEnum):
+    USER = "user"
+    DEPLOYER = "deployer"
+    ADMIN = "admin"
+
+
+ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
+    Role.USER: frozenset({Action.PREDICT}),
+    Role.DEPLOYER: frozenset({Action.PREDICT, Action.DEPLOY}),
+    Role.ADMIN: frozenset(Action),
+}
+
+
+class CallerKind(enum.StrEnum):
+    ANONYMOUS = "anonymous"
+    KEY = "key"
+    TOKEN = "token"
+
+
+def valid_pattern(pattern: str) -> bool:
+    """A model name, or a pattern of name characters and ``*``."""
+    return bool(MODEL_PATTERN_RE.fullmatch(pattern))
+
+
+def matches(patterns: Iterable[str], model: str) -> bool:
+    """Whether a valid model name ``model`` matches one of ``patterns`` (case-sensitive, whole name)."""
+    return is_valid_name(model) and any(fnmatchcase(model, p) for p in patterns if valid_pattern(p))
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The identity behind a request, resolved once by the authenticator.
+
+    ``actions`` are the caller's effective actions (role and key scopes intersected). ``model_scopes`` is a
+    tuple of pattern sets, each of which must match a model for the caller to use it (the user's grants,
+    then the key's scopes). ``address`` is the client address (after trusted proxies). Anonymous callers
+    have no actions here: what they may use is decided per model by the policy.
+    """
+
+    kind: CallerKind
+    address: str
+    user_id: int | None = None
+    username: str | None = None
+    role: Role | None = None
+    key_id: int | None = None
+    key_prefix: str | None = None
+    actions: frozenset[Action] = frozenset()
+    model_scopes: tuple[tuple[str, ...], ...] = field(default=())
+    tier: str = "anonymous"
+
+    @property
+    def anonymous(self) -> bool:
+        return self.kind is CallerKind.ANONYMOUS
+
+    @property
+    def unrestricted(self) -> bool:
+        """Every scope allows every model (server-wide operations need this)."""
+        return all("*" in scope for scope in self.model_scopes)
+
+    def may(self, action: Action, model: str | None = None) -> bool:
+        """Whether this (authenticated) caller may do ``action`` on ``model``.
+
+        ``model=None`` asks for a server-wide right: the action with no model restriction. Always False for
+        anonymous callers (the policy decides those per model).
+        """
+        if self.anonymous or action not in self.actions:
+            return False
+        if model is None:
+            return self.unrestricted
+        return all(matches(scope, model) for scope in self.model_scopes)
+
+    @property
+    def rate_identity(self) -> str:
+        """What rate limits count against: the key, the user, or the client address."""
+        if self.key_id is not None:
+            return f"key:{self.key_id}"
+        if self.user_id is not None:
+            return f"user:{self.user_id}"
+        return f"addr:{self.address}"
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names this caller."""
+        if self.key_prefix is not None:
+            return f"key:{self.key_prefix} (user:{self.username})"
+        if self.username is not None:
+            return f"user:{self.username}"
+        return "anonymous"

@@ -1,0 +1,96 @@
+"""``Security``: the authenticator, policy, rate limits and client-address resolver of one app, built once.
+
+The app's lifespan calls ``build_security`` after the database is ready and keeps the result on
+``app.state.security``; the HTTP layer (``mlgate.protocols.security``) applies it to each request in the
+fixed order authenticate -> authorize -> rate limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import structlog
+
+from mlgate.auth.authenticator import Authenticator, AuthMetrics
+from mlgate.auth.caller import Role
+from mlgate.auth.client import ClientAddressResolver
+from mlgate.auth.policy import ModelPolicy, Policy
+from mlgate.auth.store import Actor, AuthStore
+from mlgate.auth.tokens import TokenIssuer, load_or_create_secret
+from mlgate.db.engine import Database
+from mlgate.errors import MlgateError
+from mlgate.ratelimit.limiter import RateLimitMetrics, RateLimits
+from mlgate.registry import ModelRegistry
+from mlgate.settings import Settings
+
+__all__ = ["Security", "build_security", "ensure_first_admin", "registry_policies"]
+
+log = structlog.get_logger("mlgate.auth")
+
+
+@dataclass(frozen=True)
+class Security:
+    settings: Settings
+    store: AuthStore
+    tokens: TokenIssuer
+    authenticator: Authenticator
+    policy: Policy
+    limits: RateLimits
+    addresses: ClientAddressResolver
+
+
+def build_security(settings: Settings, database: Database, *,
+                   lookup: Callable[[str], ModelPolicy | None] = lambda name: None,
+                   names: Callable[[], Iterable[str]] = tuple,
+                   auth_metrics: AuthMetrics | None = None,
+                   limit_metrics: RateLimitMetrics | None = None) -> Security:
+    """Everything security needs, from settings. ``lookup``/``names`` describe the served models; the
+    metrics objects (made once per app, on its CollectorRegistry) are what it counts into."""
+    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else load_or_create_secret(
+        settings.data_dir)
+    store = AuthStore(database, tiers=settings.rate_limit_tiers.keys())
+    tokens = TokenIssuer(secret, settings.jwt_ttl_s)
+    return Security(
+        settings=settings,
+        store=store,
+        tokens=tokens,
+        authenticator=Authenticator(store, tokens, settings.user_models, auth_metrics),
+        policy=Policy(anonymous_models=settings.anonymous_models, lookup=lookup, names=names,
+                      tiers=settings.rate_limit_tiers, model_tiers=settings.rate_limit_models),
+        limits=RateLimits(settings.rate_limit_storage, key_prefix=settings.rate_limit_key_prefix,
+                          on_storage_error=settings.rate_limit_on_storage_error,
+                          log_interval_s=settings.rate_limit_error_log_interval_s,
+                          metrics=limit_metrics),
+        addresses=ClientAddressResolver(settings.trusted_proxies),
+    )
+
+
+async def ensure_first_admin(settings: Settings, store: AuthStore) -> None:
+    """Create ``admin_username`` with ``admin_password`` (role admin) if that user does not exist yet.
+
+    Never changes an existing user. Without both settings nothing is created: make the first admin with
+    ``mlgate users create NAME --role admin`` (it prompts for the password).
+    """
+    if settings.admin_username and settings.admin_password:
+        if await store.get_user(settings.admin_username) is None:
+            await store.create_user(settings.admin_username, settings.admin_password.get_secret_value(),
+                                    Role.ADMIN, actor=Actor("system", client="local"))
+            log.info("first admin created from settings", username=settings.admin_username)
+    elif await store.count_users(Role.ADMIN) == 0:
+        log.warning("no admin user yet; create one with: mlgate users create <name> --role admin")
+
+
+def registry_policies(registry: ModelRegistry) -> Callable[[str], ModelPolicy | None]:
+    """``lookup`` for ``build_security``: a served model's policy, from its newest version's manifest."""
+
+    def lookup(name: str) -> ModelPolicy | None:
+        try:
+            manifest = registry.get(name).manifest
+        except MlgateError:
+            return None
+        if manifest is None:
+            return None
+        return ModelPolicy(anonymous=manifest.access.anonymous, rate_limits=manifest.rate_limit)
+
+    return lookup

@@ -1,0 +1,285 @@
+"""Users, groups and API keys in the database: create, look up, list, revoke, each change audited.
+
+Every change writes an audit entry in the same transaction (``mlgate.db.audit``). Password hashing runs on
+a worker thread (argon2 takes tens of milliseconds on purpose). Errors are mlgate's: BadRequest for invalid
+values, Conflict for a name already taken, NotFound for an unknown user, group or key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import anyio
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mlgate.access import DEFAULT_TIER
+from mlgate.auth.caller import ROLE_ACTIONS, Action, Role, valid_pattern
+from mlgate.auth.keys import new_key
+from mlgate.auth.passwords import check_password_strength, hash_password, verify_password
+from mlgate.db.audit import record_audit
+from mlgate.db.auth import ApiKey, Group, GroupMember, User
+from mlgate.db.base import utcnow
+from mlgate.db.engine import Database
+from mlgate.errors import BadRequest, Conflict, NotFound
+
+__all__ = ["Actor", "AuthStore", "KeyInfo", "KeyRecord", "UserInfo"]
+
+_USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a change, for the audit log: ``name`` (e.g. ``user:alice``), client address, request id."""
+
+    name: str
+    client: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    id: int
+    username: str
+    role: Role
+    is_active: bool
+    groups: tuple[str, ...]
+    group_models: tuple[str, ...]
+    """Model names and patterns granted by the user's groups."""
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: int
+    prefix: str
+    name: str
+    username: str
+    models: tuple[str, ...]
+    actions: tuple[Action, ...]
+    tier: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+    def usable(self, now: datetime) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """A key row as the authenticator needs it: its info, its stored hash, and its user."""
+
+    key: KeyInfo
+    secret_hash: str
+    user: UserInfo
+
+
+def _key_info(row: ApiKey, username: str) -> KeyInfo:
+    return KeyInfo(id=row.id, prefix=row.prefix, name=row.name, username=username, models=tuple(row.models),
+                   actions=tuple(Action(a) for a in row.actions if a in Action.__members__.values()),
+                   tier=row.tier, created_at=row.created_at, expires_at=row.expires_at,
+                   revoked_at=row.revoked_at, last_used_at=row.last_used_at)
+
+
+def _patterns(values: Iterable[str], what: str) -> list[str]:
+    patterns = list(dict.fromkeys(values))
+    bad = [p for p in patterns if not valid_pattern(p)]
+    if bad or not patterns:
+        raise BadRequest(f"{what}: give model names or patterns of letters, digits, '.', '_', '-' and '*' "
+                         f"(got {bad or 'none'})", field="models")
+    return patterns
+
+
+class AuthStore:
+    """Identity data on one ``Database``. ``tiers`` are the rate-limit tier names a key may be given."""
+
+    def __init__(self, database: Database, tiers: Collection[str] = (DEFAULT_TIER,)) -> None:
+        self.database = database
+        self.tiers = frozenset(tiers)
+
+    # -- users and groups ---------------------------------------------------------------------------
+
+    async def count_users(self, role: Role | None = None) -> int:
+        query = select(func.count()).select_from(User)
+        if role is not None:
+            query = query.where(User.role == role.value)
+        async with self.database.session() as session:
+            return int((await session.execute(query)).scalar_one())
+
+    async def create_user(self, username: str, password: str, role: Role | str = Role.USER,
+                          groups: Sequence[str] = (), *, actor: Actor) -> UserInfo:
+        if not _USERNAME_RE.fullmatch(username):
+            raise BadRequest("a username has 1-64 letters, digits, '.', '_', '@' or '-'", field="username")
+        try:
+            role = Role(role)
+            check_password_strength(password)
+        except ValueError as exc:
+            raise BadRequest(str(exc), field="role" if "Role" in str(exc) else "password") from None
+        password_hash = await anyio.to_thread.run_sync(hash_password, password)
+        try:
+            async with self.database.session() as session:
+                user = User(username=username, password_hash=password_hash, role=role.value, is_active=True)
+                session.add(user)
+                await session.flush()
+                for group in await self._groups(session, groups):
+                    session.add(GroupMember(group_id=group.id, user_id=user.id))
+                record_audit(session, actor=actor.name, action="user.create", target=f"user:{username}",
+                             detail={"role": role.value, "groups": list(groups)}, client=actor.client,
+                             request_id=actor.request_id)
+        except IntegrityError:
+            raise Conflict(f"user '{username}' already exists", field="username") from None
+        found = await self.get_user(username)
+        assert found is not None
+        return found
+
+    async def create_group(self, name: str, models: Iterable[str], *, actor: Actor) -> None:
+        if not _USERNAME_RE.fullmatch(name):
+            raise BadRequest("a group name has 1-64 letters, digits, '.', '_', '@' or '-'", field="name")
+        patterns = _patterns(models, "group models")
+        try:
+            async with self.database.session() as session:
+                session.add(Group(name=name, models=patterns))
+                record_audit(session, actor=actor.name, action="group.create", target=f"group:{name}",
+                             detail={"models": patterns}, client=actor.client, request_id=actor.request_id)
+        except IntegrityError:
+            raise Conflict(f"group '{name}' already exists", field="name") from None
+
+    async def add_to_group(self, username: str, group: str, *, actor: Actor) -> None:
+        async with self.database.session() as session:
+            user = await self._user_row(session, username)
+            (row,) = await self._groups(session, [group])
+            exists = await session.get(GroupMember, (row.id, user.id))
+            if exists is None:
+                session.add(GroupMember(group_id=row.id, user_id=user.id))
+                record_audit(session, actor=actor.name, action="group.add_member", target=f"group:{group}",
+                             detail={"user": username}, client=actor.client, request_id=actor.request_id)
+
+    async def get_user(self, username: str) -> UserInfo | None:
+        async with self.database.session() as session:
+            row = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
+            return None if row is None else await self._user_info(session, row)
+
+    async def get_user_by_id(self, user_id: int) -> UserInfo | None:
+        async with self.database.session() as session:
+            row = await session.get(User, user_id)
+            return None if row is None else await self._user_info(session, row)
+
+    async def check_password(self, username: str, password: str) -> UserInfo | None:
+        """The active user with this password, else None (the same time is spent either way)."""
+        async with self.database.session() as session:
+            row = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
+            stored = row.password_hash if row is not None and row.is_active else None
+            ok = await anyio.to_thread.run_sync(verify_password, password, stored)
+            return await self._user_info(session, row) if ok and row is not None else None
+
+    # -- API keys -----------------------------------------------------------------------------------
+
+    async def create_key(self, username: str, name: str, *, models: Iterable[str] = ("*",),
+                         actions: Iterable[Action | str] | None = None, expires_at: datetime | None = None,
+                         tier: str = DEFAULT_TIER, actor: Actor) -> tuple[str, KeyInfo]:
+        """Make a key for ``username``; returns the key (show it once, it is not stored) and its info.
+
+        ``actions`` default to the user's role's actions and may not exceed them.
+        """
+        name = name.strip()
+        if not 1 <= len(name) <= 100:
+            raise BadRequest("a key name has 1-100 characters", field="name")
+        patterns = _patterns(models, "key models")
+        if tier not in self.tiers:
+            raise BadRequest(f"unknown rate-limit tier '{tier}' (known: {', '.join(sorted(self.tiers))})",
+                             field="tier")
+        if expires_at is not None and (expires_at.tzinfo is None or expires_at <= utcnow()):
+            raise BadRequest("expiry must be a future, timezone-aware time", field="expires_at")
+        async with self.database.session() as session:
+            user = await self._user_row(session, username)
+            allowed = ROLE_ACTIONS[Role(user.role)]
+            try:
+                wanted = sorted(allowed if actions is None else {Action(a) for a in actions})
+            except ValueError:
+                raise BadRequest(f"actions are {', '.join(Action)}", field="actions") from None
+            if not wanted or not set(wanted) <= allowed:
+                raise BadRequest(f"user '{username}' (role {user.role}) can grant only "
+                                 f"{', '.join(sorted(allowed))}", field="actions")
+            made = new_key()
+            row = ApiKey(prefix=made.prefix, secret_hash=made.secret_hash, name=name, user_id=user.id,
+                         models=patterns, actions=[a.value for a in wanted], tier=tier, created_at=utcnow(),
+                         expires_at=expires_at)
+            session.add(row)
+            await session.flush()
+            record_audit(session, actor=actor.name, action="key.create", target=f"key:{made.prefix}",
+                         detail={"user": username, "name": name, "models": patterns,
+                                 "actions": [a.value for a in wanted], "tier": tier,
+                                 "expires_at": expires_at.isoformat() if expires_at else None},
+                         client=actor.client, request_id=actor.request_id)
+            return made.key, _key_info(row, username)
+
+    async def list_keys(self, username: str | None = None) -> list[KeyInfo]:
+        query = select(ApiKey, User.username).join(User, User.id == ApiKey.user_id).order_by(ApiKey.id)
+        if username is not None:
+            query = query.where(User.username == username)
+        async with self.database.session() as session:
+            return [_key_info(row, owner) for row, owner in (await session.execute(query)).all()]
+
+    async def revoke_key(self, prefix: str, *, actor: Actor, owner: str | None = None) -> KeyInfo:
+        """Revoke the key (idempotent). With ``owner``, only that user's key (else NotFound, as if unknown)."""
+        async with self.database.session() as session:
+            query = select(ApiKey, User.username).join(User, User.id == ApiKey.user_id).where(
+                ApiKey.prefix == prefix)
+            found = (await session.execute(query)).one_or_none()
+            if found is None or (owner is not None and found[1] != owner):
+                raise NotFound(f"no key with prefix '{prefix}'", field="prefix")
+            row, username = found
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+                record_audit(session, actor=actor.name, action="key.revoke", target=f"key:{prefix}",
+                             detail={"user": username, "name": row.name}, client=actor.client,
+                             request_id=actor.request_id)
+            return _key_info(row, username)
+
+    async def key_record(self, prefix: str) -> KeyRecord | None:
+        """The key with ``prefix`` and its user (in any state), for the authenticator."""
+        async with self.database.session() as session:
+            found = (await session.execute(
+                select(ApiKey, User).join(User, User.id == ApiKey.user_id).where(ApiKey.prefix == prefix)
+            )).one_or_none()
+            if found is None:
+                return None
+            row, user = found
+            return KeyRecord(_key_info(row, user.username), row.secret_hash, await self._user_info(session, user))
+
+    async def touch_key(self, key_id: int, now: datetime) -> None:
+        """Record that the key was used at ``now`` (the caller decides how often: this is a write)."""
+        async with self.database.session() as session:
+            await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    async def _user_row(self, session: AsyncSession, username: str) -> User:
+        row = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
+        if row is None:
+            raise NotFound(f"no user '{username}'", field="username")
+        return row
+
+    async def _groups(self, session: AsyncSession, names: Iterable[str]) -> list[Group]:
+        names = list(dict.fromkeys(names))
+        if not names:
+            return []
+        rows = list((await session.execute(select(Group).where(Group.name.in_(names)))).scalars())
+        missing = sorted(set(names) - {g.name for g in rows})
+        if missing:
+            raise BadRequest(f"no group {', '.join(repr(m) for m in missing)}; create it first", field="groups")
+        return rows
+
+    async def _user_info(self, session: AsyncSession, user: User) -> UserInfo:
+        groups = (await session.execute(
+            select(Group.name, Group.models).join(GroupMember, GroupMember.group_id == Group.id)
+            .where(GroupMember.user_id == user.id).order_by(Group.name)
+        )).all()
+        models = tuple(dict.fromkeys(m for _, ms in groups for m in ms))
+        return UserInfo(id=user.id, username=user.username, role=Role(user.role), is_active=user.is_active,
+                        groups=tuple(name for name, _ in groups), group_models=models)

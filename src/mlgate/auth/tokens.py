@@ -1,0 +1,79 @@
+"""Short-lived access tokens (JWT, HS256) issued by the OAuth2 password flow, for the web UI and the CLI.
+
+Claims: ``sub`` (the user id), ``name``, ``iss`` and ``aud`` (``mlgate``), ``iat``, ``nbf``, ``exp`` and a
+random ``jti``. Verification accepts HS256 only (so ``alg: none`` and algorithm confusion fail), requires
+every one of those claims, and allows no clock leeway. The token carries no rights: the user's role and
+groups are read from the database on every request, so a demoted or deactivated user loses them at once.
+
+The signing key is ``jwt_secret`` from the settings or, when unset, a random key generated once and kept in
+``data_dir/jwt-secret`` (mode 0600). There is no built-in default key.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+
+__all__ = ["ALGORITHM", "AUDIENCE", "ISSUER", "TokenIssuer", "load_or_create_secret"]
+
+ALGORITHM = "HS256"
+ISSUER = "mlgate"
+AUDIENCE = "mlgate"
+SECRET_FILE = "jwt-secret"
+MIN_SECRET_CHARS = 32
+
+
+def load_or_create_secret(data_dir: Path) -> str:
+    """The key in ``data_dir/jwt-secret``, created (random, 0600) if absent. Safe against a racing replica."""
+    path = data_dir / SECRET_FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # another process may be writing it this very moment
+            secret = path.read_text(encoding="ascii").strip()
+            if secret:
+                break
+            time.sleep(0.02)
+    else:
+        secret = secrets.token_urlsafe(48)
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(secret + "\n")
+    if len(secret) < MIN_SECRET_CHARS:
+        raise RuntimeError(f"{path} holds a key shorter than {MIN_SECRET_CHARS} characters; delete it or "
+                           "set MLGATE_JWT_SECRET")
+    return secret
+
+
+@dataclass(frozen=True)
+class TokenIssuer:
+    """Issues and verifies access tokens with one secret and lifetime (seconds)."""
+
+    secret: str
+    ttl_s: int
+
+    def issue(self, user_id: int, username: str) -> str:
+        now = int(time.time())
+        claims = {"sub": str(user_id), "name": username, "iss": ISSUER, "aud": AUDIENCE, "iat": now,
+                  "nbf": now, "exp": now + self.ttl_s, "jti": uuid.uuid4().hex}
+        return jwt.encode(claims, self.secret, algorithm=ALGORITHM)
+
+    def verify(self, token: str) -> int | None:
+        """The user id of a valid, unexpired token signed with our key; None for anything else."""
+        try:
+            claims = jwt.decode(
+                token, self.secret, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,
+                options={"require": ["sub", "iss", "aud", "iat", "nbf", "exp", "jti"]},
+            )
+        except jwt.PyJWTError:
+            return None
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub.isdigit():
+            return None
+        return int(sub)
