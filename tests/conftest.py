@@ -1,4 +1,10 @@
-"""Shared fixtures: the example models built once from real data, and the real app over real HTTP (ASGI)."""
+"""Shared fixtures: the example models built once from real data, and the real app over real HTTP (ASGI).
+
+Anonymous access is off by default in mlgate. The default test app opens it for every model
+(``anonymous_models=["*"]``), so that the protocol tests stay about the protocols; they still pass through
+authentication, authorization (as anonymous callers) and the anonymous tier's rate limits. Tests of security
+itself (tests/test_security_*.py) pass their own settings, where anonymous access is closed.
+"""
 
 from __future__ import annotations
 
@@ -39,6 +45,7 @@ async def serve_app(repository: Path, **settings: Any) -> AsyncIterator[httpx.As
     """The real app with its lifespan run, behind an httpx client speaking HTTP to it in-process."""
     if "data_dir" not in settings:
         settings["data_dir"] = Path(tempfile.mkdtemp(prefix="mlgate-data-"))
+    settings.setdefault("anonymous_models", ["*"])
     app = create_app(Settings(model_repository=repository, **settings))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

@@ -31,7 +31,7 @@ def server(examples_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     port = free_port()
     log_path = tmp_path_factory.mktemp("serve") / "serve.log"
     env = {**os.environ, "MLGATE_MAX_BODY_BYTES": str(1024 * 1024), "MLGATE_LOG_FORMAT": "json",
-           "MLGATE_DATA_DIR": str(tmp_path_factory.mktemp("data"))}
+           "MLGATE_DATA_DIR": str(tmp_path_factory.mktemp("data")), "MLGATE_ANONYMOUS_MODELS": '["*"]'}
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "mlgate", "serve", "--model-repository", str(examples_repo), "--port", str(port)],

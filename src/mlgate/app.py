@@ -1,7 +1,9 @@
 """``create_app(settings)``: the ASGI application, with its lifespan, routes, middleware and error handlers.
 
-Middleware, outermost first: request id (and access log) -> body limit -> FastAPI's own stack, where the
-error handlers of ``mlgate.protocols.errors`` answer every error.
+Middleware, outermost first: request id (and access log) -> security headers -> CORS (when origins are
+configured) -> client address (trusted proxies) -> rate-limit headers -> body limit -> FastAPI's own stack,
+where the error handlers of ``mlgate.protocols.errors`` answer every error. Routes check their callers with
+the dependencies of ``mlgate.protocols.security`` (authenticate -> authorize -> rate limit).
 """
 
 from __future__ import annotations
@@ -13,18 +15,27 @@ from typing import Any
 import anyio
 import structlog
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
+from prometheus_client import CollectorRegistry
 
 from mlgate import __version__
+from mlgate.auth.authenticator import AuthMetrics
+from mlgate.auth.client import ClientAddressResolver
+from mlgate.auth.service import build_security, ensure_first_admin, registry_policies
 from mlgate.dataplane import DataPlane
 from mlgate.db.engine import Database
 from mlgate.db.migrate import upgrade
 from mlgate.examples import ensure_examples
 from mlgate.middleware.body_limit import BodyLimitMiddleware
+from mlgate.middleware.client_address import ClientAddressMiddleware
+from mlgate.middleware.rate_limit import RateLimitHeadersMiddleware
 from mlgate.middleware.request_id import RequestIdMiddleware
-from mlgate.protocols import v1, v2
+from mlgate.middleware.security_headers import SecurityHeadersMiddleware
+from mlgate.protocols import auth, metrics, v1, v2
 from mlgate.protocols.errors import install_error_handlers
+from mlgate.ratelimit.limiter import RateLimitMetrics
 from mlgate.registry import ModelRegistry
 from mlgate.repository import scan_repository
 from mlgate.settings import Settings, default_examples_dir
@@ -45,6 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     registry = ModelRegistry()
     plane = DataPlane(settings, registry)
+    metrics_registry = CollectorRegistry()
+    auth_metrics, limit_metrics = AuthMetrics(metrics_registry), RateLimitMetrics(metrics_registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -54,6 +67,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await anyio.to_thread.run_sync(upgrade, database_url)
         database = Database(database_url)
         app.state.database = database
+        security = build_security(settings, database, lookup=registry_policies(registry), names=registry.names,
+                                  auth_metrics=auth_metrics, limit_metrics=limit_metrics)
+        app.state.security = security
+        await ensure_first_admin(settings, security.store)
         root = settings.model_repository
         if root is None:
             root = default_examples_dir()
@@ -67,10 +84,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await registry.unload_all()
+            await security.limits.aclose()
             await database.dispose()
 
-    app = FastAPI(title="mlgate", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    docs = settings.public_docs
+    app = FastAPI(title="mlgate", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
+                  openapi_url="/openapi.json" if docs else None)
     app.state.dataplane = plane
+    app.state.metrics_registry = metrics_registry
     app.include_router(v2.router)
     app.include_router(v1.router)
     # -- inference engine routes (metrics, embeddings) --
@@ -78,15 +100,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # -- registry routes --
 
     # -- security routes --
+    app.include_router(auth.router)
+    app.include_router(metrics.router)  # until the engine's /metrics lands: then keep one, on metrics_registry
 
     # -- web routes --
 
-    @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        return RedirectResponse("/docs")
+    if settings.public_docs:
+        @app.get("/", include_in_schema=False)
+        async def root() -> RedirectResponse:
+            return RedirectResponse("/docs")
 
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RateLimitHeadersMiddleware)
+    app.add_middleware(ClientAddressMiddleware, resolver=ClientAddressResolver(settings.trusted_proxies))
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_credentials=settings.cors_allow_credentials,
+                           allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                           expose_headers=["X-Request-ID", "X-Model-Version", "Retry-After", "RateLimit-Limit",
+                                           "RateLimit-Remaining", "RateLimit-Reset"])
+    app.add_middleware(SecurityHeadersMiddleware, hsts_max_age_s=settings.hsts_max_age_s)
     app.add_middleware(RequestIdMiddleware, access_log=settings.access_log)
 
     def openapi() -> dict[str, Any]:

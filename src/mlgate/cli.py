@@ -100,6 +100,7 @@ def serve(
         log_config=None,
         access_log=False,
         server_header=False,
+        proxy_headers=False,  # X-Forwarded-For is believed only from trusted_proxies (ClientAddressMiddleware)
     )
 
 

@@ -1,21 +1,25 @@
 """KServe V1 / TF-Serving REST: model status and ``:predict``.
 
 ``POST /v1/models/{name}:predict`` and ``/v1/models/{name}/versions/{version}:predict``. The answer names the
-version that answered in the ``X-Model-Version`` header.
+version that answered in the ``X-Model-Version`` header. Every route needs the ``predict`` right on the model;
+``:predict`` is charged its rows (instances) against the caller's limits, on the same counters as V2.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from mlgate.auth.caller import Action
 from mlgate.codecs import v1 as codec
 from mlgate.dataplane import DataPlane
 from mlgate.errors import NotFound
 from mlgate.protocols.body import dataplane, json_response, read_json
 from mlgate.protocols.errors import ERROR_RESPONSES
+from mlgate.protocols.security import charge, require, rows_of
 from mlgate.types import V1ModelStatus, V1PredictRequest, V1PredictResponse
 
 __all__ = ["router"]
@@ -23,10 +27,22 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1", tags=["V1 / TF-Serving REST"], responses=ERROR_RESPONSES)
 Plane = Annotated[DataPlane, Depends(dataplane)]
 
+
+def _without_verb(param: str) -> Callable[[Request], str | None]:
+    """The model (or version) of a ``.../{name}:predict`` path: the segment without its ``:predict``."""
+
+    def name(request: Request) -> str | None:
+        spec = str(request.path_params.get(param, ""))
+        return spec.rpartition(":")[0] if ":" in spec else spec
+
+    return name
+
+
 _STATES = {"READY": "AVAILABLE", "LOADING": "LOADING", "FAILED": "UNAVAILABLE", "UNLOADED": "END"}
 
 
-@router.get("/models/{model_name}", response_model=V1ModelStatus, summary="Model status")
+@router.get("/models/{model_name}", response_model=V1ModelStatus, summary="Model status",
+            dependencies=[require(Action.PREDICT)])
 async def model_status(plane: Plane, model_name: str) -> Response:
     versions = plane.registry.versions(model_name)
     latest = plane.model_status(model_name)
@@ -43,13 +59,15 @@ _PREDICT_BODY = {
 
 
 @router.post("/models/{model_spec}", response_model=V1PredictResponse, openapi_extra=_PREDICT_BODY,
-             summary="Predict (path ends in :predict)")
+             summary="Predict (path ends in :predict)",
+             dependencies=[require(Action.PREDICT, _without_verb("model_spec"))])
 async def predict(request: Request, plane: Plane, model_spec: str) -> Response:
     return await _predict(request, plane, model_spec, None)
 
 
 @router.post("/models/{model_name}/versions/{version_spec}", response_model=V1PredictResponse,
-             openapi_extra=_PREDICT_BODY, summary="Predict on a model version (path ends in :predict)")
+             openapi_extra=_PREDICT_BODY, summary="Predict on a model version (path ends in :predict)",
+             dependencies=[require(Action.PREDICT, version=_without_verb("version_spec"))])
 async def predict_version(request: Request, plane: Plane, model_name: str, version_spec: str) -> Response:
     return await _predict(request, plane, model_name, version_spec)
 
@@ -65,6 +83,7 @@ async def _predict(request: Request, plane: Plane, name: str, version: str | Non
         version = target
     handle = plane.model(name, version)
     inputs = codec.decode_predict(await read_json(request, plane), handle.inputs)
+    await charge(request, rows_of(inputs))
     outputs = await plane.infer(handle, inputs)
     response = json_response(codec.encode_predictions(outputs, handle.outputs))
     response.headers["X-Model-Version"] = handle.version

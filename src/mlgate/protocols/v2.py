@@ -2,6 +2,9 @@
 
 Source: KServe "Open Inference Protocol (V2)", HTTP/REST section. A not-ready server or model answers its
 readiness route with 400 (the spec asks for a 4xx) and a body saying why.
+
+Health is open to every caller; server metadata needs a caller (``require_caller``); model routes need the
+``predict`` right on the model (``require``), and inference is charged its rows against the caller's limits.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from mlgate.auth.caller import Action
 from mlgate.codecs import v2 as codec
 from mlgate.dataplane import DataPlane
 from mlgate.protocols.body import dataplane, json_response, read_json
 from mlgate.protocols.errors import ERROR_RESPONSES
+from mlgate.protocols.security import charge, require, require_caller, rows_of
 from mlgate.types import (
     InferenceRequest,
     InferenceResponse,
@@ -29,6 +34,7 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v2", tags=["V2 Open Inference Protocol"], responses=ERROR_RESPONSES)
 Plane = Annotated[DataPlane, Depends(dataplane)]
+PREDICT = [require(Action.PREDICT)]
 
 
 @router.get("/health/live", response_model=LiveResponse, summary="Server liveness")
@@ -42,22 +48,23 @@ async def ready(plane: Plane) -> Response:
     return json_response({"ready": is_ready}, 200 if is_ready else 400)
 
 
-@router.get("", response_model=ServerMetadata, summary="Server metadata")
+@router.get("", response_model=ServerMetadata, summary="Server metadata", dependencies=[require_caller()])
 async def server_metadata(plane: Plane) -> Response:
     return json_response(plane.server_metadata().model_dump())
 
 
-@router.get("/models/{model_name}", response_model=ModelMetadata, summary="Model metadata")
+@router.get("/models/{model_name}", response_model=ModelMetadata, summary="Model metadata",
+            dependencies=PREDICT)
 @router.get("/models/{model_name}/versions/{model_version}", response_model=ModelMetadata,
-            summary="Model version metadata")
+            summary="Model version metadata", dependencies=PREDICT)
 async def model_metadata(plane: Plane, model_name: str, model_version: str | None = None) -> Response:
     return json_response(plane.model_metadata(model_name, model_version).model_dump())
 
 
 @router.get("/models/{model_name}/ready", response_model=ModelReadyResponse,
-            summary="Model readiness (400 when not ready)")
+            summary="Model readiness (400 when not ready)", dependencies=PREDICT)
 @router.get("/models/{model_name}/versions/{model_version}/ready", response_model=ModelReadyResponse,
-            summary="Model version readiness (400 when not ready)")
+            summary="Model version readiness (400 when not ready)", dependencies=PREDICT)
 async def model_ready(plane: Plane, model_name: str, model_version: str | None = None) -> Response:
     handle = plane.model_status(model_name, model_version)
     body = {"name": handle.name, "version": handle.version, "ready": handle.ready}
@@ -73,13 +80,14 @@ _INFER_BODY = {
 
 
 @router.post("/models/{model_name}/infer", response_model=InferenceResponse, openapi_extra=_INFER_BODY,
-             summary="Inference")
+             summary="Inference", dependencies=PREDICT)
 @router.post("/models/{model_name}/versions/{model_version}/infer", response_model=InferenceResponse,
-             openapi_extra=_INFER_BODY, summary="Inference on a model version")
+             openapi_extra=_INFER_BODY, summary="Inference on a model version", dependencies=PREDICT)
 async def infer(request: Request, plane: Plane, model_name: str, model_version: str | None = None) -> Response:
     handle = plane.model(model_name, model_version)
     body = codec.parse_request(await read_json(request, plane))
     inputs = codec.decode_inputs(body, handle.inputs)
+    await charge(request, rows_of(inputs))
     outputs = await plane.infer(handle, inputs, body.parameters)
     return json_response(codec.encode_response(
         model_name=handle.name, model_version=handle.version, request=body, outputs=outputs,

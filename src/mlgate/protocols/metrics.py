@@ -1,0 +1,21 @@
+"""``GET /metrics``: the app's Prometheus registry (``app.state.metrics_registry``), open to every caller.
+
+The registry belongs to one app (never prometheus_client's global one), so tests and several apps in one
+process never share counters.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["Metrics"])
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    registry: CollectorRegistry = request.app.state.metrics_registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,165 @@
+"""Security for routes, in DRF's fixed order: authenticate -> authorize -> rate limit.
+
+A route that serves a model names its action and where the model name is::
+
+    @router.post("/models/{model_name}/infer", dependencies=[require(Action.PREDICT)])
+
+A route whose model is in the body (OpenAI's ``model``) authenticates first and authorizes once it knows::
+
+    @router.post("/embeddings", dependencies=[require_caller()])
+    async def embeddings(request: Request, ...):
+        body = parse(...)
+        await authorize(request, Action.PREDICT, body.model)   # 401/403, then the request rate limit
+        await charge(request, tokens)                            # rows/tokens against the caller's tier
+
+``charge`` counts the cost of a request in rows (V2/V1 batch size) or tokens after the body is decoded.
+``authenticate(request)`` gives the ``Caller`` (anonymous when no credentials were sent) for routes that
+decide for themselves, and ``audit_actor(request)`` the ``Actor`` to record changes with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any
+
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from mlgate.auth.caller import Action, Caller
+from mlgate.auth.service import Security as SecurityService
+from mlgate.auth.store import Actor
+from mlgate.errors import NotFound, Unauthenticated
+from mlgate.manifest import is_valid_name
+from mlgate.ratelimit.limiter import LimitExceeded, Quota, Unit
+
+__all__ = ["audit_actor", "authenticate", "authorize", "charge", "require", "require_caller", "rows_of", "security"]
+
+_STATE_QUOTA = "rate_limit"
+_bearer = HTTPBearer(auto_error=False, description="An API key (mlg_...) or an access token from "
+                     "POST /api/v1/auth/token.")
+
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
+"""Declares the bearer scheme in OpenAPI (the docs' Authorize button); the header is parsed by the authenticator."""
+
+ModelRef = str | Callable[[Request], str | None] | None
+"""Where a route's model name is: a path parameter's name, a function of the request, or None (no model)."""
+
+
+def security(request: Request) -> SecurityService:
+    service: SecurityService = request.app.state.security
+    return service
+
+
+def client_address(request: Request) -> str:
+    """The client address (trusted proxies applied by ``ClientAddressMiddleware``)."""
+    state = request.scope.get("state", {})
+    address = state.get("client_address")
+    if isinstance(address, str):
+        return address
+    return request.client.host if request.client else "unknown"
+
+
+async def authenticate(request: Request) -> Caller:
+    """The request's caller (once per request). 401 InvalidCredentials for bad credentials."""
+    caller = getattr(request.state, "caller", None)
+    if isinstance(caller, Caller):
+        return caller
+    caller = await security(request).authenticator.authenticate(
+        request.headers.getlist("authorization"), client_address(request))
+    request.state.caller = caller
+    return caller
+
+
+async def authorize(request: Request, action: Action, model: str | None = None) -> Caller:
+    """Authenticate, check ``action`` on ``model`` (None: server-wide), and charge one request to the
+    caller's rate limits on that model. Raises 401, 403, 404 (invalid model name), 429 or 503."""
+    caller = await authenticate(request)
+    service = security(request)
+    service.policy.check(caller, action, model)
+    request.state.rate_model = model
+    await _consume(request, caller, model, "requests", 1)
+    return caller
+
+
+async def charge(request: Request, cost: int) -> None:
+    """Charge ``cost`` rows (or tokens) to the caller authorized on this request. 429 when over."""
+    caller = getattr(request.state, "caller", None)
+    if not isinstance(caller, Caller) or not hasattr(request.state, "rate_model"):
+        raise RuntimeError("charge() before authorize(): authorize the request first")
+    await _consume(request, caller, request.state.rate_model, "rows", cost)
+
+
+async def _consume(request: Request, caller: Caller, model: str | None, unit: Unit, cost: int) -> None:
+    service = security(request)
+    if not service.settings.rate_limit_enabled:
+        return
+    tier_name, tier = service.policy.tier(caller, model)
+    state = request.scope.setdefault("state", {})
+    try:
+        quota = await service.limits.consume(tier_name, tier, caller.rate_identity, model or "-", unit, cost)
+    except LimitExceeded as exc:
+        state[_STATE_QUOTA] = exc.quota
+        raise
+    if quota is not None:
+        previous = state.get(_STATE_QUOTA)
+        state[_STATE_QUOTA] = quota.tighter(previous if isinstance(previous, Quota) else None)
+
+
+def rows_of(inputs: Mapping[str, Any]) -> int:
+    """The rows of a decoded request: the largest first dimension of its input arrays (at least 1)."""
+    return max((int(a.shape[0]) for a in inputs.values() if getattr(a, "ndim", 0)), default=1)
+
+
+def _model_name(request: Request, ref: ModelRef) -> str | None:
+    if ref is None:
+        return None
+    if isinstance(ref, str):
+        value = request.path_params.get(ref)
+        return value if isinstance(value, str) else None
+    return ref(request)
+
+
+def require(action: Action, model: ModelRef = "model_name", version: ModelRef = "model_version") -> Any:
+    """A FastAPI dependency: ``authorize(request, action, <model>)``; it gives the Caller.
+
+    ``model`` is the path parameter holding the model name (default ``model_name``), a function of the
+    request, or None for a server-wide right; ``version`` likewise for the model version (when the path has
+    one). A version that is not a valid name is a 404 once the caller is authorized. Use as
+    ``dependencies=[require(...)]`` or ``caller: Caller = require(...)``.
+    """
+
+    async def dependency(request: Request, _: Bearer) -> Caller:
+        caller = await authorize(request, action, _model_name(request, model))
+        wanted = _model_name(request, version)
+        if wanted is not None and not is_valid_name(wanted):
+            raise NotFound(f"'{wanted}' is not a valid model version (letters, digits, '.', '_', '-')",
+                           field="model_version")
+        return caller
+
+    return Depends(dependency)
+
+
+def require_caller(*, signed_in: bool = False) -> Any:
+    """A FastAPI dependency giving the Caller of a route about the server rather than a model (``GET /v2``):
+    any signed-in caller, or an anonymous one when some served model is open to anonymous callers
+    (``signed_in=True``: never anonymous). Charges one request to the caller's limits."""
+
+    async def dependency(request: Request, _: Bearer) -> Caller:
+        caller = await authenticate(request)
+        if signed_in and caller.anonymous:
+            raise Unauthenticated()
+        security(request).policy.check_any(caller)
+        request.state.rate_model = None
+        await _consume(request, caller, None, "requests", 1)
+        return caller
+
+    return Depends(dependency)
+
+
+def audit_actor(request: Request) -> Actor:
+    """The ``Actor`` of this request for ``record_audit`` / ``AuthStore``: caller, client address, request id."""
+    caller = getattr(request.state, "caller", None)
+    name = caller.actor if isinstance(caller, Caller) else "anonymous"
+    state = request.scope.get("state", {})
+    request_id = state.get("request_id")
+    return Actor(name, client=client_address(request), request_id=request_id if isinstance(request_id, str) else None)
