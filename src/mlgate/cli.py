@@ -180,3 +180,11 @@ def version() -> None:
             out.print(f"  {dist} {dist_version(dist)}")
         except PackageNotFoundError:
             out.print(f"  {dist} not installed")
+
+
+# -- security: users, groups, keys (their module imports this one's helpers, so it comes last) --
+from mlgate.cli_security import groups_app, keys_app, users_app  # noqa: E402
+
+app.add_typer(users_app, name="users")
+app.add_typer(groups_app, name="groups")
+app.add_typer(keys_app, name="keys")

@@ -159,6 +159,11 @@ class AuthStore:
                 record_audit(session, actor=actor.name, action="group.add_member", target=f"group:{group}",
                              detail={"user": username}, client=actor.client, request_id=actor.request_id)
 
+    async def list_users(self) -> list[UserInfo]:
+        async with self.database.session() as session:
+            rows = (await session.execute(select(User).order_by(User.username))).scalars().all()
+            return [await self._user_info(session, row) for row in rows]
+
     async def get_user(self, username: str) -> UserInfo | None:
         async with self.database.session() as session:
             row = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
