@@ -1,16 +1,20 @@
-"""scikit-learn estimators saved with joblib or pickle.
+"""scikit-learn estimators saved with skops (``.skops``, safe), joblib or pickle.
 
 Outputs ``predict`` (``[batch]``, or ``[batch, k]`` for multi-output estimators) and, when the estimator
 has it, ``predict_proba`` (``[batch, n_classes]`` FP64). Without declared inputs the single input is
 ``input-0``, FP64 ``[-1, n_features_in_]``.
 
-Security: unpickling runs code from the file. Serve only artifacts you trust.
+Security: unpickling (``.joblib``, ``.pkl``) runs code from the file; serve only artifacts you trust, and
+accept them only from callers with the deploy right. ``.skops`` files (``skops.io.dump``) load without
+running code: types outside skops' trusted set are refused unless the manifest lists them in
+``parameters.trusted_types`` (e.g. ``["numpy.float64"]``), and the load error names them.
 """
 
 from __future__ import annotations
 
 import pickle
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +33,9 @@ class SklearnRuntime(Runtime):
 
     def load(self) -> None:
         path = self.artifact_path
-        if path.suffix in {".pkl", ".pickle"}:
+        if path.suffix == ".skops":
+            model = self._load_skops(path)
+        elif path.suffix in {".pkl", ".pickle"}:
             with path.open("rb") as fh:
                 model = pickle.load(fh)
         else:
@@ -47,6 +53,19 @@ class SklearnRuntime(Runtime):
             self.inputs = (TensorSpec(name="input-0", datatype="FP64", shape=(-1, n if n else -1)),)
         if not self.outputs:
             self.outputs = self._discover_outputs()
+
+    def _load_skops(self, path: Path) -> Any:
+        import skops.io
+
+        allowed = self.manifest.parameters.get("trusted_types", [])
+        if not isinstance(allowed, list) or not all(isinstance(t, str) for t in allowed):
+            raise ModelLoadError("parameters.trusted_types must be a list of type names, e.g. ['numpy.float64']")
+        untrusted = skops.io.get_untrusted_types(file=path)
+        refused = sorted(set(untrusted) - set(allowed))
+        if refused:
+            raise ModelLoadError(f"{path.name} holds types skops does not trust: {', '.join(refused)}; list the ones "
+                                 "you trust in the manifest's parameters.trusted_types")
+        return skops.io.load(path, trusted=untrusted)
 
     def _discover_outputs(self) -> tuple[TensorSpec, ...]:
         classes = getattr(self.model, "classes_", None)
