@@ -21,7 +21,7 @@ from mlgate.app import create_app
 from mlgate.examples import build_examples
 from mlgate.logs import configure_logging
 from mlgate.settings import Settings
-from tests.services import database_url, postgres_url, sqlite_url  # noqa: F401 - fixtures
+from tests.services import database_url, postgres_url, redis_url, sqlite_url  # noqa: F401 - fixtures
 
 # Route structlog through the standard library, as `mlgate serve` does, so caplog sees every line.
 configure_logging("info", "json")

@@ -1,7 +1,8 @@
 """Real PostgreSQL and Redis for the tests that need them.
 
 A test asks for ``postgres_url`` (a fresh, empty database of its own, dropped afterwards, so tests can run
-in parallel) or ``redis_url`` (a Redis logical database flushed before and after). When the service is not
+in parallel) or ``redis_url`` (a Redis logical database of its own, reserved by a lock, flushed before and
+after). When the service is not
 reachable the test is skipped with the reason, unless MLGATE_REQUIRE_SERVICES=1 (CI), where it fails.
 """
 
@@ -9,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -70,3 +73,45 @@ def database_url(request: pytest.FixtureRequest) -> str:
     fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
     url: str = request.getfixturevalue(fixture)
     return url
+
+
+REDIS_DATABASES = range(1, 16)
+"""Logical databases handed out to tests; db 0 holds only the locks that say which db is taken."""
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """``redis://host:port/N``: a Redis logical database of this test's own, flushed before and after.
+
+    A lock key in db 0 (``mlgate:test-db-lock:N``, expiring after 15 minutes) reserves the database, so test
+    runs in parallel (several worktrees, one Redis) never flush each other's counters.
+    """
+    import redis
+
+    parts = urlsplit(REDIS_URL)
+    base = f"{parts.scheme}://{parts.netloc}"
+    try:
+        admin = redis.Redis.from_url(f"{base}/0", socket_connect_timeout=2, socket_timeout=5)
+        admin.ping()
+    except (redis.RedisError, OSError) as exc:
+        unavailable(f"Redis at {parts.netloc}", exc)
+    token = uuid.uuid4().hex
+    deadline = time.monotonic() + 60
+    db = None
+    while db is None:
+        db = next((n for n in REDIS_DATABASES if admin.set(f"mlgate:test-db-lock:{n}", token, nx=True, ex=900)),
+                  None)
+        if db is None:
+            if time.monotonic() > deadline:
+                pytest.fail("every Redis test database stayed taken for 60 s")
+            time.sleep(0.2)
+    client = redis.Redis.from_url(f"{base}/{db}")
+    try:
+        client.flushdb()
+        yield f"{base}/{db}"
+    finally:
+        client.flushdb()
+        client.close()
+        if admin.get(f"mlgate:test-db-lock:{db}") == token.encode():
+            admin.delete(f"mlgate:test-db-lock:{db}")
+        admin.close()
