@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install mlgate with its test tools
 
-serve: $(STAMP)  ## serve the example models on http://127.0.0.1:8000
-	$(VENV)/bin/mlgate serve
+serve: $(STAMP)  ## serve the example models on http://127.0.0.1:8000, open to anonymous callers (a local demo)
+	MLGATE_ANONYMOUS_MODELS='["breast-cancer","digits"]' $(VENV)/bin/mlgate serve
 
 test: $(STAMP)  ## run the test suite
 	$(PY) -m pytest
