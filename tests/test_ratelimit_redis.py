@@ -46,8 +46,9 @@ def two_servers(examples_repo: Path, redis_url: str, tmp_path: Path) -> Iterator
     """Two `mlgate serve` processes sharing one SQLite database and one Redis; yields (urls, key, redis_url)."""
     env = {**os.environ, "MLGATE_DATA_DIR": str(tmp_path / "data"), "MLGATE_LOG_FORMAT": "json",
            "MLGATE_RATE_LIMIT_STORAGE": redis_url, "MLGATE_RATE_LIMIT_KEY_PREFIX": "two-proc",
-           "MLGATE_RATE_LIMIT_TIERS": json.dumps({"default": {"requests": "5/minute"}})}
-    env.pop("MLGATE_ANONYMOUS_MODELS", None)
+           "MLGATE_RATE_LIMIT_TIERS": json.dumps({"default": {"requests": "5/minute"},
+                                                  "anonymous": {"requests": "3/minute"}}),
+           "MLGATE_ANONYMOUS_MODELS": '["digits"]'}
     runner = CliRunner(env=env)
     made = runner.invoke(cli, ["users", "create", "ops", "--password-stdin"], input="ops password 1\n")
     assert made.exit_code == 0, made.output
@@ -130,3 +131,15 @@ async def test_two_apps_on_one_redis_share_counters(examples_repo: Path, redis_u
         assert (await one.client.post(INFER, json=v2_body(), headers=bearer(key))).status_code == 200  # 3 rows
         refused = await two.client.post(INFER, json=v2_body(), headers=bearer(key))  # 6 > 5
         assert refused.status_code == 429 and refused.headers["ratelimit-remaining"] == "2"
+
+
+def test_x_forwarded_for_from_a_real_untrusted_peer_does_not_pick_the_bucket(
+    two_servers: tuple[list[str], str, str]
+) -> None:
+    """uvicorn must not rewrite the client from X-Forwarded-For (its default trusts 127.0.0.1)."""
+    urls, _, _ = two_servers
+    codes = []
+    for i in range(5):
+        headers = {"X-Forwarded-For": f"198.51.100.{i}", "Forwarded": f"for=198.51.100.{i}"}
+        codes.append(httpx.get(urls[i % 2] + "/v2/models/digits", headers=headers, timeout=10).status_code)
+    assert codes == [200, 200, 200, 429, 429]
