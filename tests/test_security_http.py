@@ -226,3 +226,12 @@ def test_code_running_artifacts_need_the_deploy_right() -> None:
             policy.check_artifact(deployer, "fraud", artifact)  # deploy right, but not on this model
     for artifact in ("model.onnx", "model.skops"):
         policy.check_artifact(user, "churn-1", artifact)
+
+
+def test_a_caller_without_scopes_may_use_nothing() -> None:
+    bare = Caller(CallerKind.KEY, "1.2.3.4", user_id=1, username="u", role=Role.ADMIN,
+                  actions=frozenset(Action))
+    assert not bare.may(Action.PREDICT, "breast-cancer") and not bare.may(Action.ADMIN)
+    restricted = Caller(CallerKind.TOKEN, "1.2.3.4", user_id=1, username="u", role=Role.USER,
+                        actions=frozenset({Action.PREDICT}), model_scopes=((),))
+    assert not restricted.may(Action.PREDICT, "breast-cancer")

@@ -151,8 +151,8 @@ class Unauthenticated(MlgateError):
     challenge = 'Bearer realm="mlgate"'
 
     def __init__(self, message: str = "authentication required: send 'Authorization: Bearer <API key or "
-                 "access token>'") -> None:
-        super().__init__(message, field="headers.authorization")
+                 "access token>'", *, field: str | None = "headers.authorization") -> None:
+        super().__init__(message, field=field)
 
 
 class InvalidCredentials(Unauthenticated):
@@ -162,8 +162,9 @@ class InvalidCredentials(Unauthenticated):
     code = "invalid_credentials"
     challenge = 'Bearer realm="mlgate", error="invalid_token"'
 
-    def __init__(self, message: str = "invalid, expired or revoked credentials") -> None:
-        super().__init__(message)
+    def __init__(self, message: str = "invalid, expired or revoked credentials", *,
+                 field: str | None = "headers.authorization") -> None:
+        super().__init__(message, field=field)
 
 
 class Forbidden(MlgateError):

@@ -85,7 +85,10 @@ class Authenticator:
         if not record.user.is_active:
             self._fail("inactive user", address, prefix)
         if info.last_used_at is None or now - info.last_used_at >= TOUCH_INTERVAL:
-            await self.store.touch_key(info.id, now)
+            try:
+                await self.store.touch_key(info.id, now)
+            except Exception:  # noqa: BLE001 - a missed last-used write must not refuse a valid key
+                log.warning("could not record the key's last use", key_prefix=prefix, exc_info=True)
         user = record.user
         return Caller(CallerKind.KEY, address, user_id=user.id, username=user.username, role=user.role,
                       key_id=info.id, key_prefix=info.prefix,

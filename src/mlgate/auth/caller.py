@@ -82,8 +82,8 @@ class Caller:
 
     @property
     def unrestricted(self) -> bool:
-        """Every scope allows every model (server-wide operations need this)."""
-        return all("*" in scope for scope in self.model_scopes)
+        """Every scope allows every model (server-wide operations need this). False without scopes."""
+        return bool(self.model_scopes) and all("*" in scope for scope in self.model_scopes)
 
     def may(self, action: Action, model: str | None = None) -> bool:
         """Whether this (authenticated) caller may do ``action`` on ``model``.
@@ -91,8 +91,8 @@ class Caller:
         ``model=None`` asks for a server-wide right: the action with no model restriction. Always False for
         anonymous callers (the policy decides those per model).
         """
-        if self.anonymous or action not in self.actions:
-            return False
+        if self.anonymous or action not in self.actions or not self.model_scopes:
+            return False  # a caller built without scopes may use nothing (fail closed)
         if model is None:
             return self.unrestricted
         return all(matches(scope, model) for scope in self.model_scopes)

@@ -2,8 +2,9 @@
 
 Claims: ``sub`` (the user id), ``name``, ``iss`` and ``aud`` (``mlgate``), ``iat``, ``nbf``, ``exp`` and a
 random ``jti``. Verification accepts HS256 only (so ``alg: none`` and algorithm confusion fail), requires
-every one of those claims, and allows no clock leeway. The token carries no rights: the user's role and
-groups are read from the database on every request, so a demoted or deactivated user loses them at once.
+every one of those claims, and allows ``LEEWAY_S`` seconds of clock difference between replicas. The token
+carries no rights: the user's role and groups are read from the database on every request, so a demoted or
+deactivated user loses them at once.
 
 The signing key is ``jwt_secret`` from the settings or, when unset, a random key generated once and kept in
 ``data_dir/jwt-secret`` (mode 0600). There is no built-in default key.
@@ -27,6 +28,7 @@ ISSUER = "mlgate"
 AUDIENCE = "mlgate"
 SECRET_FILE = "jwt-secret"
 MIN_SECRET_CHARS = 32
+LEEWAY_S = 5
 
 
 def load_or_create_secret(data_dir: Path) -> str:
@@ -68,7 +70,7 @@ class TokenIssuer:
         """The user id of a valid, unexpired token signed with our key; None for anything else."""
         try:
             claims = jwt.decode(
-                token, self.secret, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,
+                token, self.secret, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER, leeway=LEEWAY_S,
                 options={"require": ["sub", "iss", "aud", "iat", "nbf", "exp", "jti"]},
             )
         except jwt.PyJWTError:

@@ -63,7 +63,7 @@ async def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Dep
         await service.limits.consume_login(service.settings.login_rate_limit, client_address(request))
     user = await service.store.check_password(form.username, form.password)
     if user is None:
-        raise InvalidCredentials("wrong username or password")
+        raise InvalidCredentials("wrong username or password", field=None)
     response = json_response({"access_token": service.tokens.issue(user.id, user.username),
                               "token_type": "bearer", "expires_in": service.tokens.ttl_s})
     response.headers["Cache-Control"] = "no-store"
