@@ -4,13 +4,15 @@ A route that serves a model names its action and where the model name is::
 
     @router.post("/models/{model_name}/infer", dependencies=[require(Action.PREDICT)])
 
-A route whose model is in the body (OpenAI's ``model``) authenticates first and authorizes once it knows::
+A route whose model is in the body (OpenAI's ``model``) lets ``require_caller()`` turn away bad credentials
+and anonymous callers (unless some model is open to them) before the body is read, then authorizes once it
+knows the model, and charges the cost before running it::
 
     @router.post("/embeddings", dependencies=[require_caller()])
     async def embeddings(request: Request, ...):
         body = parse(...)
         await authorize(request, Action.PREDICT, body.model)   # 401/403, then the request rate limit
-        await charge(request, tokens)                            # rows/tokens against the caller's tier
+        await charge(request, token_count)                       # rows/tokens against the caller's tier
 
 ``charge`` counts the cost of a request in rows (V2/V1 batch size) or tokens after the body is decoded.
 ``authenticate(request)`` gives the ``Caller`` (anonymous when no credentials were sent) for routes that
