@@ -40,3 +40,21 @@ def test_unknown_keys_and_bad_values_are_errors(tmp_path: Path) -> None:
         Settings.load(config)
     with pytest.raises(FileNotFoundError):
         Settings.load(tmp_path / "missing.toml")
+
+
+def test_security_settings_from_a_file_keep_their_types(tmp_path: Path) -> None:
+    from mlgate.access import RateLimitTier
+
+    config = tmp_path / "mlgate.toml"
+    config.write_text('anonymous_models = ["digits"]\n[rate_limit_tiers.default]\nrequests = "5/minute"\n'
+                      '[rate_limit_models.digits.anonymous]\nrows = "10/minute"\n')
+    settings = Settings.load(config)
+    assert settings.rate_limit_tiers["default"] == RateLimitTier(requests="5/minute")
+    assert "anonymous" in settings.rate_limit_tiers  # the built-in tiers stay
+    assert settings.rate_limit_models["digits"]["anonymous"].rows == "10/minute"
+    assert settings.anonymous_models == ["digits"]
+    for bad in ('anonymous_models = ["../x"]', 'trusted_proxies = ["not-an-ip"]',
+                '[rate_limit_tiers.default]\nrequests = "often"'):
+        config.write_text(bad + "\n")
+        with pytest.raises(ValidationError):
+            Settings.load(config)

@@ -205,4 +205,5 @@ class Settings(BaseSettings):
                 return (init_settings, env_settings, toml)
 
         loaded = _FromFile(**explicit)
-        return cls.model_construct(**loaded.model_dump())
+        # The validated values themselves (model_dump would turn nested models, e.g. tiers, into dicts).
+        return cls.model_construct(**{name: getattr(loaded, name) for name in cls.model_fields})
