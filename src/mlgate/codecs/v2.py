@@ -81,7 +81,11 @@ def decode_inputs(request: InferenceRequest, specs: Sequence[TensorSpec]) -> dic
                 f"{field}.data: holds {array.size} values but shape {tensor.shape} needs {expected_size}",
                 field=f"{field}.data",
             )
-        arrays[tensor.name] = array.reshape(tensor.shape)
+        try:
+            arrays[tensor.name] = array.reshape(tensor.shape)
+        except ValueError:
+            raise InvalidInput(f"{field}.shape: {tensor.shape} is not a valid tensor shape",
+                               field=f"{field}.shape") from None
     return arrays
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 from fastapi import Request
 from fastapi.responses import Response
 
@@ -12,6 +13,9 @@ from mlgate.dataplane import DataPlane
 from mlgate.errors import MalformedJSON, UnsupportedFeature
 
 __all__ = ["dataplane", "json_response", "read_json"]
+
+_OFFLOAD_BYTES = 256 * 1024
+"""Bodies larger than this are parsed on a worker thread, so the event loop keeps serving."""
 
 
 def dataplane(request: Request) -> DataPlane:
@@ -29,7 +33,10 @@ async def read_json(request: Request, plane: DataPlane) -> Any:
     body = await request.body()
     if not body.strip():
         raise MalformedJSON("request body is empty; expected a JSON object", field="body")
-    return loads(body, max_depth=plane.settings.max_json_depth)
+    depth = plane.settings.max_json_depth
+    if len(body) > _OFFLOAD_BYTES:
+        return await anyio.to_thread.run_sync(lambda: loads(body, max_depth=depth))
+    return loads(body, max_depth=depth)
 
 
 def json_response(content: Any, status_code: int = 200) -> Response:
