@@ -135,7 +135,8 @@ def build(
     directory: Annotated[Path, typer.Argument(help="Where to write the model directories.")],
     force: Annotated[bool, typer.Option("--force", help="Rebuild models that already exist.")] = False,
 ) -> None:
-    """Train the example models (breast-cancer, digits) on scikit-learn's bundled data sets."""
+    """Build the example models: breast-cancer and digits, trained on scikit-learn's bundled data sets, and
+    minilm (sentence embeddings) when the embeddings extra is installed."""
     from mlgate.examples import build_examples
 
     dirs = build_examples(directory, force=force, progress=lambda line: out.print(line))
@@ -149,7 +150,7 @@ def version() -> None:
     from importlib.metadata import version as dist_version
 
     out.print(f"mlgate {__version__}")
-    for dist in ("fastapi", "uvicorn", "numpy", "scikit-learn", "onnxruntime"):
+    for dist in ("fastapi", "uvicorn", "numpy", "scikit-learn", "onnxruntime", "torch", "sentence-transformers"):
         try:
             out.print(f"  {dist} {dist_version(dist)}")
         except PackageNotFoundError:
