@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import tritonclient.http as triton
 from typer.testing import CliRunner
 
 from mlgate import examples
@@ -116,3 +117,18 @@ def test_examples_build_says_how_to_install_the_extra_when_missing(
     assert "embeddings extra" in result.output
     assert not (target / "minilm").exists()
     assert examples.available_examples() == ["breast-cancer", "digits"]
+
+
+def test_tritonclient_binary_bytes_in_fp32_out(embeddings_server: str, sentence_transformer: Any) -> None:
+    """The Triton client sends the sentences as a binary BYTES tensor and reads the embeddings in binary."""
+    sentences = np.array([s.encode() for s in SENTENCES[:3]], dtype=object)
+    client = triton.InferenceServerClient(url=embeddings_server)
+    try:
+        text = triton.InferInput("text", [3], "BYTES")
+        text.set_data_from_numpy(sentences, binary_data=True)
+        result = client.infer("minilm", [text], outputs=[triton.InferRequestedOutput("embedding", binary_data=True)])
+    finally:
+        client.close()
+    got = result.as_numpy("embedding")
+    assert got.dtype == np.float32 and got.shape == (3, 384)
+    np.testing.assert_allclose(got, sentence_transformer.encode(SENTENCES[:3]), rtol=0, atol=1e-6)

@@ -89,12 +89,14 @@ class RequestInput(BaseModel):
     name: str = Field(min_length=1)
     shape: list[int] = Field(description="Non-negative dimensions; data holds their product of values.")
     datatype: str = Field(description="A V2 datatype: BOOL, UINT8..UINT64, INT8..INT64, FP16/32/64, BYTES.")
-    parameters: Parameters | None = None
-    data: Any = Field(description="Tensor values, flat row-major or nested.")
+    parameters: Parameters | None = Field(
+        default=None, description="binary_data_size: the tensor is in the binary section (binary extension).")
+    data: Any = Field(default=None, description="Tensor values, flat row-major or nested; absent when binary.")
 
 
 class RequestOutput(BaseModel):
-    """An output the caller wants; ``parameters.classification = k`` asks for the top-k classes."""
+    """An output the caller wants; ``parameters.classification = k`` asks for the top-k classes,
+    ``parameters.binary_data = true`` for the tensor in binary (binary tensor data extension)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -106,7 +108,8 @@ class InferenceRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str | None = Field(default=None, description="Echoed in the response.")
-    parameters: Parameters | None = Field(default=None, description="Passed to the model's runtime.")
+    parameters: Parameters | None = Field(
+        default=None, description="Passed to the model's runtime; binary_data_output = true: outputs in binary.")
     inputs: list[RequestInput] = Field(min_length=1)
     outputs: list[RequestOutput] | None = Field(default=None, description="Default: every output.")
 
@@ -116,7 +119,7 @@ class ResponseOutput(BaseModel):
     shape: list[int]
     datatype: Datatype
     parameters: Parameters | None = None
-    data: list[Any] = Field(description="Flat row-major values.")
+    data: list[Any] | None = Field(default=None, description="Flat row-major values; absent when binary.")
 
 
 class InferenceResponse(BaseModel):
