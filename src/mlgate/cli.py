@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mlgate import __version__
@@ -83,7 +84,7 @@ def serve(
     if settings.model_repository is None:
         examples = default_examples_dir()
         err.print(f"No model repository given: serving the example models from {examples}")
-        build_examples(examples, progress=lambda line: err.print(f"  {line}"))
+        build_examples(examples, progress=lambda line: err.print(f"  {escape(line)}"))
         settings = settings.model_copy(update={"model_repository": examples})
     elif not settings.model_repository.is_dir():
         err.print(f"[red]error:[/red] model repository {settings.model_repository} is not a directory")
@@ -139,7 +140,7 @@ def build(
     minilm (sentence embeddings) when the embeddings extra is installed."""
     from mlgate.examples import build_examples
 
-    dirs = build_examples(directory, force=force, progress=lambda line: out.print(line))
+    dirs = build_examples(directory, force=force, progress=lambda line: out.print(escape(line)))
     out.print(f"{len(dirs)} models ready. Serve them with: mlgate serve --model-repository {directory}")
 
 
