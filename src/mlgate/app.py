@@ -23,7 +23,7 @@ from mlgate.db.migrate import upgrade
 from mlgate.examples import ensure_examples
 from mlgate.middleware.body_limit import BodyLimitMiddleware
 from mlgate.middleware.request_id import RequestIdMiddleware
-from mlgate.protocols import v1, v2
+from mlgate.protocols import openai, v1, v2
 from mlgate.protocols.errors import install_error_handlers
 from mlgate.registry import ModelRegistry
 from mlgate.repository import scan_repository
@@ -34,7 +34,8 @@ __all__ = ["create_app"]
 log = structlog.get_logger("mlgate.app")
 
 DESCRIPTION = """\
-Trained models behind the KServe V2 Open Inference Protocol and the KServe V1 / TF-Serving REST API.
+Trained models behind the KServe V2 Open Inference Protocol and the KServe V1 / TF-Serving REST API, and
+embedding models behind OpenAI's `POST /v1/embeddings`.
 
 Every error is JSON: `{"error": "...", "code": "...", "field": "..."}`. Every response carries `X-Request-ID`.
 """
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(v2.router)
     app.include_router(v1.router)
     # -- inference engine routes (metrics, embeddings) --
+    app.include_router(openai.router)
 
     # -- registry routes --
 
@@ -94,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             schema = get_openapi(title=app.title, version=app.version, description=app.description,
                                  routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (*v2.OPENAPI_MODELS, *v1.OPENAPI_MODELS):
+            for model in (*v2.OPENAPI_MODELS, *v1.OPENAPI_MODELS, *openai.OPENAPI_MODELS):
                 body = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(body.pop("$defs", {}))
                 components[model.__name__] = body

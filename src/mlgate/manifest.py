@@ -96,7 +96,7 @@ class ModelManifest(BaseModel):
 
     name: str = Field(pattern=NAME_PATTERN)
     version: str = Field(default="1", pattern=NAME_PATTERN)
-    runtime: str = Field(min_length=1, description="sklearn, onnx or python")
+    runtime: str = Field(min_length=1, description="sklearn, onnx, python or sentence-transformers")
     artifact: str = Field(min_length=1, description="Path of the artifact, relative to the model dir.")
     description: str = ""
     inputs: tuple[TensorSpec, ...] = ()
