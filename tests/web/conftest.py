@@ -38,6 +38,22 @@ def html_model(root: Path) -> Path:
     )
 
 
+GRID_MODEL = '''
+class Model:
+    def predict(self, batch):
+        return {"total": batch["grid"].sum(axis=(1, 2))}
+'''
+
+
+def grid_model(root: Path) -> Path:
+    """``grid``: FP32 ``grid`` [-1, 2, 2] in (a JSON box in the playground), its sum ``total`` out."""
+    return write_python_model(
+        root, "grid", GRID_MODEL,
+        '[[inputs]]\nname = "grid"\ndatatype = "FP32"\nshape = [-1, 2, 2]\n',
+        '[[outputs]]\nname = "total"\ndatatype = "FP32"\nshape = [-1]\n',
+    )
+
+
 def text_model(root: Path) -> Path:
     """``text``: BYTES ``text`` [-1] in; ``upper`` BYTES and ``length`` INT32 out."""
     return write_python_model(
@@ -50,12 +66,13 @@ def text_model(root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def web_repo(examples_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """breast-cancer, digits, the HTML model, the text model and one model that fails to load."""
+    """breast-cancer, digits, the HTML, text and grid models, and one model that fails to load."""
     root = tmp_path_factory.mktemp("web-repo")
     for name in ("breast-cancer", "digits"):
         shutil.copytree(examples_repo / name, root / name)
     html_model(root)
     text_model(root)
+    grid_model(root)
     write_python_model(root, "broken", "raise ImportError('secret /srv/path')\n",
                        '[[inputs]]\nname = "x"\ndatatype = "FP32"\nshape = [-1, 1]\n',
                        '[[outputs]]\nname = "y"\ndatatype = "FP32"\nshape = [-1]\n')

@@ -35,7 +35,7 @@ async def test_model_list_shows_status_versions_and_platform(web: httpx.AsyncCli
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
     page = response.text
     rows = dict(re.findall(r'<tr data-model="([^"]+)">(.*?)</tr>', page, re.S))
-    assert set(rows) == {"breast-cancer", "digits", "html", "text", "broken"}
+    assert set(rows) == {"breast-cancer", "digits", "html", "text", "grid", "broken"}
     assert "READY" in rows["breast-cancer"] and "sklearn" in rows["breast-cancer"]
     assert "onnxruntime_onnx" in rows["digits"] and "X FP32 [-1, 64]" in rows["digits"]
     assert 'href="/ui/models/digits?version=1"' in rows["digits"]

@@ -68,6 +68,11 @@
       if (values.length !== input.columns) {
         throw new FormError(`Line ${i + 1} has ${values.length} values; ${input.name} takes ${input.columns}.`);
       }
+      values.forEach((v, j) => {
+        if (input.datatype !== "BOOL" && !Number.isFinite(Number(v))) {
+          throw new FormError(`Line ${i + 1}, value ${j + 1} (${v}) is not a finite number.`);
+        }
+      });
       return values;
     });
     setExamples(fieldset, rows.length);
