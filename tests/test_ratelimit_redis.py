@@ -17,8 +17,8 @@ import redis
 from typer.testing import CliRunner
 
 from mlgate.cli import app as cli
+from tests.processes import free_port
 from tests.secure import bearer, secure_app, v2_body
-from tests.test_server_process import free_port
 
 INFER = "/v2/models/breast-cancer/infer"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.test_server_process import free_port
+from tests.processes import free_port
 
 README = Path(__file__).parent.parent / "README.md"
 

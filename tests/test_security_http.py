@@ -155,7 +155,7 @@ async def test_security_headers_on_api_errors_and_docs(examples_repo: Path) -> N
             assert response.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
             assert response.headers["strict-transport-security"] == "max-age=3600; includeSubDomains"
         docs = await sec.client.get("/docs")
-        assert docs.status_code == 200 and docs.headers["content-security-policy"] == "frame-ancestors 'none'"
+        assert docs.status_code == 200 and "frame-ancestors 'none'" in docs.headers["content-security-policy"]
         schemes = (await sec.client.get("/openapi.json")).json()["components"]["securitySchemes"]
         assert schemes["HTTPBearer"]["scheme"] == "bearer"
     async with secure_app(examples_repo, public_docs=False) as sec:
@@ -235,3 +235,24 @@ def test_a_caller_without_scopes_may_use_nothing() -> None:
     restricted = Caller(CallerKind.TOKEN, "1.2.3.4", user_id=1, username="u", role=Role.USER,
                         actions=frozenset({Action.PREDICT}), model_scopes=((),))
     assert not restricted.may(Action.PREDICT, "breast-cancer")
+
+
+async def test_playground_and_openapi_name_only_models_the_caller_may_use(examples_repo: Path) -> None:
+    async with secure_app(examples_repo, anonymous_models=["digits"]) as sec:
+        listing = await sec.client.get("/ui/")
+        assert listing.status_code == 200
+        assert "/ui/models/digits" in listing.text and "breast-cancer" not in listing.text
+        closed = await sec.client.get("/ui/models/breast-cancer")
+        unknown = await sec.client.get("/ui/models/no-such-model")
+        assert closed.status_code == unknown.status_code == 404
+        assert closed.text.replace("breast-cancer", "X") == unknown.text.replace("no-such-model", "X")
+        assert (await sec.client.get("/ui/models/digits")).status_code == 200
+        paths = (await sec.client.get("/openapi.json")).json()["paths"]
+        assert "/v2/models/digits/infer" in paths
+        assert not any("breast-cancer" in path for path in paths)
+        # With a key, the list is the key's models.
+        await sec.user("alice")
+        key = await sec.key("alice", models=["breast-cancer"])
+        keyed = await sec.client.get("/ui/", headers=bearer(key))
+        assert "/ui/models/breast-cancer" in keyed.text and "/ui/models/digits" not in keyed.text
+        assert (await sec.client.get("/ui/", headers=bearer("mlg_bad"))).status_code == 401

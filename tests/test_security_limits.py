@@ -26,7 +26,8 @@ async def test_successes_carry_ratelimit_headers_and_429_adds_retry_after(exampl
         assert second.headers["ratelimit-remaining"] == "0"
         refused = await sec.client.post(INFER, json=v2_body(), headers=bearer(key))
         assert refused.status_code == 429
-        assert refused.json() == {"error": "rate limit of 2 requests per 1 minute reached", "code": "rate_limited"}
+        assert refused.json() == {"error": "rate limit of 2 requests per 1 minute reached", "code": "rate_limited",
+                                  "field": None}
         assert 1 <= int(refused.headers["retry-after"]) <= 60
         assert refused.headers["ratelimit-limit"] == "2" and refused.headers["ratelimit-remaining"] == "0"
         # Health is never limited.

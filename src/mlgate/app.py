@@ -33,21 +33,26 @@ from mlgate.middleware.client_address import ClientAddressMiddleware
 from mlgate.middleware.rate_limit import RateLimitHeadersMiddleware
 from mlgate.middleware.request_id import RequestIdMiddleware
 from mlgate.middleware.security_headers import SecurityHeadersMiddleware
-from mlgate.protocols import auth, metrics, v1, v2
+from mlgate.protocols import auth, metrics, openai, v1, v2
 from mlgate.protocols.errors import install_error_handlers
 from mlgate.ratelimit.limiter import RateLimitMetrics
 from mlgate.registry import ModelRegistry
 from mlgate.repository import scan_repository
 from mlgate.settings import Settings, default_examples_dir
+from mlgate.web import install_web
+from mlgate.web.openapi import ModelSchemas
 
 __all__ = ["create_app"]
 
 log = structlog.get_logger("mlgate.app")
 
 DESCRIPTION = """\
-Trained models behind the KServe V2 Open Inference Protocol and the KServe V1 / TF-Serving REST API.
+Trained models behind the KServe V2 Open Inference Protocol and the KServe V1 / TF-Serving REST API, and
+embedding models behind OpenAI's `POST /v1/embeddings`.
 
 Every error is JSON: `{"error": "...", "code": "...", "field": "..."}`. Every response carries `X-Request-ID`.
+
+Try every model in the browser in the [playground](/ui/).
 """
 
 
@@ -87,15 +92,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await security.limits.aclose()
             await database.dispose()
 
-    docs = settings.public_docs
     app = FastAPI(title="mlgate", version=__version__, description=DESCRIPTION, lifespan=lifespan,
-                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
-                  openapi_url="/openapi.json" if docs else None)
+                  docs_url=None, redoc_url=None, openapi_url="/openapi.json" if settings.public_docs else None)
     app.state.dataplane = plane
     app.state.metrics_registry = metrics_registry
     app.include_router(v2.router)
     app.include_router(v1.router)
     # -- inference engine routes (metrics, embeddings) --
+    app.include_router(openai.router)
 
     # -- registry routes --
 
@@ -104,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)  # until the engine's /metrics lands: then keep one, on metrics_registry
 
     # -- web routes --
+    install_web(app, docs=settings.public_docs)
 
     if settings.public_docs:
         @app.get("/", include_in_schema=False)
@@ -124,16 +129,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeadersMiddleware, hsts_max_age_s=settings.hsts_max_age_s)
     app.add_middleware(RequestIdMiddleware, access_log=settings.access_log)
 
+    def base_openapi() -> dict[str, Any]:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                             routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (*v2.OPENAPI_MODELS, *v1.OPENAPI_MODELS, *openai.OPENAPI_MODELS):
+            body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(body.pop("$defs", {}))
+            components[model.__name__] = body
+        return schema
+
+    def public_model(name: str) -> bool:
+        # /openapi.json is public: it names only the models open to anonymous callers.
+        security = getattr(app.state, "security", None)
+        return security is not None and security.policy.open_to_anonymous(name)
+
+    # The document gains one typed inference route per loaded model, rebuilt when the models change.
+    model_schemas = ModelSchemas(base_openapi, registry, visible=public_model)
+
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, description=app.description,
-                                 routes=app.routes)
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (*v2.OPENAPI_MODELS, *v1.OPENAPI_MODELS):
-                body = model.model_json_schema(ref_template="#/components/schemas/{model}")
-                components.update(body.pop("$defs", {}))
-                components[model.__name__] = body
-            app.openapi_schema = schema
+        app.openapi_schema = model_schemas.document()
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -25,7 +25,7 @@ __all__ = ["EXTENSIONS", "DataPlane"]
 
 log = structlog.get_logger("mlgate.dataplane")
 
-EXTENSIONS = ["classification"]
+EXTENSIONS = ["classification", "binary_tensor_data"]
 """V2 protocol extensions this server implements (reported by ``GET /v2``)."""
 
 

@@ -9,7 +9,8 @@ Messages of 4xx errors are written for the caller: they name the field and what 
     │   ├── MalformedJSON            400 malformed_json
     │   ├── JSONTooDeep              400 json_too_deep
     │   ├── InvalidInput             400 invalid_input       (datatype, shape, data, names, NaN)
-    │   └── UnsupportedFeature       400 unsupported_feature
+    │   ├── UnsupportedFeature       400 unsupported_feature
+    │   └── UnsupportedModel         400 unsupported_model   (e.g. /v1/embeddings on a classifier)
     ├── NotFound                     404 not_found
     │   ├── ModelNotFound            404 model_not_found
     │   └── ModelVersionNotFound     404 model_version_not_found
@@ -49,6 +50,7 @@ __all__ = [
     "RateLimited",
     "Unauthenticated",
     "UnsupportedFeature",
+    "UnsupportedModel",
 ]
 
 
@@ -88,6 +90,12 @@ class InvalidInput(BadRequest):
 
 class UnsupportedFeature(BadRequest):
     code = "unsupported_feature"
+
+
+class UnsupportedModel(BadRequest):
+    """The model exists but cannot answer this kind of request (its signature does not fit the route)."""
+
+    code = "unsupported_model"
 
 
 class NotFound(MlgateError):

@@ -24,6 +24,22 @@ the batch). Example::
     max_batch_size = 64
     max_queue_delay_ms = 2.0
 
+An input that is an image declares how a picture becomes its tensor, for the playground's upload and
+drawing pad (``ImagePreprocessing``)::
+
+    [[inputs]]
+    name = "X"
+    datatype = "FP32"
+    shape = [-1, 64]
+    [inputs.image]
+    width = 8
+    height = 8
+    color = "grayscale"
+    value_range = [0.0, 16.0]
+    invert = true
+
+A manifest can open its model to callers without credentials and set its own rate limits::
+
     [access]                      # optional: open the model to callers without credentials
     anonymous = true
 
@@ -33,18 +49,19 @@ the batch). Example::
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError, field_validator, model_validator
 
 from mlgate.access import ModelAccess, RateLimitTier
 from mlgate.codecs.datatypes import Datatype
 from mlgate.errors import ModelLoadError
 
-__all__ = ["MANIFEST_FILE", "BatchingConfig", "ModelManifest", "TensorSpec", "read_manifest"]
+__all__ = ["MANIFEST_FILE", "BatchingConfig", "ImagePreprocessing", "ModelManifest", "TensorSpec", "read_manifest"]
 
 MANIFEST_FILE = "model.toml"
 
@@ -57,6 +74,39 @@ _NAME_RE = re.compile(NAME_PATTERN)
 def is_valid_name(value: str) -> bool:
     """Whether ``value`` is a legal model name or version (see ``NAME_PATTERN``)."""
     return bool(_NAME_RE.fullmatch(value)) and ".." not in value
+
+
+class ImagePreprocessing(BaseModel):
+    """How a picture becomes an input tensor (the playground's image upload and drawing pad).
+
+    In order: the picture is laid on a white background (transparency becomes white), converted to
+    ``color`` (grayscale: ITU-R BT.601 luma ``0.299 R + 0.587 G + 0.114 B``), resized to ``width`` x
+    ``height`` pixels by area averaging, and each intensity ``p`` in 0..1 (``1 - p`` when ``invert``, for
+    models such as digits where dark ink on white paper is the high value) mapped linearly onto
+    ``value_range``. Values are laid out row by row in ``layout`` order (HWC: height, width, channel; CHW:
+    channel first) and reshaped to the input's shape. ``mlgate.codecs.images.image_to_tensor`` is the
+    reference implementation.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    width: int = Field(ge=1, le=4096, description="Width in pixels after resizing.")
+    height: int = Field(ge=1, le=4096, description="Height in pixels after resizing.")
+    color: Literal["grayscale", "rgb"] = Field(default="grayscale", description="1 or 3 channels.")
+    layout: Literal["HWC", "CHW"] = "HWC"
+    value_range: tuple[FiniteFloat, FiniteFloat] = Field(
+        default=(0.0, 1.0), description="Values for intensity 0 (black) and 1 (white), after ``invert``."
+    )
+    invert: bool = Field(default=False, description="Use 1 - intensity: dark ink becomes the high value.")
+
+    @property
+    def channels(self) -> int:
+        return 3 if self.color == "rgb" else 1
+
+    @property
+    def size(self) -> int:
+        """Values per image: width * height * channels."""
+        return self.width * self.height * self.channels
 
 
 class TensorSpec(BaseModel):
@@ -73,6 +123,9 @@ class TensorSpec(BaseModel):
     allow_nonfinite: bool = Field(
         default=False, description="Accept NaN and +/-Infinity in a floating-point input."
     )
+    image: ImagePreprocessing | None = Field(
+        default=None, description="This input is one image per row, made as described (inputs only)."
+    )
 
     @field_validator("shape")
     @classmethod
@@ -80,6 +133,20 @@ class TensorSpec(BaseModel):
         if any(d < -1 for d in shape):
             raise ValueError("dimensions are sizes >= 0, or -1 for a variable dimension")
         return shape
+
+    @model_validator(mode="after")
+    def _image_fits(self) -> TensorSpec:
+        if self.image is None:
+            return self
+        if self.datatype in ("BYTES", "BOOL"):
+            raise ValueError(f"image: a {self.datatype} input cannot hold an image; use a numeric datatype")
+        row = self.shape[1:]
+        if -1 not in row and math.prod(row) != self.image.size:
+            raise ValueError(
+                f"image: {self.image.width}x{self.image.height}x{self.image.channels} = {self.image.size} "
+                f"values do not fit a row of shape {list(row)}"
+            )
+        return self
 
 
 class BatchingConfig(BaseModel):
@@ -103,7 +170,7 @@ class ModelManifest(BaseModel):
 
     name: str = Field(pattern=NAME_PATTERN)
     version: str = Field(default="1", pattern=NAME_PATTERN)
-    runtime: str = Field(min_length=1, description="sklearn, onnx or python")
+    runtime: str = Field(min_length=1, description="sklearn, onnx, python or sentence-transformers")
     artifact: str = Field(min_length=1, description="Path of the artifact, relative to the model dir.")
     description: str = ""
     inputs: tuple[TensorSpec, ...] = ()

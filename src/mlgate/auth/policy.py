@@ -80,6 +80,14 @@ class Policy:
                 raise Forbidden(f"this needs the '{action}' right on every model")
             raise Forbidden(f"you may not {action} on model '{model}'", field="model_name")
 
+    def allows(self, caller: Caller, action: Action, model: str) -> bool:
+        """``check`` as a yes/no answer (for lists and pages that show only what the caller may use)."""
+        try:
+            self.check(caller, action, model)
+        except (Unauthenticated, Forbidden, ModelNotFound):
+            return False
+        return True
+
     def check_any(self, caller: Caller) -> None:
         """For routes about the server, not a model (``GET /v2``): any signed-in caller, or an anonymous one
         when some served model is open to anonymous callers."""

@@ -36,13 +36,12 @@ def json_depth(body: bytes) -> int:
     quotes = np.flatnonzero(raw == ord('"'))
     if quotes.size and b"\\" in body:
         # A quote preceded by an odd number of backslashes is escaped and does not end the string.
-        keep = []
-        for q in quotes.tolist():
-            n = 0
-            while q - n - 1 >= 0 and body[q - n - 1] == 0x5C:
-                n += 1
-            keep.append(n % 2 == 0)
-        quotes = quotes[np.asarray(keep, dtype=bool)]
+        # run[i] = number of consecutive backslashes ending at byte i (0 where byte i is not one).
+        is_bs = raw == 0x5C
+        count = np.cumsum(is_bs, dtype=np.int64)
+        run = count - np.maximum.accumulate(np.where(is_bs, 0, count))
+        before = np.where(quotes > 0, run[np.maximum(quotes - 1, 0)], 0)
+        quotes = quotes[before % 2 == 0]
     step = _OPEN[raw].astype(np.int32)
     if quotes.size:
         toggles = np.zeros(raw.size, dtype=np.int8)
@@ -69,10 +68,14 @@ def loads(body: bytes, *, max_depth: int) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         pass
+    # RFC 8259 section 8.1: JSON exchanged between systems is UTF-8. Decoding strictly here also keeps the
+    # byte-level depth scan above valid (no other encoding reaches the parser).
     try:
-        return json.loads(body)
+        text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise MalformedJSON(f"request body is not UTF-8 text: byte {exc.start} is invalid") from None
+    try:
+        parsed = json.loads(text)
     except json.JSONDecodeError as exc:
         raise MalformedJSON(
             f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno} "
@@ -80,6 +83,13 @@ def loads(body: bytes, *, max_depth: int) -> Any:
         ) from None
     except RecursionError:
         raise JSONTooDeep("JSON body is nested too deeply") from None
+    try:
+        orjson.dumps(parsed)  # what orjson refused but json took must still be text we can write back
+    except TypeError:
+        raise MalformedJSON(
+            "request body holds a \\u escape of a lone UTF-16 surrogate, which is not a character"
+        ) from None
+    return parsed
 
 
 def dumps(obj: Any) -> bytes:

@@ -6,6 +6,7 @@ only BYTES tensors touch each element in Python.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,9 @@ def from_json_data(data: Any, datatype: str, field: str) -> np.ndarray:
         if kind != "b":
             raise InvalidInput(f"{field} must hold true/false for datatype BOOL, got {got}", field=field)
         return raw
+    if kind in "iuf" and _holds_bool(data, raw.ndim):
+        raise InvalidInput(f"{field} mixes booleans (true/false) with numbers; {datatype} takes numbers only",
+                           field=field)
     if datatype in INTEGER_DATATYPES:
         if kind not in "iu":
             raise InvalidInput(f"{field} must hold integers for datatype {datatype}, got {got}", field=field)
@@ -62,8 +66,19 @@ def from_json_data(data: Any, datatype: str, field: str) -> np.ndarray:
         if kind not in "iuf":
             raise InvalidInput(f"{field} must hold numbers for datatype {datatype}, got {got}", field=field)
         with np.errstate(over="ignore"):
-            return raw.astype(NUMPY_DTYPES[datatype], copy=False)
+            converted = raw.astype(NUMPY_DTYPES[datatype], copy=False)
+        if converted.dtype.itemsize < raw.dtype.itemsize and np.isinf(converted).any() and np.isfinite(raw).all():
+            raise InvalidInput(f"{field} has values outside the range of {datatype}", field=field)
+        return converted
     raise InvalidInput(f"{field}: unknown datatype {datatype}", field=field)  # pragma: no cover
+
+
+def _holds_bool(data: list[Any], ndim: int) -> bool:
+    # numpy turns [true, 2.5] into [1.0, 2.5]; look at the element types (at C speed) to refuse that.
+    items: Any = data
+    for _ in range(ndim - 1):
+        items = itertools.chain.from_iterable(items)
+    return bool in set(map(type, items))
 
 
 def to_json_data(array: np.ndarray) -> Any:

@@ -1,17 +1,22 @@
-"""Shared helpers of the protocol routes: the data plane of the app, and reading a JSON body."""
+"""Shared helpers of the protocol routes: the data plane of the app, reading bodies, writing responses."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import anyio
 from fastapi import Request
 from fastapi.responses import Response
 
+from mlgate.codecs import binary
 from mlgate.codecs.json import dumps, loads
 from mlgate.dataplane import DataPlane
 from mlgate.errors import MalformedJSON, UnsupportedFeature
 
-__all__ = ["dataplane", "json_response", "read_json"]
+__all__ = ["binary_response", "dataplane", "json_response", "read_json", "read_v2_body"]
+
+_OFFLOAD_BYTES = 256 * 1024
+"""Bodies larger than this are parsed on a worker thread, so the event loop keeps serving."""
 
 
 def dataplane(request: Request) -> DataPlane:
@@ -22,16 +27,46 @@ def dataplane(request: Request) -> DataPlane:
 
 async def read_json(request: Request, plane: DataPlane) -> Any:
     """The parsed JSON body. Raises MalformedJSON, JSONTooDeep, PayloadTooLarge, UnsupportedFeature."""
-    if "inference-header-content-length" in request.headers:
+    if binary.HEADER in request.headers:
         raise UnsupportedFeature(
-            "the V2 binary tensor data extension is not supported by this server yet; send JSON "
-            "(tritonclient: binary_data=False)", field="headers.inference-header-content-length")
-    body = await request.body()
+            f"the binary tensor data extension ({binary.HEADER}) is supported on V2 inference only; send JSON",
+            field="headers.inference-header-content-length")
+    return await _parse(await request.body(), plane)
+
+
+async def read_v2_body(request: Request, plane: DataPlane) -> tuple[Any, memoryview | None]:
+    """The JSON part of a V2 inference body, parsed, and its binary section (None without the header).
+
+    The body is read into one mutable buffer that the binary section views, so tensors decoded from it
+    are writable numpy arrays without a further copy. Raises what ``read_json`` raises, and InvalidInput
+    for a bad ``Inference-Header-Content-Length``.
+    """
+    header = request.headers.get(binary.HEADER)
+    if header is None:
+        return await _parse(await request.body(), plane), None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+    json_part, binary_part = binary.split_body(body, header)
+    return await _parse(json_part, plane), binary_part
+
+
+async def _parse(body: bytes, plane: DataPlane) -> Any:
     if not body.strip():
         raise MalformedJSON("request body is empty; expected a JSON object", field="body")
-    return loads(body, max_depth=plane.settings.max_json_depth)
+    depth = plane.settings.max_json_depth
+    if len(body) > _OFFLOAD_BYTES:
+        return await anyio.to_thread.run_sync(lambda: loads(body, max_depth=depth))
+    return loads(body, max_depth=depth)
 
 
 def json_response(content: Any, status_code: int = 200) -> Response:
     """A JSON response serialised by orjson (numpy arrays included)."""
     return Response(dumps(content), status_code=status_code, media_type="application/json")
+
+
+def binary_response(content: Any, chunks: list[bytes]) -> Response:
+    """A binary tensor data extension response: the JSON of ``content``, then ``chunks``, with the header."""
+    header = dumps(content)
+    return Response(b"".join([header, *chunks]), media_type="application/octet-stream",
+                    headers={binary.HEADER: str(len(header))})

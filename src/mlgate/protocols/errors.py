@@ -38,9 +38,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 
 def error_response(status: int, message: str, code: str, field: str | None = None,
                    retry_after_s: float | None = None, headers: dict[str, str] | None = None) -> Response:
-    body = {"error": message, "code": code}
-    if field is not None:
-        body["field"] = field
+    """The JSON error response; ``field`` is null when the error is about the request as a whole."""
+    body = {"error": message, "code": code, "field": field}
     headers = dict(headers or {})
     if retry_after_s:
         headers["Retry-After"] = str(math.ceil(retry_after_s))
@@ -63,7 +62,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         message = f"no route for {request.method} {request.url.path}"
     elif exc.status_code == 405:
         message = f"method {request.method} is not allowed on {request.url.path}"
-    return error_response(exc.status_code, message, code)
+    return error_response(exc.status_code, message, code, headers=dict(exc.headers or {}))
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

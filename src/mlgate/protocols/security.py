@@ -8,7 +8,7 @@ A route whose model is in the body (OpenAI's ``model``) lets ``require_caller()`
 and anonymous callers (unless some model is open to them) before the body is read, then authorizes once it
 knows the model, and charges the cost before running it::
 
-    @router.post("/embeddings", dependencies=[require_caller()])
+    @router.post("/embeddings", dependencies=[require_caller(count=False)])
     async def embeddings(request: Request, ...):
         body = parse(...)
         await authorize(request, Action.PREDICT, body.model)   # 401/403, then the request rate limit
@@ -34,7 +34,8 @@ from mlgate.errors import NotFound, Unauthenticated
 from mlgate.manifest import is_valid_name
 from mlgate.ratelimit.limiter import LimitExceeded, Quota, Unit
 
-__all__ = ["audit_actor", "authenticate", "authorize", "charge", "require", "require_caller", "rows_of", "security"]
+__all__ = ["audit_actor", "authenticate", "authorize", "charge", "may_use", "require", "require_caller", "rows_of",
+           "security"]
 
 _STATE_QUOTA = "rate_limit"
 _bearer = HTTPBearer(auto_error=False, description="An API key (mlg_...) or an access token from "
@@ -112,6 +113,12 @@ def rows_of(inputs: Mapping[str, Any]) -> int:
     return max((int(a.shape[0]) for a in inputs.values() if getattr(a, "ndim", 0)), default=1)
 
 
+async def may_use(request: Request, model: str, action: Action = Action.PREDICT) -> bool:
+    """Whether the request's caller may do ``action`` on ``model`` (no error raised, nothing charged): for
+    pages and lists that show a caller only what it may use. Bad credentials still raise 401."""
+    return security(request).policy.allows(await authenticate(request), action, model)
+
+
 def _model_name(request: Request, ref: ModelRef) -> str | None:
     if ref is None:
         return None
@@ -141,18 +148,20 @@ def require(action: Action, model: ModelRef = "model_name", version: ModelRef = 
     return Depends(dependency)
 
 
-def require_caller(*, signed_in: bool = False) -> Any:
+def require_caller(*, signed_in: bool = False, count: bool = True) -> Any:
     """A FastAPI dependency giving the Caller of a route about the server rather than a model (``GET /v2``):
     any signed-in caller, or an anonymous one when some served model is open to anonymous callers
-    (``signed_in=True``: never anonymous). Charges one request to the caller's limits."""
+    (``signed_in=True``: never anonymous). With ``count``, charges one request to the caller's server-wide
+    limits; a route that goes on to ``authorize`` on a model passes ``count=False``."""
 
     async def dependency(request: Request, _: Bearer) -> Caller:
         caller = await authenticate(request)
         if signed_in and caller.anonymous:
             raise Unauthenticated()
         security(request).policy.check_any(caller)
-        request.state.rate_model = None
-        await _consume(request, caller, None, "requests", 1)
+        if count:
+            request.state.rate_model = None
+            await _consume(request, caller, None, "requests", 1)
         return caller
 
     return Depends(dependency)

@@ -75,8 +75,11 @@ async def predict_version(request: Request, plane: Plane, model_name: str, versi
 async def _predict(request: Request, plane: Plane, name: str, version: str | None) -> Response:
     last = version if version is not None else name
     target, sep, verb = last.rpartition(":")
-    if not sep or verb != "predict":
+    if not sep:
         raise NotFound(f"no route for POST {request.url.path}; V1 inference is POST .../{last}:predict")
+    if verb != "predict":
+        raise NotFound(f"no route for POST {request.url.path}: the V1 verb ':{verb}' is not supported; "
+                       f"use .../{target}:predict")
     if version is None:
         name = target
     else:

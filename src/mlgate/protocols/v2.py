@@ -1,7 +1,8 @@
 """KServe V2 Open Inference Protocol, REST: health, server and model metadata, readiness, inference.
 
 Source: KServe "Open Inference Protocol (V2)", HTTP/REST section. A not-ready server or model answers its
-readiness route with 400 (the spec asks for a 4xx) and a body saying why.
+readiness route with 400 (the spec asks for a 4xx) and a body saying why. Inference also speaks the binary
+tensor data extension (``Inference-Header-Content-Length``; see ``mlgate.codecs.binary``).
 
 Health is open to every caller; server metadata needs a caller (``require_caller``); model routes need the
 ``predict`` right on the model (``require``), and inference is charged its rows against the caller's limits.
@@ -17,7 +18,7 @@ from fastapi.responses import Response
 from mlgate.auth.caller import Action
 from mlgate.codecs import v2 as codec
 from mlgate.dataplane import DataPlane
-from mlgate.protocols.body import dataplane, json_response, read_json
+from mlgate.protocols.body import binary_response, dataplane, json_response, read_v2_body
 from mlgate.protocols.errors import ERROR_RESPONSES
 from mlgate.protocols.security import charge, require, require_caller, rows_of
 from mlgate.types import (
@@ -85,13 +86,15 @@ _INFER_BODY = {
              openapi_extra=_INFER_BODY, summary="Inference on a model version", dependencies=PREDICT)
 async def infer(request: Request, plane: Plane, model_name: str, model_version: str | None = None) -> Response:
     handle = plane.model(model_name, model_version)
-    body = codec.parse_request(await read_json(request, plane))
-    inputs = codec.decode_inputs(body, handle.inputs)
+    parsed, binary_section = await read_v2_body(request, plane)
+    body = codec.parse_request(parsed)
+    inputs = codec.decode_inputs(body, handle.inputs, binary_section)
     await charge(request, rows_of(inputs))
     outputs = await plane.infer(handle, inputs, body.parameters)
-    return json_response(codec.encode_response(
+    content, chunks = codec.encode_response(
         model_name=handle.name, model_version=handle.version, request=body, outputs=outputs,
-        specs=handle.outputs, labels=handle.labels))
+        specs=handle.outputs, labels=handle.labels)
+    return binary_response(content, chunks) if chunks else json_response(content)
 
 
 OPENAPI_MODELS = (InferenceRequest,)

@@ -17,6 +17,7 @@ RUNTIMES: dict[str, str] = {
     "sklearn": "mlgate.runtimes.sklearn:SklearnRuntime",
     "onnx": "mlgate.runtimes.onnx:OnnxRuntime",
     "python": "mlgate.runtimes.python:PythonRuntime",
+    "sentence-transformers": "mlgate.runtimes.sentence_transformers:SentenceTransformersRuntime",
 }
 
 

@@ -1,0 +1,63 @@
+"""OpenAI-compatible REST: ``POST /v1/embeddings``, for clients built on the official ``openai`` SDK.
+
+The route parses the body (``mlgate.codecs.openai``), runs the texts through the data plane
+(``mlgate.embeddings``: dynamic batching and workers apply) and answers in OpenAI's shape. Errors keep
+mlgate's one JSON error body, so the SDK raises its status error (``openai.BadRequestError`` for 400, ...)
+with ``response.json()`` saying what is wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from mlgate.auth.caller import Action
+from mlgate.codecs.openai import encode_embeddings, parse_embedding_request
+from mlgate.dataplane import DataPlane
+from mlgate.embeddings import embed
+from mlgate.protocols.body import dataplane, json_response, read_json
+from mlgate.protocols.errors import ERROR_RESPONSES
+from mlgate.protocols.security import authorize, charge, require_caller
+from mlgate.types import EmbeddingRequest, EmbeddingResponse
+
+__all__ = ["OPENAPI_MODELS", "router"]
+
+router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], responses=ERROR_RESPONSES)
+Plane = Annotated[DataPlane, Depends(dataplane)]
+
+_EMBEDDINGS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EmbeddingRequest"}}},
+    }
+}
+
+
+@router.post("/embeddings", response_model=EmbeddingResponse, openapi_extra=_EMBEDDINGS_BODY,
+             summary="Create embeddings (OpenAI-compatible)", dependencies=[require_caller(count=False)])
+async def embeddings(request: Request, plane: Plane) -> Response:
+    """Embed ``input`` (a string or a list of strings) with the embedding model ``model``.
+
+    400 for token arrays, a ``dimensions`` other than the model's width, or a model that is not an
+    embedding model; 404 for an unknown model. The answering version is in ``X-Model-Version``.
+    Needs the ``predict`` right on ``model``; the cost is the tokens read (each text at least one, charged
+    before the model runs, the rest after), on the same counters as V2 and V1 requests to that model.
+    """
+    body, texts = parse_embedding_request(await read_json(request, plane))
+    await authorize(request, Action.PREDICT, body.model)
+    handle = plane.model(body.model)
+    await charge(request, len(texts))
+    result = await embed(plane, handle, texts, body.dimensions)
+    if result.token_counts is not None:
+        await charge(request, int(result.token_counts.sum()) - len(texts))
+    response = json_response(encode_embeddings(model=handle.name, vectors=result.vectors,
+                                               token_counts=result.token_counts,
+                                               encoding_format=body.encoding_format))
+    response.headers["X-Model-Version"] = handle.version
+    return response
+
+
+OPENAPI_MODELS = (EmbeddingRequest,)
+"""Models referenced by hand in ``openapi_extra``; the app adds their schemas to the document."""
