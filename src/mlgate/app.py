@@ -17,9 +17,12 @@ from fastapi.responses import RedirectResponse
 
 from mlgate import __version__
 from mlgate.dataplane import DataPlane
+from mlgate.engine import InferenceEngine
 from mlgate.examples import ensure_examples
+from mlgate.metrics import EngineMetrics
 from mlgate.middleware.body_limit import BodyLimitMiddleware
 from mlgate.middleware.request_id import RequestIdMiddleware
+from mlgate.protocols import metrics as metrics_routes
 from mlgate.protocols import v1, v2
 from mlgate.protocols.errors import install_error_handlers
 from mlgate.registry import ModelRegistry
@@ -40,8 +43,9 @@ Every error is JSON: `{"error": "...", "code": "...", "field": "..."}`. Every re
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app. Models load in the lifespan, so the app is importable without touching disk."""
     settings = settings or Settings()
-    registry = ModelRegistry()
-    plane = DataPlane(settings, registry)
+    metrics = EngineMetrics()  # its own CollectorRegistry: apps (and tests) never share series
+    registry = ModelRegistry(hooks=[InferenceEngine(settings, metrics)])
+    plane = DataPlane(settings, registry, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -65,6 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(v2.router)
     app.include_router(v1.router)
     # -- inference engine routes (metrics, embeddings) --
+    if settings.metrics:
+        app.include_router(metrics_routes.router)
 
     # -- registry routes --
 

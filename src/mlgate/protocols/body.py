@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import Request
@@ -9,9 +10,12 @@ from fastapi.responses import Response
 
 from mlgate.codecs.json import dumps, loads
 from mlgate.dataplane import DataPlane
-from mlgate.errors import MalformedJSON, UnsupportedFeature
+from mlgate.errors import BadRequest, MalformedJSON, UnsupportedFeature
 
-__all__ = ["dataplane", "json_response", "read_json"]
+__all__ = ["TIMEOUT_HEADER", "dataplane", "json_response", "read_json", "request_timeout_ms"]
+
+TIMEOUT_HEADER = "X-Request-Timeout-Ms"
+"""Request header: the caller's timeout in milliseconds; it can lower the model's timeout, never raise it."""
 
 
 def dataplane(request: Request) -> DataPlane:
@@ -35,3 +39,18 @@ async def read_json(request: Request, plane: DataPlane) -> Any:
 def json_response(content: Any, status_code: int = 200) -> Response:
     """A JSON response serialised by orjson (numpy arrays included)."""
     return Response(dumps(content), status_code=status_code, media_type="application/json")
+
+
+def request_timeout_ms(request: Request) -> float | None:
+    """The ``X-Request-Timeout-Ms`` header as a number of ms, or None. BadRequest unless a number > 0."""
+    raw = request.headers.get(TIMEOUT_HEADER)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise BadRequest(f"header {TIMEOUT_HEADER} must be a number of milliseconds > 0, got {raw[:40]!r}",
+                         field=f"headers.{TIMEOUT_HEADER.lower()}")
+    return value

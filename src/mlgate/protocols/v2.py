@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from mlgate.codecs import v2 as codec
 from mlgate.dataplane import DataPlane
-from mlgate.protocols.body import dataplane, json_response, read_json
+from mlgate.protocols.body import dataplane, json_response, read_json, request_timeout_ms
 from mlgate.protocols.errors import ERROR_RESPONSES
 from mlgate.types import (
     InferenceRequest,
@@ -78,9 +78,10 @@ _INFER_BODY = {
              openapi_extra=_INFER_BODY, summary="Inference on a model version")
 async def infer(request: Request, plane: Plane, model_name: str, model_version: str | None = None) -> Response:
     handle = plane.model(model_name, model_version)
+    timeout_ms = request_timeout_ms(request)
     body = codec.parse_request(await read_json(request, plane))
     inputs = codec.decode_inputs(body, handle.inputs)
-    outputs = await plane.infer(handle, inputs, body.parameters)
+    outputs = await plane.infer(handle, inputs, body.parameters, timeout_ms=timeout_ms)
     return json_response(codec.encode_response(
         model_name=handle.name, model_version=handle.version, request=body, outputs=outputs,
         specs=handle.outputs, labels=handle.labels))

@@ -1,0 +1,202 @@
+"""The inference engine over real HTTP: backpressure (503 + Retry-After), deadlines (504), /metrics, merging."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import joblib
+import numpy as np
+import pytest
+from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
+from sklearn.datasets import load_breast_cancer
+
+from mlgate.app import create_app
+from mlgate.settings import Settings
+from tests.fakes import gated_model, open_gate, started, sum_model
+
+pytestmark = pytest.mark.anyio
+
+INFER = "/v2/models/gated/infer"
+
+
+def one_row(value: float) -> dict[str, Any]:
+    return {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [value]}]}
+
+
+@asynccontextmanager
+async def serve(repository: Path, **settings: Any) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    app = create_app(Settings(model_repository=repository, **settings))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://mlgate.test") as client:
+            yield app, client
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    give_up = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < give_up, "condition not reached"
+        await asyncio.sleep(0.005)
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    return None
+
+
+def queue_depth(app: FastAPI, model: str = "gated") -> int:
+    depth: int = app.state.dataplane.registry.get(model).executor.queue_depth
+    return depth
+
+
+async def test_a_full_queue_answers_503_with_retry_after(tmp_path: Path) -> None:
+    model = gated_model(tmp_path, extra="[batching]\nmax_queue_size = 2\n")
+    async with serve(tmp_path) as (app, client):
+        try:
+            held = [asyncio.create_task(client.post(INFER, json=one_row(1)))]
+            await until(lambda: len(started(model)) == 1)
+            held += [asyncio.create_task(client.post(INFER, json=one_row(v))) for v in (2, 3)]
+            await until(lambda: queue_depth(app) == 2)
+            metrics = (await client.get("/metrics")).text
+            assert sample(metrics, "mlgate_queue_depth", model="gated", version="1") == 2.0
+            refused = await client.post(INFER, json=one_row(4))
+            assert refused.status_code == 503
+            assert refused.json()["code"] == "queue_full" and "max_queue_size" in refused.json()["error"]
+            assert refused.headers["retry-after"] == "1"
+        finally:
+            open_gate(model)
+        answers = await asyncio.gather(*held)
+        assert [a.json()["outputs"][0]["data"] for a in answers] == [[2.0], [4.0], [6.0]]
+
+
+async def test_the_timeout_header_gives_504_to_a_running_and_to_a_queued_request(tmp_path: Path) -> None:
+    model = gated_model(tmp_path)
+    async with serve(tmp_path) as (app, client):
+        try:
+            running = await client.post(INFER, json=one_row(1), headers={"X-Request-Timeout-Ms": "50"})
+            assert running.status_code == 504
+            assert running.json()["code"] == "deadline_exceeded" and "50 ms" in running.json()["error"]
+            queued = await client.post(INFER, json=one_row(2), headers={"X-Request-Timeout-Ms": "50"})
+            assert queued.status_code == 504
+            assert queue_depth(app) == 0  # the timed-out request left the queue
+            assert started(model) == [(started(model)[0][0], 1)]  # and never reached the model
+        finally:
+            open_gate(model)
+        assert (await client.post(INFER, json=one_row(3))).json()["outputs"][0]["data"] == [6.0]
+
+
+@pytest.mark.parametrize("where", ["manifest", "settings"])
+async def test_the_header_cannot_raise_the_models_timeout(tmp_path: Path, where: str) -> None:
+    model = gated_model(tmp_path, extra="timeout_ms = 100\n" if where == "manifest" else "")
+    settings = {"request_timeout_ms": 100.0} if where == "settings" else {}
+    async with serve(tmp_path, **settings) as (_, client):
+        try:
+            response = await client.post(INFER, json=one_row(1), headers={"X-Request-Timeout-Ms": "600000"})
+            assert response.status_code == 504 and "100 ms" in response.json()["error"]
+        finally:
+            open_gate(model)
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "nan", "inf", ""])
+async def test_a_bad_timeout_header_is_a_400(tmp_path: Path, value: str) -> None:
+    sum_model(tmp_path)
+    body = {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}
+    async with serve(tmp_path) as (_, client):
+        for path, payload in (("/v2/models/sum/infer", body), ("/v1/models/sum:predict", {"instances": [[1, 2, 3]]})):
+            response = await client.post(path, json=payload, headers={"X-Request-Timeout-Ms": value})
+            assert response.status_code == 400, (path, response.text)
+            assert response.json()["field"] == "headers.x-request-timeout-ms"
+        ok = await client.post("/v1/models/sum:predict", json={"instances": [[1, 2, 3]]},
+                               headers={"X-Request-Timeout-Ms": "5000"})
+        assert ok.status_code == 200
+
+
+async def test_metrics_count_requests_batches_waits_and_compute(tmp_path: Path) -> None:
+    model = gated_model(tmp_path, extra="[batching]\nmax_batch_size = 8\nmax_queue_delay_ms = 1.0\n")
+    async with serve(tmp_path) as (app, client):
+        try:
+            first = asyncio.create_task(client.post(INFER, json=one_row(1)))
+            await until(lambda: len(started(model)) == 1)
+            merged = [asyncio.create_task(client.post(INFER, json=one_row(v))) for v in (2, 3, 4, 5)]
+            await until(lambda: queue_depth(app) == 4)
+        finally:
+            open_gate(model)
+        answers = await asyncio.gather(first, *merged)
+        assert [a.json()["outputs"][0]["data"] for a in answers] == [[2.0], [4.0], [6.0], [8.0], [10.0]]
+        bad = await client.post(INFER, json={"inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP32",
+                                                         "data": [1]}]})
+        assert bad.status_code == 400
+        assert (await client.post("/v2/models/no-such-model/infer", json=one_row(1))).status_code == 404
+        response = await client.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    labels = {"model": "gated", "version": "1"}
+    assert sample(text, "mlgate_requests_total", status="200", **labels) == 5.0
+    assert sample(text, "mlgate_requests_total", status="400", **labels) == 1.0
+    assert sample(text, "mlgate_batch_size_count", **labels) == 2.0  # the first alone, then 4 merged
+    assert sample(text, "mlgate_batch_size_sum", **labels) == 5.0
+    assert sample(text, "mlgate_queue_wait_seconds_count", **labels) == 5.0
+    assert sample(text, "mlgate_compute_seconds_count", **labels) == 2.0
+    assert sample(text, "mlgate_queue_depth", **labels) == 0.0
+    assert "no-such-model" not in text
+
+
+async def test_metrics_can_be_turned_off(tmp_path: Path) -> None:
+    sum_model(tmp_path)
+    async with serve(tmp_path, metrics=False) as (_, client):
+        assert (await client.get("/metrics")).status_code == 404
+
+
+async def test_a_dead_collector_fails_queued_requests_with_a_json_503(tmp_path: Path) -> None:
+    model = gated_model(tmp_path, extra="[batching]\nmax_batch_size = 4\n")
+    async with serve(tmp_path) as (app, client):
+        try:
+            running = asyncio.create_task(client.post(INFER, json=one_row(1)))
+            await until(lambda: len(started(model)) == 1)
+            queued = asyncio.create_task(client.post(INFER, json=one_row(2)))
+            await until(lambda: queue_depth(app) == 1)
+            app.state.dataplane.registry.get("gated").executor._collector.cancel()
+            response = await queued
+            assert response.status_code == 503 and response.json()["code"] == "batcher_stopped"
+            assert "retry-after" in response.headers
+            later = await client.post(INFER, json=one_row(3))
+            assert later.status_code == 503 and later.json()["code"] == "batcher_stopped"
+        finally:
+            open_gate(model)
+        assert (await running).status_code == 200
+
+
+async def test_concurrent_mixed_requests_match_scikit_learn(examples_repo: Path) -> None:
+    """breast-cancer batches (max_batch_size 64); sizes 1-150 rows, so some requests are split."""
+    data = load_breast_cancer().data
+    model = joblib.load(examples_repo / "breast-cancer" / "model.joblib")
+    rng = np.random.default_rng(7)
+    spans = [(int(rng.integers(0, 400)), int(rng.choice([1, 1, 2, 5, 17, 64, 65, 150]))) for _ in range(40)]
+    async with serve(examples_repo) as (_, client):
+        async def ask(start: int, rows: int) -> httpx.Response:
+            body = {"inputs": [{"name": "features", "shape": [rows, 30], "datatype": "FP64",
+                                "data": data[start:start + rows].ravel().tolist()}]}
+            return await client.post("/v2/models/breast-cancer/infer", json=body)
+
+        answers = await asyncio.gather(*(ask(start, rows) for start, rows in spans))
+        text = (await client.get("/metrics")).text
+    for (start, rows), answer in zip(spans, answers, strict=True):
+        assert answer.status_code == 200, answer.text
+        outputs = {o["name"]: o for o in answer.json()["outputs"]}
+        rows_x = data[start:start + rows]
+        assert outputs["predict"]["data"] == model.predict(rows_x).tolist()
+        np.testing.assert_allclose(np.array(outputs["predict_proba"]["data"]).reshape(rows, 2),
+                                   model.predict_proba(rows_x), rtol=1e-12, atol=0)
+    labels = {"model": "breast-cancer", "version": "1"}
+    assert sample(text, "mlgate_batch_size_sum", **labels) == sum(rows for _, rows in spans)
+    assert sample(text, "mlgate_requests_total", status="200", **labels) == 40.0
