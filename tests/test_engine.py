@@ -15,9 +15,12 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import ValidationError
 from sklearn.datasets import load_breast_cancer
 
 from mlgate.app import create_app
+from mlgate.errors import ModelLoadError
+from mlgate.manifest import read_manifest
 from mlgate.settings import Settings
 from tests.fakes import gated_model, open_gate, started, sum_model
 
@@ -200,3 +203,32 @@ async def test_concurrent_mixed_requests_match_scikit_learn(examples_repo: Path)
     labels = {"model": "breast-cancer", "version": "1"}
     assert sample(text, "mlgate_batch_size_sum", **labels) == sum(rows for _, rows in spans)
     assert sample(text, "mlgate_requests_total", status="200", **labels) == 40.0
+
+
+@pytest.mark.parametrize(("extra", "problem"), [
+    ("[batching]\nmax_batch_size = 64\npreferred_batch_sizes = [128]\n", "preferred batch size 128"),
+    ("[batching]\npreferred_batch_sizes = [2]\n", "needs max_batch_size"),
+    ("[batching]\nmax_queue_size = 0\n", "batching.max_queue_size"),
+    ("[batching]\nmax_queue_delay = 2\n", "batching.max_queue_delay"),
+    ("instances = -1\n", "instances"),
+    ("timeout_ms = 0\n", "timeout_ms"),
+])
+def test_engine_manifest_keys_are_checked(tmp_path: Path, extra: str, problem: str) -> None:
+    head = 'name = "m"\nruntime = "sklearn"\nartifact = "m.joblib"\n'
+    top, _, table = extra.partition("[batching]")
+    (tmp_path / "model.toml").write_text(head + top + ("[batching]" + table if table else ""))
+    with pytest.raises(ModelLoadError, match=problem):
+        read_manifest(tmp_path)
+
+
+def test_engine_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLGATE_REQUEST_TIMEOUT_MS", "250")
+    monkeypatch.setenv("MLGATE_MAX_QUEUE_SIZE", "7")
+    monkeypatch.setenv("MLGATE_WORKER_START_TIMEOUT_S", "30")
+    monkeypatch.setenv("MLGATE_METRICS", "false")
+    settings = Settings.load()
+    assert (settings.request_timeout_ms, settings.max_queue_size) == (250.0, 7)
+    assert settings.worker_start_timeout_s == 30.0 and settings.metrics is False
+    monkeypatch.setenv("MLGATE_MAX_QUEUE_SIZE", "0")
+    with pytest.raises(ValidationError, match="max_queue_size"):
+        Settings.load()

@@ -18,7 +18,7 @@ from mlgate.batching import Clock, DynamicBatcher
 from mlgate.metrics import EngineMetrics
 from mlgate.registry import Executor, ModelHandle
 from mlgate.settings import Settings
-from mlgate.workers import WorkerPool
+from mlgate.workers.pool import WorkerPool
 
 __all__ = ["InferenceEngine"]
 

@@ -18,8 +18,9 @@ TIMEOUT_HEADER = "X-Request-Timeout-Ms"
 """Request header: the caller's timeout in milliseconds; it can lower the model's timeout, never raise it."""
 
 
-def dataplane(request: Request) -> DataPlane:
-    """The DataPlane built by the app's lifespan (FastAPI dependency)."""
+async def dataplane(request: Request) -> DataPlane:
+    """The DataPlane built by the app's lifespan (FastAPI dependency; async, so FastAPI does not run it on
+    its thread pool for every request)."""
     plane: DataPlane = request.app.state.dataplane
     return plane
 

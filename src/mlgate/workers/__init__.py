@@ -3,8 +3,7 @@
 ``protocol``: the messages (pickle protocol 5 frames, array buffers out of band); ``main``: the worker's
 entry point (``python -m mlgate.workers.main``); ``process``: one worker as seen from the server;
 ``pool``: the Executor that spreads batches over the workers and restarts the ones that die.
+
+Nothing is imported here: a worker process imports only ``main``, ``protocol`` and its runtime, so that
+its memory stays close to the model's own (the server side lives in ``pool`` and ``process``).
 """
-
-from mlgate.workers.pool import WorkerPool
-
-__all__ = ["WorkerPool"]

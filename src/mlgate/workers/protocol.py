@@ -11,12 +11,14 @@ unpickler that refuses every global except numpy's array, dtype and scalar const
 
 from __future__ import annotations
 
-import asyncio
 import io
 import pickle
 import struct
 from collections.abc import Sequence
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+if TYPE_CHECKING:  # the worker process never needs asyncio: keep it out of its memory
+    import asyncio
 
 __all__ = ["encode", "read_message", "read_message_sync", "write_message_sync"]
 
