@@ -3,64 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import joblib
 import numpy as np
 import pytest
-from fastapi import FastAPI
-from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 from sklearn.datasets import load_breast_cancer
 
-from mlgate.app import create_app
 from mlgate.errors import ModelLoadError
 from mlgate.manifest import read_manifest
 from mlgate.settings import Settings
+from tests.engine_support import INFER, one_row, queue_depth, sample, serve, until
 from tests.fakes import gated_model, open_gate, started, sum_model
 
 pytestmark = pytest.mark.anyio
-
-INFER = "/v2/models/gated/infer"
-
-
-def one_row(value: float) -> dict[str, Any]:
-    return {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [value]}]}
-
-
-@asynccontextmanager
-async def serve(repository: Path, **settings: Any) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    app = create_app(Settings(model_repository=repository, **settings))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://mlgate.test") as client:
-            yield app, client
-
-
-async def until(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    give_up = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < give_up, "condition not reached"
-        await asyncio.sleep(0.005)
-
-
-def sample(text: str, name: str, **labels: str) -> float | None:
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return float(s.value)
-    return None
-
-
-def queue_depth(app: FastAPI, model: str = "gated") -> int:
-    depth: int = app.state.dataplane.registry.get(model).executor.queue_depth
-    return depth
-
 
 async def test_a_full_queue_answers_503_with_retry_after(tmp_path: Path) -> None:
     model = gated_model(tmp_path, extra="[batching]\nmax_queue_size = 2\n")
@@ -232,3 +190,14 @@ def test_engine_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("MLGATE_MAX_QUEUE_SIZE", "0")
     with pytest.raises(ValidationError, match="max_queue_size"):
         Settings.load()
+
+
+async def test_an_unloaded_model_leaves_the_metrics(tmp_path: Path) -> None:
+    sum_model(tmp_path)
+    body = {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}
+    async with serve(tmp_path) as (app, client):
+        assert (await client.post("/v2/models/sum/infer", json=body)).status_code == 200
+        assert 'model="sum"' in (await client.get("/metrics")).text
+        registry = app.state.dataplane.registry
+        await registry.unload_model(registry.get("sum"))
+        assert 'model="sum"' not in (await client.get("/metrics")).text

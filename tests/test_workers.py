@@ -15,6 +15,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 
 from mlgate.workers.protocol import encode, read_message
+from tests.engine_support import INFER, one_row, sample, serve, until
 from tests.fakes import (
     ERROR_MODEL,
     INVALID_INPUT_MODEL,
@@ -24,7 +25,6 @@ from tests.fakes import (
     started,
     write_python_model,
 )
-from tests.test_engine import INFER, one_row, sample, serve, until
 
 pytestmark = pytest.mark.anyio
 

@@ -37,6 +37,7 @@ DESCRIPTION = """\
 Trained models behind the KServe V2 Open Inference Protocol and the KServe V1 / TF-Serving REST API.
 
 Every error is JSON: `{"error": "...", "code": "...", "field": "..."}`. Every response carries `X-Request-ID`.
+An inference request may carry `X-Request-Timeout-Ms` (milliseconds) to shorten the model's timeout (504 past it).
 """
 
 
