@@ -167,3 +167,14 @@ async def test_a_killed_worker_fails_its_request_with_503_and_is_restarted(tmp_p
     for pid in new_pids:  # unloading stopped every worker
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+async def test_a_model_that_prints_does_not_break_the_protocol(tmp_path: Path) -> None:
+    chatty = 'import numpy as np\n\nclass Model:\n    def predict(self, batch):\n' \
+             '        print("predicting", batch["x"])\n        return {"y": batch["x"] + 1}\n'
+    write_python_model(tmp_path, "chatty", chatty, '[[inputs]]\nname = "x"\ndatatype = "FP32"\nshape = [-1]\n',
+                       '[[outputs]]\nname = "y"\ndatatype = "FP32"\nshape = [-1]\n', "instances = 1\n")
+    async with serve(tmp_path) as (_, client):
+        for value in (1, 2):
+            response = await client.post("/v2/models/chatty/infer", json=one_row(value))
+            assert response.json()["outputs"][0]["data"] == [value + 1.0]
