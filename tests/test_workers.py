@@ -71,6 +71,8 @@ async def test_tensors_cross_as_out_of_band_buffers_and_nothing_else_unpickles()
 
     with pytest.raises(pickle.UnpicklingError, match="may not name"):
         await _decode(encode({"outputs": Exploit()}))
+    with pytest.raises(pickle.UnpicklingError, match="not a worker message"):
+        await _decode([b"predicting [1. 2.]\n", *parts])  # stray output on the pipe
 
 
 async def test_breast_cancer_in_two_workers_matches_scikit_learn(tmp_path: Path, examples_repo: Path) -> None:

@@ -1,8 +1,10 @@
 """Messages between the server and a worker process, over the worker's stdin and stdout pipes.
 
-A message is one frame: ``!II`` (pickle length, buffer count), one ``!Q`` length per buffer, the pickle
-(protocol 5), then the buffers. Array data travels out of band (PEP 574): it is written from the arrays'
-own memory and read into fresh buffers, never through JSON or per-element Python objects.
+A message is one frame: ``!4sII`` (the magic ``MLGW``, pickle length, buffer count), one ``!Q`` length per
+buffer, the pickle (protocol 5), then the buffers. A frame without the magic (a stream corrupted by stray
+output) raises UnpicklingError at once instead of waiting for a length read from garbage. Array data
+travels out of band (PEP 574): it is written from the arrays' own memory and read into fresh buffers,
+never through JSON or per-element Python objects.
 
 Only plain data crosses: dicts, lists, str, bytes, numbers and numpy arrays. Errors cross as a dict
 ``{"status", "code", "message", "traceback"}``, never as pickled exceptions. Both sides read with an
@@ -22,7 +24,8 @@ if TYPE_CHECKING:  # the worker process never needs asyncio: keep it out of its 
 
 __all__ = ["encode", "read_message", "read_message_sync", "write_message_sync"]
 
-_HEAD = struct.Struct("!II")
+MAGIC = b"MLGW"
+_HEAD = struct.Struct("!4sII")
 _LEN = struct.Struct("!Q")
 
 # numpy's pickling of arrays, dtypes and scalars (numpy 1.x lives in numpy.core, 2.x in numpy._core).
@@ -37,7 +40,7 @@ def encode(message: Any) -> list[bytes | memoryview]:
     buffers: list[pickle.PickleBuffer] = []
     payload = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
     raws = [buffer.raw() for buffer in buffers]
-    head = _HEAD.pack(len(payload), len(raws)) + b"".join(_LEN.pack(raw.nbytes) for raw in raws)
+    head = _HEAD.pack(MAGIC, len(payload), len(raws)) + b"".join(_LEN.pack(raw.nbytes) for raw in raws)
     return [head, payload, *raws]
 
 
@@ -48,6 +51,13 @@ class _PlainDataUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"a worker message may not name {module}.{name}")
 
 
+def _sizes(head: bytes | bytearray) -> tuple[int, int]:
+    magic, size, count = _HEAD.unpack(head)
+    if magic != MAGIC:
+        raise pickle.UnpicklingError(f"not a worker message (starts with {bytes(head[:12])!r})")
+    return size, count
+
+
 def _decode(payload: bytes, buffers: Sequence[bytes | bytearray]) -> Any:
     return _PlainDataUnpickler(io.BytesIO(payload), buffers=buffers).load()
 
@@ -55,7 +65,7 @@ def _decode(payload: bytes, buffers: Sequence[bytes | bytearray]) -> Any:
 async def read_message(reader: asyncio.StreamReader) -> Any:
     """Read one frame (server side). IncompleteReadError at end of stream, UnpicklingError for anything
     but plain data."""
-    size, count = _HEAD.unpack(await reader.readexactly(_HEAD.size))
+    size, count = _sizes(await reader.readexactly(_HEAD.size))
     lengths = struct.unpack(f"!{count}Q", await reader.readexactly(_LEN.size * count)) if count else ()
     payload = await reader.readexactly(size)
     buffers = [await reader.readexactly(n) for n in lengths]
@@ -76,7 +86,7 @@ def _read_exactly(stream: BinaryIO, n: int) -> bytearray:
 
 def read_message_sync(stream: BinaryIO) -> Any:
     """Read one frame (worker side, blocking); arrays come back writable. EOFError at end of stream."""
-    size, count = _HEAD.unpack(_read_exactly(stream, _HEAD.size))
+    size, count = _sizes(_read_exactly(stream, _HEAD.size))
     lengths = struct.unpack(f"!{count}Q", _read_exactly(stream, _LEN.size * count)) if count else ()
     payload = bytes(_read_exactly(stream, size))
     buffers = [_read_exactly(stream, n) for n in lengths]
