@@ -20,9 +20,12 @@ from mlgate import __version__
 from mlgate.dataplane import DataPlane
 from mlgate.db.engine import Database
 from mlgate.db.migrate import upgrade
+from mlgate.engine import InferenceEngine
 from mlgate.examples import ensure_examples
+from mlgate.metrics import EngineMetrics
 from mlgate.middleware.body_limit import BodyLimitMiddleware
 from mlgate.middleware.request_id import RequestIdMiddleware
+from mlgate.protocols import metrics as metrics_routes
 from mlgate.protocols import openai, v1, v2
 from mlgate.protocols.errors import install_error_handlers
 from mlgate.registry import ModelRegistry
@@ -42,14 +45,16 @@ embedding models behind OpenAI's `POST /v1/embeddings`.
 Every error is JSON: `{"error": "...", "code": "...", "field": "..."}`. Every response carries `X-Request-ID`.
 
 Try every model in the browser in the [playground](/ui/).
+An inference request may carry `X-Request-Timeout-Ms` (milliseconds) to shorten the model's timeout (504 past it).
 """
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app. Models load in the lifespan, so the app is importable without touching disk."""
     settings = settings or Settings()
-    registry = ModelRegistry()
-    plane = DataPlane(settings, registry)
+    metrics = EngineMetrics()  # its own CollectorRegistry: apps (and tests) never share series
+    registry = ModelRegistry(hooks=[InferenceEngine(settings, metrics)])
+    plane = DataPlane(settings, registry, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -81,6 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(v1.router)
     # -- inference engine routes (metrics, embeddings) --
     app.include_router(openai.router)
+    if settings.metrics:
+        app.include_router(metrics_routes.router)
 
     # -- registry routes --
 

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from mlgate.codecs.openai import encode_embeddings, parse_embedding_request
 from mlgate.dataplane import DataPlane
 from mlgate.embeddings import embed
-from mlgate.protocols.body import dataplane, json_response, read_json
+from mlgate.protocols.body import dataplane, json_response, read_json, request_timeout_ms
 from mlgate.protocols.errors import ERROR_RESPONSES
 from mlgate.types import EmbeddingRequest, EmbeddingResponse
 
@@ -41,9 +41,10 @@ async def embeddings(request: Request, plane: Plane) -> Response:
     400 for token arrays, a ``dimensions`` other than the model's width, or a model that is not an
     embedding model; 404 for an unknown model. The answering version is in ``X-Model-Version``.
     """
+    timeout_ms = request_timeout_ms(request)
     body, texts = parse_embedding_request(await read_json(request, plane))
     handle = plane.model(body.model)
-    result = await embed(plane, handle, texts, body.dimensions)
+    result = await embed(plane, handle, texts, body.dimensions, timeout_ms=timeout_ms)
     response = json_response(encode_embeddings(model=handle.name, vectors=result.vectors,
                                                token_counts=result.token_counts,
                                                encoding_format=body.encoding_format))
