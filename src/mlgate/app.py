@@ -18,7 +18,6 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
-from prometheus_client import CollectorRegistry
 
 from mlgate import __version__
 from mlgate.auth.authenticator import AuthMetrics
@@ -27,13 +26,16 @@ from mlgate.auth.service import build_security, ensure_first_admin, registry_pol
 from mlgate.dataplane import DataPlane
 from mlgate.db.engine import Database
 from mlgate.db.migrate import upgrade
+from mlgate.engine import InferenceEngine
 from mlgate.examples import ensure_examples
+from mlgate.metrics import EngineMetrics
 from mlgate.middleware.body_limit import BodyLimitMiddleware
 from mlgate.middleware.client_address import ClientAddressMiddleware
 from mlgate.middleware.rate_limit import RateLimitHeadersMiddleware
 from mlgate.middleware.request_id import RequestIdMiddleware
 from mlgate.middleware.security_headers import SecurityHeadersMiddleware
-from mlgate.protocols import auth, metrics, openai, v1, v2
+from mlgate.protocols import auth, openai, v1, v2
+from mlgate.protocols import metrics as metrics_routes
 from mlgate.protocols.errors import install_error_handlers
 from mlgate.ratelimit.limiter import RateLimitMetrics
 from mlgate.registry import ModelRegistry
@@ -53,16 +55,17 @@ embedding models behind OpenAI's `POST /v1/embeddings`.
 Every error is JSON: `{"error": "...", "code": "...", "field": "..."}`. Every response carries `X-Request-ID`.
 
 Try every model in the browser in the [playground](/ui/).
+An inference request may carry `X-Request-Timeout-Ms` (milliseconds) to shorten the model's timeout (504 past it).
 """
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app. Models load in the lifespan, so the app is importable without touching disk."""
     settings = settings or Settings()
-    registry = ModelRegistry()
-    plane = DataPlane(settings, registry)
-    metrics_registry = CollectorRegistry()
-    auth_metrics, limit_metrics = AuthMetrics(metrics_registry), RateLimitMetrics(metrics_registry)
+    metrics = EngineMetrics()  # its own CollectorRegistry: apps (and tests) never share series
+    registry = ModelRegistry(hooks=[InferenceEngine(settings, metrics)])
+    plane = DataPlane(settings, registry, metrics)
+    auth_metrics, limit_metrics = AuthMetrics(metrics.registry), RateLimitMetrics(metrics.registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -95,17 +98,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="mlgate", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url="/openapi.json" if settings.public_docs else None)
     app.state.dataplane = plane
-    app.state.metrics_registry = metrics_registry
     app.include_router(v2.router)
     app.include_router(v1.router)
     # -- inference engine routes (metrics, embeddings) --
     app.include_router(openai.router)
+    if settings.metrics:
+        app.include_router(metrics_routes.router)
 
     # -- registry routes --
 
     # -- security routes --
     app.include_router(auth.router)
-    app.include_router(metrics.router)  # until the engine's /metrics lands: then keep one, on metrics_registry
 
     # -- web routes --
     install_web(app, docs=settings.public_docs)

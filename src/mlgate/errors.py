@@ -22,6 +22,11 @@ Messages of 4xx errors are written for the caller: they name the field and what 
     ├── RateLimited                  429 rate_limited        (Retry-After and RateLimit-* headers)
     ├── RateLimitUnavailable         503 rate_limit_unavailable (counter storage down, policy "refuse")
     ├── ModelNotReady                503 model_not_ready
+    ├── QueueFull                    503 queue_full          (the model's queue is at max_queue_size)
+    ├── WorkerDied                   503 worker_died         (the worker process holding the request died)
+    ├── BatcherStopped               503 batcher_stopped     (the dynamic batcher's collector failed)
+    ├── DeadlineExceeded             504 deadline_exceeded   (no answer within the request's timeout)
+    ├── RemoteError                  any                     (an error a worker process sent back as data)
     ├── ModelError                   500 model_error         (the model raised during inference)
     └── ModelLoadError               500 model_load_error    (never sent: a broken model dir at start-up)
 """
@@ -32,7 +37,9 @@ from http import HTTPStatus
 
 __all__ = [
     "BadRequest",
+    "BatcherStopped",
     "Conflict",
+    "DeadlineExceeded",
     "Forbidden",
     "InvalidCredentials",
     "InvalidInput",
@@ -46,11 +53,14 @@ __all__ = [
     "ModelVersionNotFound",
     "NotFound",
     "PayloadTooLarge",
+    "QueueFull",
     "RateLimitUnavailable",
     "RateLimited",
+    "RemoteError",
     "Unauthenticated",
     "UnsupportedFeature",
     "UnsupportedModel",
+    "WorkerDied",
 ]
 
 
@@ -149,6 +159,46 @@ class ModelLoadError(MlgateError):
     """A model directory could not be read or loaded (bad manifest, missing or unloadable artifact)."""
 
     code = "model_load_error"
+
+
+class QueueFull(MlgateError):
+    """The model's queue already holds ``max_queue_size`` waiting requests; try again shortly."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "queue_full"
+    retry_after_s = 1.0
+
+
+class WorkerDied(MlgateError):
+    """The worker process computing this request died (it is being restarted); the request is lost."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "worker_died"
+    retry_after_s = 1.0
+
+
+class BatcherStopped(MlgateError):
+    """The dynamic batcher of the model stopped unexpectedly; queued requests fail with this."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "batcher_stopped"
+    retry_after_s = 5.0
+
+
+class DeadlineExceeded(MlgateError):
+    """No answer within the request's timeout (header X-Request-Timeout-Ms, manifest, settings)."""
+
+    status = HTTPStatus.GATEWAY_TIMEOUT
+    code = "deadline_exceeded"
+
+
+class RemoteError(MlgateError):
+    """An MlgateError raised inside a worker process, rebuilt from the plain data it sent back."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.status = HTTPStatus(status)
+        self.code = code
 
 
 class Unauthenticated(MlgateError):

@@ -38,6 +38,9 @@ drawing pad (``ImagePreprocessing``)::
     value_range = [0.0, 16.0]
     invert = true
 
+Inference engine keys: ``instances`` (worker processes, 0 = in this process), ``timeout_ms`` (the
+model's request timeout) and, under ``[batching]``, ``preferred_batch_sizes`` and ``max_queue_size``.
+
 A manifest can open its model to callers without credentials and set its own rate limits::
 
     [access]                      # optional: open the model to callers without credentials
@@ -150,17 +153,35 @@ class TensorSpec(BaseModel):
 
 
 class BatchingConfig(BaseModel):
-    """Dynamic batching of concurrent requests (honoured by the inference engine).
+    """Dynamic batching of concurrent requests and the model's queue (see ``mlgate.batching``).
 
-    ``max_batch_size`` is in rows (0 turns batching off); ``max_queue_delay_ms`` is how long the first
-    request of a batch may wait for others, in milliseconds.
+    ``max_batch_size`` is in rows (0 turns merging off: each request runs alone); ``max_queue_delay_ms`` is
+    how long the first request of a batch may wait for others, in milliseconds; a batch whose rows reach
+    one of ``preferred_batch_sizes`` goes at once. ``max_queue_size`` bounds the requests waiting for
+    this model (unset: the ``max_queue_size`` setting); past it, requests get 503 with Retry-After.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_batch_size: int = Field(default=0, ge=0)
-    max_queue_delay_ms: float = Field(default=0.0, ge=0.0)
-    preferred_batch_sizes: tuple[int, ...] = ()
+    max_batch_size: int = Field(default=0, ge=0, description="Most rows in one runtime call; 0: no merging.")
+    max_queue_delay_ms: float = Field(
+        default=0.0, ge=0.0, description="How long a batch's first request waits for more rows, in ms."
+    )
+    preferred_batch_sizes: tuple[int, ...] = Field(
+        default=(), description="Row counts at which a batch is sent without waiting out the delay."
+    )
+    max_queue_size: int | None = Field(
+        default=None, ge=1, description="Requests that may wait in the queue; unset: the server setting."
+    )
+
+    @model_validator(mode="after")
+    def _preferred_fit(self) -> BatchingConfig:
+        if self.preferred_batch_sizes and not self.max_batch_size:
+            raise ValueError("preferred_batch_sizes needs max_batch_size > 0")
+        for size in self.preferred_batch_sizes:
+            if not 1 <= size <= self.max_batch_size:
+                raise ValueError(f"preferred batch size {size} is not between 1 and max_batch_size")
+        return self
 
 
 class ModelManifest(BaseModel):
@@ -177,6 +198,14 @@ class ModelManifest(BaseModel):
     outputs: tuple[TensorSpec, ...] = ()
     labels: tuple[str, ...] | None = Field(default=None, description="Class labels, by class index.")
     batching: BatchingConfig = BatchingConfig()
+    instances: int = Field(
+        default=0, ge=0, le=64,
+        description="Worker processes that run the model, each loading it; 0: run it in the server process.",
+    )
+    timeout_ms: float | None = Field(
+        default=None, gt=0,
+        description="Request timeout for this model in ms (queue + compute); unset: request_timeout_ms.",
+    )
     parameters: dict[str, Any] = Field(
         default_factory=dict, description="Runtime-specific options, e.g. class_name for python."
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import anyio
@@ -11,16 +12,21 @@ from fastapi.responses import Response
 from mlgate.codecs import binary
 from mlgate.codecs.json import dumps, loads
 from mlgate.dataplane import DataPlane
-from mlgate.errors import MalformedJSON, UnsupportedFeature
+from mlgate.errors import BadRequest, MalformedJSON, UnsupportedFeature
 
-__all__ = ["binary_response", "dataplane", "json_response", "read_json", "read_v2_body"]
+__all__ = ["TIMEOUT_HEADER", "binary_response", "dataplane", "json_response", "read_json", "read_v2_body",
+           "request_timeout_ms"]
 
 _OFFLOAD_BYTES = 256 * 1024
 """Bodies larger than this are parsed on a worker thread, so the event loop keeps serving."""
 
+TIMEOUT_HEADER = "X-Request-Timeout-Ms"
+"""Request header: the caller's timeout in milliseconds; it can lower the model's timeout, never raise it."""
 
-def dataplane(request: Request) -> DataPlane:
-    """The DataPlane built by the app's lifespan (FastAPI dependency)."""
+
+async def dataplane(request: Request) -> DataPlane:
+    """The DataPlane built by the app's lifespan (FastAPI dependency; async, so FastAPI does not run it on
+    its thread pool for every request)."""
     plane: DataPlane = request.app.state.dataplane
     return plane
 
@@ -70,3 +76,18 @@ def binary_response(content: Any, chunks: list[bytes]) -> Response:
     header = dumps(content)
     return Response(b"".join([header, *chunks]), media_type="application/octet-stream",
                     headers={binary.HEADER: str(len(header))})
+
+
+def request_timeout_ms(request: Request) -> float | None:
+    """The ``X-Request-Timeout-Ms`` header as a number of ms, or None. BadRequest unless a number > 0."""
+    raw = request.headers.get(TIMEOUT_HEADER)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise BadRequest(f"header {TIMEOUT_HEADER} must be a number of milliseconds > 0, got {raw[:40]!r}",
+                         field=f"headers.{TIMEOUT_HEADER.lower()}")
+    return value

@@ -17,7 +17,7 @@ from mlgate.auth.caller import Action
 from mlgate.codecs.openai import encode_embeddings, parse_embedding_request
 from mlgate.dataplane import DataPlane
 from mlgate.embeddings import embed
-from mlgate.protocols.body import dataplane, json_response, read_json
+from mlgate.protocols.body import dataplane, json_response, read_json, request_timeout_ms
 from mlgate.protocols.errors import ERROR_RESPONSES
 from mlgate.protocols.security import authorize, charge, require_caller
 from mlgate.types import EmbeddingRequest, EmbeddingResponse
@@ -45,11 +45,12 @@ async def embeddings(request: Request, plane: Plane) -> Response:
     Needs the ``predict`` right on ``model``; the cost is the tokens read (each text at least one, charged
     before the model runs, the rest after), on the same counters as V2 and V1 requests to that model.
     """
+    timeout_ms = request_timeout_ms(request)
     body, texts = parse_embedding_request(await read_json(request, plane))
     await authorize(request, Action.PREDICT, body.model)
     handle = plane.model(body.model)
     await charge(request, len(texts))
-    result = await embed(plane, handle, texts, body.dimensions)
+    result = await embed(plane, handle, texts, body.dimensions, timeout_ms=timeout_ms)
     if result.token_counts is not None:
         await charge(request, int(result.token_counts.sum()) - len(texts))
     response = json_response(encode_embeddings(model=handle.name, vectors=result.vectors,

@@ -17,7 +17,7 @@ from mlgate.auth.caller import Action
 from mlgate.codecs import v1 as codec
 from mlgate.dataplane import DataPlane
 from mlgate.errors import NotFound
-from mlgate.protocols.body import dataplane, json_response, read_json
+from mlgate.protocols.body import dataplane, json_response, read_json, request_timeout_ms
 from mlgate.protocols.errors import ERROR_RESPONSES
 from mlgate.protocols.security import charge, require, rows_of
 from mlgate.types import V1ModelStatus, V1PredictRequest, V1PredictResponse
@@ -85,9 +85,10 @@ async def _predict(request: Request, plane: Plane, name: str, version: str | Non
     else:
         version = target
     handle = plane.model(name, version)
+    timeout_ms = request_timeout_ms(request)
     inputs = codec.decode_predict(await read_json(request, plane), handle.inputs)
     await charge(request, rows_of(inputs))
-    outputs = await plane.infer(handle, inputs)
+    outputs = await plane.infer(handle, inputs, timeout_ms=timeout_ms)
     response = json_response(codec.encode_predictions(outputs, handle.outputs))
     response.headers["X-Model-Version"] = handle.version
     return response
