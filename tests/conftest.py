@@ -31,9 +31,13 @@ configure_logging("info", "json")
 
 @pytest.fixture(scope="session")
 def examples_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model repository with breast-cancer and digits, trained once per test session."""
+    """A model repository with breast-cancer and digits, trained once per test session.
+
+    Built without the demo's ``[access]`` table, so the models are closed to anonymous callers like any
+    model of one's own; the security tests rely on that (test_examples checks the open demo).
+    """
     root = tmp_path_factory.mktemp("examples")
-    build_examples(root, names=["breast-cancer", "digits"])
+    build_examples(root, names=["breast-cancer", "digits"], open_demo=False)
     return root
 
 
@@ -56,7 +60,7 @@ def embeddings_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model repository with minilm (sentence embeddings) and breast-cancer, built once per session."""
     require_embeddings()
     root = tmp_path_factory.mktemp("embeddings")
-    build_examples(root, names=["minilm", "breast-cancer"])
+    build_examples(root, names=["minilm", "breast-cancer"], open_demo=False)
     return root
 
 

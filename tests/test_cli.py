@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -27,11 +26,13 @@ def test_version() -> None:
     assert result.exit_code == 0 and f"mlgate {__version__}" in result.output
 
 
-def test_examples_build_then_models_list(tmp_path: Path, examples_repo: Path) -> None:
+def test_examples_build_then_models_list(tmp_path: Path) -> None:
     target = tmp_path / "repo"
-    shutil.copytree(examples_repo, target)  # building is tested by the session fixture; reuse it
-    result = runner.invoke(app, ["examples", "build", str(target)])
-    assert result.exit_code == 0 and "already built" in result.output
+    first = runner.invoke(app, ["examples", "build", str(target)])
+    assert first.exit_code == 0, first.output
+    assert "breast-cancer: written to" in first.output and "digits: written to" in first.output
+    again = runner.invoke(app, ["examples", "build", str(target)])
+    assert again.exit_code == 0 and "breast-cancer: already built" in again.output
     (target / "broken").mkdir()
     (target / "broken" / "model.toml").write_text('name = "broken"\n')
     listed = runner.invoke(app, ["models", "list", "--model-repository", str(target)], env={"COLUMNS": "200"})

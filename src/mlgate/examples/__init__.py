@@ -29,6 +29,21 @@ __all__ = ["EXAMPLES", "available_examples", "build_examples", "ensure_examples"
 
 EXAMPLES = ("breast-cancer", "digits", "minilm")
 
+EXAMPLES_REVISION = "2"
+"""Bumped when the examples' manifests change; a model dir built by another revision is rebuilt."""
+_REVISION_FILE = ".example-revision"
+
+DEMO_ACCESS = """
+# A public demo built from public data: open to callers without credentials, with no rate limit for them.
+# Models of your own are closed to anonymous callers unless their manifest says otherwise.
+[access]
+anonymous = true
+
+[rate_limit.anonymous]
+requests = ""
+rows = ""
+"""
+
 log = structlog.get_logger("mlgate.examples")
 
 Progress = Callable[[str], None]
@@ -78,7 +93,7 @@ shape = [-1, 2]
 [batching]
 max_batch_size = 64
 max_queue_delay_ms = 2.0
-""")
+""" + DEMO_ACCESS)
 
 
 def _build_digits(dest: Path) -> None:
@@ -122,7 +137,7 @@ invert = true
 [batching]
 max_batch_size = 64
 max_queue_delay_ms = 2.0
-""")
+""" + DEMO_ACCESS)
 
 
 def _build_minilm(dest: Path) -> None:
@@ -159,7 +174,7 @@ normalize = true
 [batching]
 max_batch_size = 64
 max_queue_delay_ms = 5.0
-""")
+""" + DEMO_ACCESS)
 
 
 _BUILDERS: dict[str, Callable[[Path], None]] = {
@@ -191,14 +206,16 @@ def available_examples() -> list[str]:
 
 
 def build_examples(root: Path, *, force: bool = False, progress: Progress | None = None,
-                   names: Iterable[str] | None = None) -> list[Path]:
+                   names: Iterable[str] | None = None, open_demo: bool = True) -> list[Path]:
     """Train and write the example models under ``root`` (one directory each); returns the directories.
 
     ``names`` picks examples (default: all). An example whose requirements are not installed is skipped,
     and ``progress`` says what to install. Existing complete model directories are kept unless ``force``.
     A build writes to a temporary directory first and renames it into place, so an interrupted build never
-    leaves a half model. Raises ValueError for an unknown name.
+    leaves a half model. Raises ValueError for an unknown name. ``open_demo=False`` leaves out the
+    ``[access]``/``[rate_limit.anonymous]`` tables that open the demo to anonymous callers.
     """
+    revision = EXAMPLES_REVISION if open_demo else f"{EXAMPLES_REVISION}-closed"
     wanted = list(EXAMPLES if names is None else names)
     unknown = [name for name in wanted if name not in _BUILDERS]
     if unknown:
@@ -208,7 +225,7 @@ def build_examples(root: Path, *, force: bool = False, progress: Progress | None
     for name in wanted:
         builder = _BUILDERS[name]
         dest = root / name
-        if (dest / MANIFEST_FILE).exists() and not force:
+        if _current(dest, revision) and not force:
             if progress:
                 progress(f"{name}: already built in {dest}")
             built.append(dest)
@@ -223,6 +240,10 @@ def build_examples(root: Path, *, force: bool = False, progress: Progress | None
         tmp = root / f".{name}.building"
         shutil.rmtree(tmp, ignore_errors=True)
         builder(tmp)
+        if not open_demo:
+            manifest = tmp / MANIFEST_FILE
+            manifest.write_text(manifest.read_text().replace(DEMO_ACCESS, ""))
+        (tmp / _REVISION_FILE).write_text(revision)
         shutil.rmtree(dest, ignore_errors=True)
         tmp.rename(dest)
         if progress:
@@ -231,9 +252,14 @@ def build_examples(root: Path, *, force: bool = False, progress: Progress | None
     return built
 
 
+def _current(model_dir: Path, revision: str = EXAMPLES_REVISION) -> bool:
+    stamp = model_dir / _REVISION_FILE
+    return (model_dir / MANIFEST_FILE).exists() and stamp.exists() and stamp.read_text() == revision
+
+
 def ensure_examples(root: Path) -> None:
     """Build the examples into ``root`` unless every one that can be built here is there already."""
-    if all((root / name / MANIFEST_FILE).exists() for name in available_examples()):
+    if all(_current(root / name) for name in available_examples()):
         return
     log.info("building example models", directory=str(root))
     build_examples(root, progress=lambda line: log.info(line))
