@@ -15,18 +15,23 @@ import structlog
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
+from prometheus_client import CollectorRegistry
 
 from mlgate import __version__
+from mlgate.control import ControlPlane
 from mlgate.dataplane import DataPlane
 from mlgate.db.engine import Database
 from mlgate.db.migrate import upgrade
 from mlgate.examples import ensure_examples
 from mlgate.middleware.body_limit import BodyLimitMiddleware
+from mlgate.middleware.deprecation import DeprecationMiddleware
 from mlgate.middleware.request_id import RequestIdMiddleware
-from mlgate.protocols import v1, v2
+from mlgate.protocols import metrics as metrics_routes
+from mlgate.protocols import predictions_api, registry_api, repository_ext, v1, v2
 from mlgate.protocols.errors import install_error_handlers
+from mlgate.protocols.versioning import include_versioned
 from mlgate.registry import ModelRegistry
-from mlgate.repository import scan_repository
+from mlgate.repository import group_by_name, scan_repository
 from mlgate.settings import Settings, default_examples_dir
 
 __all__ = ["create_app"]
@@ -45,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     registry = ModelRegistry()
     plane = DataPlane(settings, registry)
+    metrics = CollectorRegistry(auto_describe=True)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,23 +65,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             root = default_examples_dir()
             ensure_examples(root)
         log.info("loading model repository", repository=str(root))
-        await registry.load(scan_repository(root))
+        sources = scan_repository(root)
+        await registry.load(sources)
+        # -- registry: database models, rollouts, prediction log, replicas --
+        control = ControlPlane(settings, database, plane, metrics)
+        control.folder_sources = group_by_name(sources)
+        app.state.control = control
+        await control.start()
         plane.loaded = True
         ready = sum(handle.ready for handle in registry)
         log.info("models loaded", ready=ready, total=len(list(registry)))
         try:
             yield
         finally:
+            await control.close()
             await registry.unload_all()
             await database.dispose()
 
     app = FastAPI(title="mlgate", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.dataplane = plane
+    app.state.settings = settings
+    app.state.metrics = metrics
     app.include_router(v2.router)
     app.include_router(v1.router)
     # -- inference engine routes (metrics, embeddings) --
 
     # -- registry routes --
+    app.include_router(repository_ext.router)
+    include_versioned(app, registry_api.router)
+    include_versioned(app, predictions_api.router)
+    app.include_router(metrics_routes.router)
 
     # -- security routes --
 
@@ -86,7 +105,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return RedirectResponse("/docs")
 
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(DeprecationMiddleware, versions={
+        v: (d.deprecated, d.sunset) for v, d in settings.deprecated_api_versions.items()})
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes,
+                       path_limits={"/api/": settings.registry_max_upload_bytes})
     app.add_middleware(RequestIdMiddleware, access_log=settings.access_log)
 
     def openapi() -> dict[str, Any]:

@@ -9,12 +9,17 @@ Messages of 4xx errors are written for the caller: they name the field and what 
     │   ├── MalformedJSON            400 malformed_json
     │   ├── JSONTooDeep              400 json_too_deep
     │   ├── InvalidInput             400 invalid_input       (datatype, shape, data, names, NaN)
-    │   └── UnsupportedFeature       400 unsupported_feature
+    │   ├── UnsupportedFeature       400 unsupported_feature
+    │   └── InvalidArchive           400 invalid_archive     (an uploaded model dir: traversal, links, format)
     ├── NotFound                     404 not_found
     │   ├── ModelNotFound            404 model_not_found
-    │   └── ModelVersionNotFound     404 model_version_not_found
+    │   ├── ModelVersionNotFound     404 model_version_not_found
+    │   └── AliasNotFound            404 alias_not_found
+    ├── Conflict                     409 conflict            (e.g. deleting a version an alias points at)
+    │   └── VersionExists            409 version_exists      (versions are immutable once pushed)
     ├── PayloadTooLarge              413 payload_too_large
     ├── ModelNotReady                503 model_not_ready
+    ├── DatabaseUnavailable          503 database_unavailable
     ├── ModelError                   500 model_error         (the model raised during inference)
     └── ModelLoadError               500 model_load_error    (never sent: a broken model dir at start-up)
 """
@@ -24,7 +29,11 @@ from __future__ import annotations
 from http import HTTPStatus
 
 __all__ = [
+    "AliasNotFound",
     "BadRequest",
+    "Conflict",
+    "DatabaseUnavailable",
+    "InvalidArchive",
     "InvalidInput",
     "JSONTooDeep",
     "MalformedJSON",
@@ -37,6 +46,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "UnsupportedFeature",
+    "VersionExists",
 ]
 
 
@@ -129,3 +139,39 @@ class ModelLoadError(MlgateError):
     """A model directory could not be read or loaded (bad manifest, missing or unloadable artifact)."""
 
     code = "model_load_error"
+
+
+class InvalidArchive(BadRequest):
+    """An uploaded model directory archive is refused before anything is unpacked."""
+
+    code = "invalid_archive"
+
+
+class AliasNotFound(NotFound):
+    code = "alias_not_found"
+
+    def __init__(self, name: str, alias: str) -> None:
+        super().__init__(f"model '{name}' has no alias '{alias}'", field="alias")
+
+
+class Conflict(MlgateError):
+    status = HTTPStatus.CONFLICT
+    code = "conflict"
+
+
+class VersionExists(Conflict):
+    code = "version_exists"
+
+    def __init__(self, name: str, version: str) -> None:
+        super().__init__(
+            f"model '{name}' already has a version '{version}'; versions are immutable, push a new version",
+            field="version",
+        )
+
+
+class DatabaseUnavailable(MlgateError):
+    """The registry database cannot be reached; serving goes on, registry changes wait."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "database_unavailable"
+    retry_after_s = 5.0

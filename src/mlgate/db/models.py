@@ -3,4 +3,8 @@
 Each feature keeps its tables in its own module (``mlgate.db.<feature>``); add the import here.
 """
 
-from mlgate.db import meta  # noqa: F401
+from mlgate.db import (  # noqa: F401
+    meta,  # noqa: F401
+    predlog_table,
+    registry_tables,
+)

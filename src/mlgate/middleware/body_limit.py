@@ -7,6 +7,8 @@ PayloadTooLarge inside the application, so it is answered by the one error handl
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlgate.errors import BadRequest, PayloadTooLarge
@@ -15,9 +17,11 @@ __all__ = ["BodyLimitMiddleware"]
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, path_limits: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.limit = max_body_bytes
+        self.path_limits = dict(path_limits or {})
+        """Other limits for paths starting with a prefix (e.g. model uploads under /api/)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -29,6 +33,10 @@ class BodyLimitMiddleware:
                 declared = int(value) if value.isdigit() else -1
                 break
         limit = self.limit
+        for prefix, prefix_limit in self.path_limits.items():
+            if scope["path"].startswith(prefix):
+                limit = prefix_limit
+                break
         received = 0
 
         async def limited_receive() -> Message:

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from mlgate.codecs import v2 as codec
 from mlgate.dataplane import DataPlane
 from mlgate.protocols.body import dataplane, json_response, read_json
+from mlgate.protocols.caller import Caller, routing_key
 from mlgate.protocols.errors import ERROR_RESPONSES
 from mlgate.types import (
     InferenceRequest,
@@ -76,11 +77,13 @@ _INFER_BODY = {
              summary="Inference")
 @router.post("/models/{model_name}/versions/{model_version}/infer", response_model=InferenceResponse,
              openapi_extra=_INFER_BODY, summary="Inference on a model version")
-async def infer(request: Request, plane: Plane, model_name: str, model_version: str | None = None) -> Response:
-    handle = plane.model(model_name, model_version)
-    body = codec.parse_request(await read_json(request, plane))
-    inputs = codec.decode_inputs(body, handle.inputs)
-    outputs = await plane.infer(handle, inputs, body.parameters)
+async def infer(request: Request, plane: Plane, caller: Caller, model_name: str,
+                model_version: str | None = None) -> Response:
+    async with plane.serving(model_name, model_version, caller=caller, key=routing_key(request, caller)) as call:
+        handle = call.handle
+        body = codec.parse_request(await read_json(request, plane))
+        inputs = codec.decode_inputs(body, handle.inputs)
+        outputs = await call.infer(inputs, body.parameters)
     return json_response(codec.encode_response(
         model_name=handle.name, model_version=handle.version, request=body, outputs=outputs,
         specs=handle.outputs, labels=handle.labels))

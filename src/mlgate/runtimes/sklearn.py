@@ -4,13 +4,16 @@ Outputs ``predict`` (``[batch]``, or ``[batch, k]`` for multi-output estimators)
 has it, ``predict_proba`` (``[batch, n_classes]`` FP64). Without declared inputs the single input is
 ``input-0``, FP64 ``[-1, n_features_in_]``.
 
-Security: unpickling runs code from the file. Serve only artifacts you trust.
+Security: unpickling runs code from the file. Serve only artifacts you trust. ``.skops`` files (the
+``skops`` format, MLflow's default for scikit-learn) load without running code: types outside skops's
+default trusted set must be listed in ``parameters.skops_trusted_types``, else loading is refused.
 """
 
 from __future__ import annotations
 
 import pickle
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +32,9 @@ class SklearnRuntime(Runtime):
 
     def load(self) -> None:
         path = self.artifact_path
-        if path.suffix in {".pkl", ".pickle"}:
+        if path.suffix == ".skops":
+            model = _load_skops(path, self.manifest.parameters.get("skops_trusted_types") or [])
+        elif path.suffix in {".pkl", ".pickle"}:
             with path.open("rb") as fh:
                 model = pickle.load(fh)
         else:
@@ -66,3 +71,13 @@ class SklearnRuntime(Runtime):
         if self.has_proba and "predict_proba" in wanted:
             out["predict_proba"] = np.asarray(self.model.predict_proba(x))
         return out
+
+
+def _load_skops(path: Path, trusted: list[str]) -> Any:
+    import skops.io
+
+    untrusted = [t for t in skops.io.get_untrusted_types(file=path) if t not in trusted]
+    if untrusted:
+        raise ModelLoadError(f"{path.name} holds types skops does not trust by default: {untrusted}; list them "
+                             "in parameters.skops_trusted_types if you trust this file")
+    return skops.io.load(path, trusted=list(trusted) or None)
