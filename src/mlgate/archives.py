@@ -38,6 +38,7 @@ class ArchiveInfo:
 
 
 def _format_of(fh: BinaryIO) -> Format:
+    fh.seek(0)
     head = fh.read(4)
     fh.seek(0)
     if head[:2] == b"\x1f\x8b":

@@ -1,0 +1,81 @@
+"""Rollouts without downtime: push, promote and roll back while clients send requests without pause.
+
+Every request must succeed, and the version that answered (``model_version``, and the value only that
+version computes) must have been the production version at some moment while the request was open.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.registry_helpers import API, ZEROS, promote, push, versioned_model
+
+pytestmark = pytest.mark.anyio
+
+CLIENTS = 4
+
+
+async def test_promote_and_rollback_under_continuous_traffic(
+    app_client: Callable[..., Any], tmp_path: Path, database_url: str
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    # (start, end, version) of each production period; during a move both ends are live.
+    periods: list[tuple[float, float, str]] = []
+    results: list[tuple[float, float, int, str | None, float | None]] = []
+    async with app_client(repo, database_url=database_url, drain_timeout_s=10) as client:
+        for v in (1, 2, 3):
+            assert (await push(client, "sum", versioned_model(tmp_path, v))).status_code == 201
+        assert (await promote(client, "sum", "1")).status_code == 200
+        live_since, live = time.monotonic(), "1"
+        stop = anyio.Event()
+
+        async def traffic() -> None:
+            while not stop.is_set():
+                started = time.monotonic()
+                response = await client.post("/v2/models/sum/infer", json=ZEROS)
+                ended = time.monotonic()
+                if response.status_code == 200:
+                    body = response.json()
+                    results.append((started, ended, 200, body["model_version"], body["outputs"][0]["data"][0]))
+                else:
+                    results.append((started, ended, response.status_code, None, None))
+
+        async def move(call: Any, to: str) -> None:
+            nonlocal live_since, live
+            before = time.monotonic()
+            response = await call
+            assert response.status_code == 200, response.text
+            after = time.monotonic()
+            periods.append((live_since, after, live))  # the old version is live until the move returns
+            live_since, live = before, to  # the new one may answer from the moment the move starts
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(CLIENTS):
+                tg.start_soon(traffic)
+            await anyio.sleep(0.3)
+            await move(promote(client, "sum", "2"), "2")
+            await anyio.sleep(0.3)
+            await move(promote(client, "sum", "3"), "3")
+            await anyio.sleep(0.3)
+            await move(client.post(f"{API}/models/sum/rollback"), "2")
+            await anyio.sleep(0.3)
+            await move(client.post(f"{API}/models/sum/rollback"), "1")
+            await anyio.sleep(0.3)
+            stop.set()
+        periods.append((live_since, time.monotonic() + 1, live))
+
+    failed = [r for r in results if r[2] != 200]
+    assert not failed, f"{len(failed)} of {len(results)} requests failed: {failed[:5]}"
+    assert len(results) > 50
+    for started, ended, _, version, value in results:
+        assert value == float(version or "nan"), "the answer was not computed by the version named"
+        live_then = {v for (a, b, v) in periods if a <= ended and b >= started}
+        assert version in live_then, f"version {version} answered in [{started}, {ended}] but live: {live_then}"
+    assert {r[3] for r in results} == {"1", "2", "3"}
