@@ -1,0 +1,90 @@
+"""Replicas agree: two real `mlgate serve` processes on one database and one artifact store.
+
+A promote made through one is answered by the other within 2 s: on PostgreSQL by LISTEN/NOTIFY, on a
+shared SQLite file by polling (the fallback, every registry_poll_interval_s = 1 s by default).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mlgate.archives import pack_to_bytes
+from tests.registry_helpers import API, ZEROS, versioned_model
+from tests.test_server_process import free_port
+
+AGREE_WITHIN_S = 2.0
+
+
+@contextmanager
+def replica(name: str, tmp_path: Path, env: dict[str, str]) -> Iterator[str]:
+    port = free_port()
+    repo = tmp_path / "repo"
+    repo.mkdir(exist_ok=True)
+    log_path = tmp_path / f"{name}.log"
+    full_env = {**os.environ, **env, "MLGATE_DATA_DIR": str(tmp_path / f"data-{name}"), "MLGATE_LOG_FORMAT": "json",
+                "MLGATE_ACCESS_LOG": "false"}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "mlgate", "serve", "--model-repository", str(repo),
+                                 "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=full_env)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                assert proc.poll() is None, log_path.read_text()[-3000:]
+                try:
+                    if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "replica did not become ready in 60 s"
+                time.sleep(0.1)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def _version(url: str) -> str | None:
+    response = httpx.post(f"{url}/v2/models/sum/infer", json=ZEROS, timeout=5)
+    if response.status_code != 200:
+        return None
+    body = response.json()
+    assert body["outputs"][0]["data"][0] == float(body["model_version"])
+    return str(body["model_version"])
+
+
+def _seconds_until(url: str, version: str, limit_s: float = 10.0) -> float:
+    started = time.monotonic()
+    while (seen := _version(url)) != version:
+        assert time.monotonic() - started < limit_s, f"{url} still answers {seen}, not {version}"
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def test_a_promote_on_one_replica_is_in_effect_on_the_other(tmp_path: Path, database_url: str) -> None:
+    env = {"MLGATE_DATABASE_URL": database_url, "MLGATE_ARTIFACT_STORE": str(tmp_path / "artifacts")}
+    with replica("a", tmp_path, env) as a, replica("b", tmp_path, env) as b:
+        for v in (1, 2):
+            archive = pack_to_bytes(versioned_model(tmp_path, v))
+            pushed = httpx.post(f"{a}{API}/models/sum/versions", files={"file": ("m.tar.gz", io.BytesIO(archive))})
+            assert pushed.status_code == 201, pushed.text
+        assert httpx.post(f"{a}{API}/models/sum/promote", json={"version": "1"}).status_code == 200
+        assert _version(a) == "1"  # in effect on the replica that took the change when it answers
+        assert _seconds_until(b, "1") < AGREE_WITHIN_S
+
+        assert httpx.post(f"{a}{API}/models/sum/promote", json={"version": "2"}, timeout=30).status_code == 200
+        assert _seconds_until(b, "2") < AGREE_WITHIN_S
+
+        assert httpx.post(f"{b}{API}/models/sum/rollback", timeout=30).status_code == 200
+        assert _version(b) == "1"
+        assert _seconds_until(a, "1") < AGREE_WITHIN_S
