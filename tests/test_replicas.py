@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import pytest
 
 from mlgate.archives import pack_to_bytes
 from tests.registry_helpers import API, ZEROS, versioned_model

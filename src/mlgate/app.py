@@ -108,7 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(DeprecationMiddleware, versions={
         v: (d.deprecated, d.sunset) for v, d in settings.deprecated_api_versions.items()})
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes,
-                       path_limits={"/api/": settings.registry_max_upload_bytes})
+                       path_limits={"/api/": (settings.registry_max_upload_bytes, "registry_max_upload_bytes")})
     app.add_middleware(RequestIdMiddleware, access_log=settings.access_log)
 
     def openapi() -> dict[str, Any]:

@@ -116,7 +116,7 @@ def check_archive(fh: BinaryIO, *, max_unpacked_bytes: int, max_members: int = M
                     if stat.S_ISLNK(mode):
                         raise InvalidArchive(f"member {zinfo.filename!r}: links are not supported in zip "
                                              "archives; use tar.gz", field="file")
-                    if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                    if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):  # 0: no type recorded
                         raise InvalidArchive(f"member {zinfo.filename!r}: device files, FIFOs and other "
                                              "special files are not allowed", field="file")
                     if not zinfo.is_dir():

@@ -115,10 +115,10 @@ class PayloadTooLarge(MlgateError):
     status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     code = "payload_too_large"
 
-    def __init__(self, limit_bytes: int) -> None:
+    def __init__(self, limit_bytes: int, setting: str = "max_body_bytes") -> None:
         super().__init__(
             f"request body is larger than the limit of {limit_bytes} bytes "
-            "(setting max_body_bytes, env MLGATE_MAX_BODY_BYTES)"
+            f"(setting {setting}, env MLGATE_{setting.upper()})"
         )
         self.limit_bytes = limit_bytes
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 import tempfile
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import UploadFile
 
 from mlgate.control import ControlPlane
 from mlgate.db.catalog import ModelInfo, VersionInfo
-from mlgate.errors import MlgateError
-from mlgate.manifest import NAME_PATTERN
+from mlgate.errors import InvalidInput, MlgateError, ModelVersionNotFound
+from mlgate.manifest import NAME_PATTERN, is_valid_name
 from mlgate.protocols.body import json_response
 from mlgate.protocols.caller import Caller
 from mlgate.protocols.errors import ERROR_RESPONSES
@@ -134,20 +135,40 @@ async def patch_model(control: Control, caller: Caller, model_name: str, body: M
     return json_response(model_json(await control.model(model_name), control.plane.registry))
 
 
-@router.post("/models/{model_name}/versions", status_code=201, summary="Push a version (multipart upload)")
-async def push_version(
-    control: Control,
-    caller: Caller,
-    model_name: str,
-    file: Annotated[UploadFile, File(description="The model directory as a .tar.gz or .zip archive.")],
-    version: Annotated[str | None, Form(description="Version to record; default: the manifest's, else next.")]
-    = None,
-) -> Response:
-    # Starlette spooled the upload to a temporary file already; copy it to one we own for the checks.
-    with tempfile.TemporaryFile() as fh:
-        while chunk := await file.read(1 << 20):
-            fh.write(chunk)
-        info = await control.push(model_name, fh, version=version or None, by=caller)
+_PUSH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["file"],
+            "properties": {
+                "file": {"type": "string", "format": "binary",
+                         "description": "The model directory as a .tar.gz or .zip archive."},
+                "version": {"type": "string", "description": "Version to record; default: the manifest's, "
+                            "else one more than the highest numeric version."},
+            },
+        }}},
+    }
+}
+
+
+@router.post("/models/{model_name}/versions", status_code=201, openapi_extra=_PUSH_BODY,
+             summary="Push a version (multipart upload of a model directory archive)")
+async def push_version(request: Request, control: Control, caller: Caller, model_name: str) -> Response:
+    # The form is parsed here rather than by FastAPI, so that a body over the upload limit stays a 413.
+    form = await request.form(max_files=1, max_fields=4)
+    try:
+        upload, version = form.get("file"), form.get("version")
+        if not isinstance(upload, UploadFile):
+            raise InvalidInput("the multipart form needs a 'file' part holding the archive", field="file")
+        if version is not None and not isinstance(version, str):
+            raise InvalidInput("'version' must be a text field", field="version")
+        # Starlette spooled the upload to a temporary file; copy it to one we own for the checks.
+        with tempfile.TemporaryFile() as fh:
+            while chunk := await upload.read(1 << 20):
+                fh.write(chunk)
+            info = await control.push(model_name, fh, version=version or None, by=caller)
+    finally:
+        await form.close()
     return json_response(version_json(info, control.plane.registry), 201)
 
 
@@ -155,8 +176,6 @@ async def push_version(
 async def show_version(control: Control, model_name: str, model_version: str) -> Response:
     info = await control.model(model_name)
     if model_version not in info.versions:
-        from mlgate.errors import ModelVersionNotFound
-
         raise ModelVersionNotFound(model_name, model_version, list(info.versions))
     return json_response(version_json(info.versions[model_version], control.plane.registry))
 
@@ -209,9 +228,6 @@ async def set_traffic(control: Control, caller: Caller, model_name: str, body: T
 
 
 def _name(value: str, field: str) -> str:
-    from mlgate.errors import InvalidInput
-    from mlgate.manifest import is_valid_name
-
     if not is_valid_name(value):
         raise InvalidInput(f"{field} {value!r} is not valid: letters, digits, '.', '_' and '-'", field=field)
     return value
