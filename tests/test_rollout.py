@@ -79,3 +79,63 @@ async def test_promote_and_rollback_under_continuous_traffic(
         live_then = {v for (a, b, v) in periods if a <= ended and b >= started}
         assert version in live_then, f"version {version} answered in [{started}, {ended}] but live: {live_then}"
     assert {r[3] for r in results} == {"1", "2", "3"}
+
+
+SLOW_MODEL = '''
+import threading
+from pathlib import Path
+
+import numpy as np
+
+GATE = threading.Event()
+
+
+class Model:
+    def load(self):
+        self.offset = float((Path(__file__).parent / "offset.txt").read_text())
+
+    def predict(self, batch, parameters):
+        if parameters.get("wait"):
+            GATE.wait(10)
+        if parameters.get("release"):
+            GATE.set()
+        return {"sum": batch["x"].sum(axis=1) + self.offset}
+'''
+
+
+async def test_old_version_is_unloaded_only_after_its_requests_finish(
+    app_client: Callable[..., Any], tmp_path: Path, sqlite_url: str
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    slow = versioned_model(tmp_path, 1)
+    (slow / "model.py").write_text(SLOW_MODEL)
+    async with app_client(repo, database_url=sqlite_url, drain_timeout_s=30) as client:
+        registry = client._transport.app.state.dataplane.registry  # type: ignore[attr-defined]
+        await push(client, "sum", slow)
+        await push(client, "sum", versioned_model(tmp_path, 2))
+        await promote(client, "sum", "1")
+        old = registry.get("sum")
+        results: list[Any] = []
+
+        async def held() -> None:
+            body = {**ZEROS, "parameters": {"wait": True}}
+            results.append(await client.post("/v2/models/sum/infer", json=body))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(held)
+            with anyio.fail_after(5):
+                while old.in_flight == 0:
+                    await anyio.sleep(0.01)
+            assert (await promote(client, "sum", "2")).status_code == 200
+            assert registry.get("sum").version == "2"  # new requests go to version 2 at once
+            await anyio.sleep(0.2)
+            assert old.state.value == "READY" and old.in_flight > 0  # still serving its request
+            # Let the held request finish (its model's gate is opened by a request to version 1 itself).
+            old_executor = old.executor
+            assert old_executor is not None
+            await old_executor({"x": __import__("numpy").zeros((1, 3), "float32")}, {"release": True})
+        assert results[0].status_code == 200 and results[0].json()["model_version"] == "1"
+        with anyio.fail_after(5):
+            while old.state.value != "UNLOADED":
+                await anyio.sleep(0.01)
