@@ -45,6 +45,7 @@ class SklearnRuntime(Runtime):
             raise ModelLoadError(f"{path.name} holds a {type(model).__name__}, which has no predict()")
         self.model = model
         self.has_proba = hasattr(model, "predict_proba")
+        self.columns = _frame_builder(model)
         if len(self.inputs) > 1:
             raise ModelLoadError("the sklearn runtime takes exactly one input tensor")
         if not self.inputs:
@@ -64,6 +65,8 @@ class SklearnRuntime(Runtime):
 
     def predict(self, batch: Batch, parameters: Mapping[str, Any]) -> Batch:
         (x,) = batch.values()
+        if self.columns is not None:
+            x = self.columns(x)
         wanted = {spec.name for spec in self.outputs}
         out: dict[str, np.ndarray] = {}
         if "predict" in wanted:
@@ -81,3 +84,16 @@ def _load_skops(path: Path, trusted: list[str]) -> Any:
         raise ModelLoadError(f"{path.name} holds types skops does not trust by default: {untrusted}; list them "
                              "in parameters.skops_trusted_types if you trust this file")
     return skops.io.load(path, trusted=list(trusted) or None)
+
+
+def _frame_builder(model: Any) -> Any:
+    """For an estimator fitted on a pandas DataFrame: rows -> a DataFrame with its column names (as fitted)."""
+    names = getattr(model, "feature_names_in_", None)
+    if names is None:
+        return None
+    try:
+        import pandas as pd
+    except ImportError:
+        return None
+    columns = list(names)
+    return lambda x: pd.DataFrame(x, columns=columns)
