@@ -150,6 +150,9 @@ async def test_postgresql_outage_loses_nothing_within_the_buffer(
         await proxy.cut()
         await load(200)  # serving goes on while the database is unreachable
         assert await _count(postgres_url) == 50
+        down = await client.get(f"{API}/models")
+        assert down.status_code == 503 and down.json()["code"] == "database_unavailable"
+        assert down.headers["retry-after"] == "5"
         pending = (await client.get("/metrics")).text
         assert "mlgate_prediction_log_pending 0.0" not in pending
         await proxy.restore()
@@ -159,3 +162,18 @@ async def test_postgresql_outage_loses_nothing_within_the_buffer(
         assert "mlgate_prediction_log_dropped_total 0.0" in (await client.get("/metrics")).text
     await proxy.cut()
     assert await _count(postgres_url) == sent == 250
+
+
+async def test_the_caller_is_recorded_when_authentication_knows_it(
+    app_client: Callable[..., Any], examples_repo: Path, sqlite_url: str
+) -> None:
+    from mlgate.protocols.caller import current_caller
+
+    async with app_client(examples_repo, database_url=sqlite_url, prediction_log_interval_s=0.05) as client:
+        app = client._transport.app  # type: ignore[attr-defined]
+        app.dependency_overrides[current_caller] = lambda: "alice"
+        rows = {"instances": [[0.0] * 30]}
+        assert (await client.post("/v1/models/breast-cancer:predict", json=rows)).status_code == 200
+        items = await _wait_for_records(client, 1)
+        assert items[0]["caller"] == "alice"
+        assert (await client.get(f"{API}/predictions", params={"caller": "bob"})).json()["items"] == []

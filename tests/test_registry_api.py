@@ -54,7 +54,8 @@ async def test_push_list_show_and_immutability(app_client: Callable[..., Any], r
         # Without an alias requests go to the highest version; other versions are served once an alias
         # points at them, by version or by alias name.
         assert await answer(client) == ("2", 2.0)
-        assert (await client.post("/v2/models/sum/versions/exp-a/infer", json=ZEROS)).status_code == 404
+        unserved = await client.post("/v2/models/sum/versions/exp-a/infer", json=ZEROS)
+        assert unserved.status_code == 404 and "in the registry but not served here" in unserved.json()["error"]
         await client.put(f"{API}/models/sum/aliases/staging", json={"version": "exp-a"})
         assert await answer(client, version="exp-a") == ("exp-a", 7.0)
         assert await answer(client, version="staging") == ("exp-a", 7.0)
@@ -113,3 +114,14 @@ async def test_a_version_that_fails_to_load_gets_no_traffic(app_client: Callable
         assert await answer(client) == ("1", 1.0)
         shown = (await client.get(f"{API}/models/sum")).json()
         assert shown["aliases"] == {"production": "1"}
+
+
+async def test_a_folder_model_keeps_its_name(app_client: Callable[..., Any], examples_repo: Path, tmp_path: Path,
+                                             sqlite_url: str) -> None:
+    directory = versioned_model(tmp_path, 5, name="digits")
+    async with app_client(examples_repo, database_url=sqlite_url) as client:
+        assert (await push(client, "digits", directory, version="5")).status_code == 201
+        refused = await promote(client, "digits", "5")
+        assert refused.status_code == 409 and "model repository folder" in refused.json()["error"]
+        meta = (await client.get("/v2/models/digits")).json()
+        assert meta["versions"] == ["1"] and meta["platform"] == "onnx"

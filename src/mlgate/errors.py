@@ -104,10 +104,10 @@ class ModelNotFound(NotFound):
 class ModelVersionNotFound(NotFound):
     code = "model_version_not_found"
 
-    def __init__(self, name: str, version: str, available: list[str]) -> None:
+    def __init__(self, name: str, version: str, available: list[str], hint: str = "") -> None:
         have = ", ".join(repr(v) for v in available) or "none"
         super().__init__(
-            f"model '{name}' has no version '{version}' (available: {have})", field="model_version"
+            f"model '{name}' has no version '{version}' (available: {have}){hint}", field="model_version"
         )
 
 

@@ -175,7 +175,9 @@ class ModelRegistry:
             version = route.aliases[version]
         handle = versions.get(version)
         if handle is None:
-            raise ModelVersionNotFound(name, version, self.versions(name))
+            hint = ("; that version is in the registry but not served here: point an alias at it "
+                    "(e.g. staging) to serve it") if route is not None and version in route.registered else ""
+            raise ModelVersionNotFound(name, version, self.versions(name), hint)
         return handle
 
     async def load(self, sources: Iterable[ModelSource]) -> None:

@@ -49,7 +49,8 @@ def desired_route(info: ModelInfo) -> Route | None:
     aliases = {a: v for a, v in info.aliases.items() if v in info.versions}
     canary = info.canary_version if info.canary_version in info.versions else None
     shadow = info.shadow_version if info.shadow_version in info.versions else None
-    return Route(production, aliases, canary, info.canary_percent if canary else 0.0, shadow)
+    return Route(production, aliases, canary, info.canary_percent if canary else 0.0, shadow,
+                 frozenset(info.versions))
 
 
 class Rollouts:
@@ -131,7 +132,8 @@ class Rollouts:
                 aliases[alias] = kept
         canary = keep(wanted.canary, old.canary if old else None)
         shadow = keep(wanted.shadow, old.shadow if old else None)
-        return Route(production, aliases, canary, wanted.canary_percent if canary else 0.0, shadow)
+        return Route(production, aliases, canary, wanted.canary_percent if canary else 0.0, shadow,
+                     wanted.registered)
 
     async def _ensure_loaded(self, version: VersionInfo) -> ModelHandle:
         owned = self._owned.setdefault(version.name, {})

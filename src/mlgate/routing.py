@@ -32,6 +32,8 @@ class Route:
     canary: str | None = None
     canary_percent: float = 0.0
     shadow: str | None = None
+    registered: frozenset[str] = frozenset()
+    """Every version the registry holds for the model, served or not (for a helpful 404)."""
 
     def pick(self, model: str, key: str | None = None) -> str:
         """The version for a request without one: the canary for its share of the traffic, else production."""
