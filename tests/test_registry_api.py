@@ -124,4 +124,4 @@ async def test_a_folder_model_keeps_its_name(app_client: Callable[..., Any], exa
         refused = await promote(client, "digits", "5")
         assert refused.status_code == 409 and "model repository folder" in refused.json()["error"]
         meta = (await client.get("/v2/models/digits")).json()
-        assert meta["versions"] == ["1"] and meta["platform"] == "onnx"
+        assert meta["versions"] == ["1"] and meta["platform"] == "onnxruntime_onnx"
