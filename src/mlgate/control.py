@@ -116,9 +116,20 @@ class ControlPlane:
     async def set_alias(self, name: str, alias: str, version: str, *, by: str | None = None) -> str | None:
         """Point ``alias`` at ``version`` (loaded and warmed first); returns the version it left."""
         await self.rollouts.prepare(name, version)
-        previous = await self.catalog.set_alias(name, alias, version, by=by)
+        try:
+            previous = await self.catalog.set_alias(name, alias, version, by=by)
+        except BaseException:
+            await self._forget_prepared()
+            raise
         await self._changed()
         return previous
+
+    async def _forget_prepared(self) -> None:
+        """After a change that failed to be recorded: unload what was loaded for it (best effort)."""
+        try:
+            await self.rollouts.sync(force=True)
+        except MlgateError as exc:
+            log.warning("could not unload versions prepared for a failed change", error=exc.message)
 
     async def rollback(self, name: str, alias: str, *, by: str | None = None) -> tuple[str, str]:
         info = await self.catalog.model(name)
@@ -144,8 +155,12 @@ class ControlPlane:
                 if version not in info.versions:
                     raise ModelVersionNotFound(name, version, list(info.versions))
                 await self.rollouts.prepare(name, version)
-        await self.catalog.set_traffic(name, canary_version=canary_version, canary_percent=canary_percent,
-                                       shadow_version=shadow_version, by=by)
+        try:
+            await self.catalog.set_traffic(name, canary_version=canary_version, canary_percent=canary_percent,
+                                           shadow_version=shadow_version, by=by)
+        except BaseException:
+            await self._forget_prepared()
+            raise
         await self._changed()
 
     async def update_model(self, name: str, *, log_sample_rate: float | None = None,
