@@ -22,6 +22,16 @@ from tests.registry_helpers import API, push
 pytestmark = pytest.mark.anyio
 
 
+def _python_model() -> type:
+    import mlflow.pyfunc
+
+    class DoubledSumModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]  # noqa: ANN001
+            return np.asarray(model_input).sum(axis=1) * 2
+
+    return DoubledSumModel
+
+
 @pytest.fixture(scope="module")
 def mlflow_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     """A folder with MLflow-saved models: breast-cancer (skops, tensor signature), a pandas column
@@ -29,6 +39,7 @@ def mlflow_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import mlflow.onnx
+        import mlflow.pyfunc
         import mlflow.sklearn
         import pandas as pd
         from mlflow.models import infer_signature
@@ -40,13 +51,19 @@ def mlflow_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
         mlflow.sklearn.save_model(model, root / "bc", signature=infer_signature(data.data, model.predict(data.data)))
         frame = pd.DataFrame(data.data, columns=[c.replace(" ", "_") for c in data.feature_names])
         by_column = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(frame, data.target)
-        mlflow.sklearn.save_model(by_column, root / "bc-columns",
+        # The first save is exactly the default; the others skip MLflow's slow requirements inference.
+        mlflow.sklearn.save_model(by_column, root / "bc-columns", pip_requirements=["scikit-learn"],
                                   signature=infer_signature(frame, by_column.predict(frame)))
-        mlflow.sklearn.save_model(model, root / "bc-cloudpickle", serialization_format="cloudpickle")
+        mlflow.sklearn.save_model(model, root / "bc-cloudpickle", serialization_format="cloudpickle",
+                                  pip_requirements=["scikit-learn"])
         digits = load_digits()
         x = digits.data.astype(np.float32)
-        clf = LogisticRegression(max_iter=2000).fit(x, digits.target)
-        mlflow.onnx.save_model(to_onnx(clf, x[:1], options={"zipmap": False}), root / "digits-onnx")
+        clf = LogisticRegression(max_iter=300).fit(x / 16, digits.target)
+        onnx_model = to_onnx(clf, x[:1], options={"zipmap": False})
+        mlflow.onnx.save_model(onnx_model, root / "digits-onnx", pip_requirements=["onnxruntime"])
+        rows = np.zeros((2, 3), dtype=np.float32)
+        mlflow.pyfunc.save_model(root / "doubled-sum", python_model=_python_model()(), pip_requirements=["mlflow"],
+                                 signature=infer_signature(rows, rows.sum(axis=1)))
     return root, model
 
 
@@ -73,13 +90,19 @@ async def test_mlflow_sklearn_model_served_from_its_directory(
         pickled = await client.post("/v1/models/bc-cloudpickle:predict", json={"instances": rows.tolist()})
         assert [p["predict"] for p in pickled.json()["predictions"]] == model.predict(rows).tolist()
 
-        digits = load_digits().data[:5].astype(np.float32)
+        digits = load_digits().data[:5].astype(np.float32) / 16
         onnx_meta = (await client.get("/v2/models/digits-onnx")).json()
         name = onnx_meta["inputs"][0]["name"]
         onnx = await client.post("/v2/models/digits-onnx/infer", json={
             "inputs": [{"name": name, "shape": [5, 64], "datatype": "FP32", "data": digits.tolist()}]})
         assert onnx.status_code == 200, onnx.text
         assert onnx.json()["outputs"][0]["data"] == load_digits().target[:5].tolist()
+
+        custom = await client.post("/v2/models/doubled-sum/infer", json={
+            "inputs": [{"name": "input-0", "shape": [2, 3], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6]}]})
+        assert custom.status_code == 200, custom.text
+        assert custom.json()["outputs"][0] == {"name": "predict", "datatype": "FP32", "shape": [2],
+                                               "data": [12.0, 30.0]}
 
 
 async def test_mlflow_directory_pushed_to_the_registry(app_client: Callable[..., Any], tmp_path: Path,
@@ -101,7 +124,10 @@ async def test_mlflow_directory_pushed_to_the_registry(app_client: Callable[...,
 
 def test_unsupported_mlflow_flavors_are_refused_with_a_reason(tmp_path: Path) -> None:
     (tmp_path / "MLmodel").write_text("flavors:\n  python_function:\n    loader_module: my.module\n")
-    with pytest.raises(ModelLoadError, match="python_function"):
+    with pytest.raises(ModelLoadError, match="signature of one input and one output"):
+        read_mlmodel(tmp_path)
+    (tmp_path / "MLmodel").write_text("flavors:\n  keras:\n    data: model.keras\n")
+    with pytest.raises(ModelLoadError, match="keras"):
         read_mlmodel(tmp_path)
     (tmp_path / "MLmodel").write_text("flavors: [oops\n")
     with pytest.raises(ModelLoadError, match="cannot read"):

@@ -5,7 +5,8 @@ Flavors served (MLflow "MLmodel format" and "Storage Format" docs):
   MLflow's default, loaded safely with the ``skops`` package; ``pickle`` / ``cloudpickle``, which run code
   on load) -> the ``sklearn`` runtime;
 - ``onnx``: ``data`` is the ``.onnx`` file -> the ``onnx`` runtime.
-Other ``python_function`` models need MLflow itself at serving time and are refused with a clear reason.
+- any other ``python_function`` model (a custom ``PythonModel``) -> the ``mlflow_pyfunc`` runtime, which
+  needs MLflow installed where it is served, and a signature.
 
 The ``signature`` becomes the input and output schema: a tensor signature maps its numpy dtype and shape;
 a column signature (one ``{"type", "name"}`` per column) becomes one ``[-1, n_columns]`` input whose
@@ -86,12 +87,18 @@ def read_mlmodel(directory: Path, name: str | None = None) -> ModelManifest:
     elif "onnx" in flavors:
         runtime, artifact = "onnx", str(flavors["onnx"].get("data", "model.onnx"))
         parameters["mlflow_flavor"] = "onnx"
+    elif "python_function" in flavors:
+        runtime, artifact = "mlflow_pyfunc", MLMODEL_FILE
+        parameters["mlflow_flavor"] = "python_function"
     else:
         raise ModelLoadError(f"{path}: flavors {sorted(flavors)} are not served; mlgate serves MLflow's "
-                             "sklearn and onnx flavors (other python_function models need MLflow to run)")
+                             "sklearn, onnx and python_function flavors")
     signature = doc.get("signature") or {}
-    inputs = _schema(signature.get("inputs"), "inputs", "input-0" if runtime == "sklearn" else "input")
+    inputs = _schema(signature.get("inputs"), "inputs", "input-0")
     outputs = _schema(signature.get("outputs"), "outputs", "predict")
+    if runtime == "mlflow_pyfunc" and (len(inputs) != 1 or len(outputs) != 1):
+        raise ModelLoadError(f"{path}: a python_function model is served with a signature of one input and "
+                             "one output (mlflow.models.infer_signature)")
     if runtime == "onnx":
         inputs, outputs = (), ()  # the graph names its own tensors; the runtime reads them from it
     try:
