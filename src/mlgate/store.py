@@ -89,9 +89,14 @@ class ArtifactStore:
             try:
                 extract_archive(tmp, staging, info)
                 (staging / ".complete").touch()
-                if target.exists():
-                    shutil.rmtree(target)
+                if target.exists() and not (target / ".complete").exists():
+                    shutil.rmtree(target)  # a half-written leftover of a crash
                 staging.rename(target)
+            except OSError:
+                shutil.rmtree(staging, ignore_errors=True)
+                if not (target / ".complete").exists():
+                    raise
+                # Another process sharing this cache unpacked the same archive first: use theirs.
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
