@@ -118,8 +118,10 @@ class Catalog:
                                   {"channel": NOTIFY_CHANNEL, "payload": str(change.id)})
 
     @staticmethod
-    async def _model(session: AsyncSession, name: str) -> ModelRecord:
-        row = (await session.execute(select(ModelRecord).where(ModelRecord.name == name))).scalar_one_or_none()
+    async def _model(session: AsyncSession, name: str, *, lock: bool = False) -> ModelRecord:
+        """The model's row; with ``lock``, held until commit (PostgreSQL) so changes to it serialize."""
+        query = select(ModelRecord).where(ModelRecord.name == name)
+        row = (await session.execute(query.with_for_update() if lock else query)).scalar_one_or_none()
         if row is None:
             raise ModelNotFound(name)
         return row
@@ -200,25 +202,36 @@ class Catalog:
         return str(max(numbers, default=0) + 1)
 
     async def delete_version(self, name: str, version: str, *, by: str | None = None) -> VersionInfo:
-        """Forget a version; Conflict (409) while an alias, the canary or the shadow points at it."""
-        info = await self.model(name)
+        """Forget a version; Conflict (409) while an alias, the canary or the shadow points at it.
+
+        The check and the delete run in one transaction, with the model row locked on PostgreSQL, so an
+        alias cannot be pointed at the version in between.
+        """
         async with self._session() as session:
-            model = await self._model(session, name)
-            if version not in info.versions:
-                raise ModelVersionNotFound(name, version, list(info.versions))
-            refs = info.referenced().get(version)
+            model = await self._model(session, name, lock=True)
+            row = (await session.execute(select(ModelVersionRecord).where(
+                ModelVersionRecord.model_id == model.id, ModelVersionRecord.version == version))).scalar_one_or_none()
+            if row is None:
+                raise ModelVersionNotFound(name, version, await self._versions(session, model))
+            refs = [f"alias '{a.alias}'" for a in (await session.execute(select(ModelAlias).where(
+                ModelAlias.model_id == model.id, ModelAlias.version == version))).scalars()]
+            traffic = await session.get(ModelTraffic, model.id)
+            if traffic is not None and traffic.canary_version == version:
+                refs.append("the canary")
+            if traffic is not None and traffic.shadow_version == version:
+                refs.append("the shadow")
             if refs:
                 raise Conflict(f"model '{name}' version '{version}' is in use by {', '.join(refs)}; "
                                "move those first", field="version")
-            await session.execute(delete(ModelVersionRecord).where(
-                ModelVersionRecord.model_id == model.id, ModelVersionRecord.version == version))
+            info = _version(name, row)
+            await session.delete(row)
             await self._change(session, name, f"delete {version}", by)
-        return info.versions[version]
+        return info
 
     async def set_alias(self, name: str, alias: str, version: str, *, by: str | None = None) -> str | None:
         """Point ``alias`` at ``version`` (recorded in the alias history); returns the version it left."""
         async with self._session() as session:
-            model = await self._model(session, name)
+            model = await self._model(session, name, lock=True)
             await self._require_version(session, model, version)
             row = await session.get(ModelAlias, (model.id, alias))
             previous = row.version if row else None
@@ -246,7 +259,7 @@ class Catalog:
         there is nothing to go back to.
         """
         async with self._session() as session:
-            model = await self._model(session, name)
+            model = await self._model(session, name, lock=True)
             row = await session.get(ModelAlias, (model.id, alias))
             if row is None:
                 raise AliasNotFound(name, alias)
@@ -266,7 +279,7 @@ class Catalog:
 
     async def delete_alias(self, name: str, alias: str, *, by: str | None = None) -> None:
         async with self._session() as session:
-            model = await self._model(session, name)
+            model = await self._model(session, name, lock=True)
             row = await session.get(ModelAlias, (model.id, alias))
             if row is None:
                 raise AliasNotFound(name, alias)
@@ -279,7 +292,7 @@ class Catalog:
                           shadow_version: str | None, by: str | None = None) -> None:
         """Set (or clear, with None) the canary split and the shadow version of a model."""
         async with self._session() as session:
-            model = await self._model(session, name)
+            model = await self._model(session, name, lock=True)
             for version in (canary_version, shadow_version):
                 if version is not None:
                     await self._require_version(session, model, version)
