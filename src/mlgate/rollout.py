@@ -34,7 +34,10 @@ from mlgate.repository import ModelSource
 from mlgate.routing import Route
 from mlgate.store import ArtifactStore
 
-__all__ = ["Rollouts", "desired_route"]
+__all__ = ["Rollouts", "desired_route", "warm"]
+
+WARM_TIMEOUT_S = 30.0
+"""A warm-up request slower than this is abandoned (logged); the rollout goes on."""
 
 log = structlog.get_logger("mlgate.rollout")
 
@@ -146,7 +149,7 @@ class Rollouts:
             manifest = ModelManifest.model_validate(
                 {**version.manifest, "name": version.name, "version": version.version})
             source = ModelSource(directory, manifest)
-        except (MlgateError, OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - one broken artifact must not stop the other models' rollouts
             reason = exc.message if isinstance(exc, MlgateError) else f"{type(exc).__name__}: {exc}"
             source = ModelSource(Path("."), ModelManifest.model_construct(
                 name=version.name, version=version.version, runtime=version.runtime, artifact="?"), reason)
@@ -231,6 +234,7 @@ async def warm(handle: ModelHandle) -> None:
     if not batch or handle.executor is None:
         return
     try:
-        await handle.executor(batch, {})
-    except Exception as exc:  # noqa: BLE001 - warming is best effort
+        with anyio.fail_after(WARM_TIMEOUT_S):
+            await handle.executor(batch, {})
+    except Exception as exc:  # noqa: BLE001 - warming is best effort (TimeoutError included)
         log.warning("warm-up request failed", model=handle.name, version=handle.version, error=str(exc)[:200])
