@@ -14,8 +14,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
 from mlgate.archives import pack_to_bytes
 from tests.registry_helpers import API, ZEROS, versioned_model
@@ -87,3 +89,45 @@ def test_a_promote_on_one_replica_is_in_effect_on_the_other(tmp_path: Path, data
         assert httpx.post(f"{b}{API}/models/sum/rollback", timeout=30).status_code == 200
         assert _version(b) == "1"
         assert _seconds_until(a, "1") < AGREE_WITHIN_S
+
+
+@pytest.mark.anyio
+async def test_the_listener_reconnects_after_the_database_connection_is_lost(
+    app_client: Any, tmp_path: Path, postgres_url: str
+) -> None:
+    """B polls only every 30 s here, so it can follow A quickly only through LISTEN/NOTIFY, and after the
+    connection to PostgreSQL is cut and restored only if its listener reconnected."""
+    import anyio
+    from sqlalchemy.engine import make_url
+
+    from tests.registry_helpers import answer, promote, push
+    from tests.tcp_proxy import TcpProxy
+
+    direct = make_url(postgres_url)
+    proxy = TcpProxy(direct.host or "127.0.0.1", direct.port or 5432)
+    await proxy.start()
+    via_proxy = direct.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    (tmp_path / "repo").mkdir()
+    store = str(tmp_path / "artifacts")
+    async with app_client(tmp_path / "repo", database_url=postgres_url, artifact_store=store) as a, \
+            app_client(tmp_path / "repo", database_url=via_proxy, artifact_store=store,
+                       registry_poll_interval_s=30) as b:
+        follower = b._transport.app.state.control.follower
+        for v in (1, 2):
+            await push(a, "sum", versioned_model(tmp_path, v))
+        await promote(a, "sum", "1")
+        with anyio.fail_after(AGREE_WITHIN_S):
+            while (await answer(b))[0] != "1":
+                await anyio.sleep(0.02)
+        await proxy.cut()
+        await anyio.sleep(0.3)
+        assert not follower.listening
+        await proxy.restore()
+        with anyio.fail_after(15):
+            while not follower.listening:
+                await anyio.sleep(0.05)
+        await promote(a, "sum", "2")
+        with anyio.fail_after(AGREE_WITHIN_S):
+            while (await answer(b))[0] != "2":
+                await anyio.sleep(0.02)
+    await proxy.cut()
