@@ -3,16 +3,21 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# Extras installed with mlgate; `make install EXTRAS=test` leaves out the embeddings (PyTorch) runtime.
+EXTRAS ?= test,embeddings
 
 .PHONY: install serve test lint check clean
 
-$(STAMP): pyproject.toml
+# torch is installed first, from its CPU build (torch==2.13.0 is a local CPU wheel on the team's machines),
+# and constraints.txt pins it, so that sentence-transformers never pulls a CUDA build of torch.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	case ",$(EXTRAS)," in *,embeddings,*) $(PY) -m pip install --quiet torch==2.13.0 ;; esac
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv and install mlgate with its test tools
+install: $(STAMP)  ## create .venv and install mlgate with its test tools and the embeddings runtime
 
 serve: $(STAMP)  ## serve the example models on http://127.0.0.1:8000
 	$(VENV)/bin/mlgate serve

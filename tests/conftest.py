@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,10 @@ import httpx
 import pytest
 
 from mlgate.app import create_app
-from mlgate.examples import build_examples
+from mlgate.examples import build_examples, missing_requirement
 from mlgate.logs import configure_logging
 from mlgate.settings import Settings
+from tests.processes import serve_process
 from tests.services import database_url, postgres_url, sqlite_url  # noqa: F401 - fixtures
 
 # Route structlog through the standard library, as `mlgate serve` does, so caplog sees every line.
@@ -25,8 +27,46 @@ configure_logging("info", "json")
 def examples_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model repository with breast-cancer and digits, trained once per test session."""
     root = tmp_path_factory.mktemp("examples")
-    build_examples(root)
+    build_examples(root, names=["breast-cancer", "digits"])
     return root
+
+
+def require_embeddings() -> None:
+    """Skip the calling test when the embeddings extra is not installed; fail instead under CI.
+
+    ``MLGATE_REQUIRE_SERVICES=1`` (set by .ci/run) turns the skip into a failure, so CI cannot pass by
+    silently leaving out the embeddings tests.
+    """
+    reason = missing_requirement("minilm")
+    if reason is None:
+        return
+    if os.environ.get("MLGATE_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"MLGATE_REQUIRE_SERVICES=1 but minilm {reason}")
+    pytest.skip(f"minilm {reason}")
+
+
+@pytest.fixture(scope="session")
+def embeddings_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model repository with minilm (sentence embeddings) and breast-cancer, built once per session."""
+    require_embeddings()
+    root = tmp_path_factory.mktemp("embeddings")
+    build_examples(root, names=["minilm", "breast-cancer"])
+    return root
+
+
+@pytest.fixture(scope="session")
+def embeddings_server(embeddings_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `mlgate serve` process over ``embeddings_repo``; yields ``host:port``."""
+    with serve_process(embeddings_repo, tmp_path_factory.mktemp("serve-embeddings") / "serve.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def sentence_transformer(embeddings_repo: Path) -> Any:
+    """all-MiniLM-L6-v2 loaded in this process by sentence-transformers itself, the reference answers."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(embeddings_repo / "minilm" / "model"), device="cpu", local_files_only=True)
 
 
 @pytest.fixture

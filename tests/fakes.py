@@ -59,3 +59,80 @@ def sum_model(root: Path, offset: float = 0.5) -> Path:
         '[[outputs]]\nname = "sum"\ndatatype = "FP32"\nshape = [-1]\n')
     (directory / "offset.txt").write_text(str(offset))
     return directory
+
+WIDE_MODEL = '''
+import numpy as np
+
+class Model:
+    def load(self):
+        self.calls = []  # rows of each call, for tests that check merging
+
+    def predict(self, batch, parameters):
+        x = batch["x"]
+        self.calls.append(x.shape[0])
+        scale = float(parameters.get("scale", 1.0))
+        return {"total": x.sum(axis=1) * scale, "first": x[:, 0].copy(),
+                "width": np.full(x.shape[0], x.shape[1], dtype=np.int64)}
+'''
+
+GATED_MODEL = '''
+import os
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+class Model:
+    """Marks each call started (started-<pid>-<first value>), then waits until the file 'gate' exists."""
+
+    def predict(self, batch):
+        x = batch["x"]
+        (HERE / f"started-{os.getpid()}-{int(x[0])}").touch()
+        give_up = time.monotonic() + 60
+        while not (HERE / "gate").exists() and time.monotonic() < give_up:
+            time.sleep(0.002)
+        return {"y": x * 2}
+'''
+
+UNPICKLABLE_ERROR_MODEL = '''
+class Unpicklable(Exception):
+    def __init__(self):
+        super().__init__("cannot cross a process boundary")
+        self.callback = lambda: None
+
+class Model:
+    def predict(self, batch):
+        raise Unpicklable()
+'''
+
+INVALID_INPUT_MODEL = '''
+from mlgate.errors import InvalidInput
+
+class Model:
+    def predict(self, batch):
+        raise InvalidInput("x must be sorted", field="inputs[x]")
+'''
+
+
+def wide_model(root: Path, extra: str = "") -> Path:
+    """Python model over x FP64 [-1, -1]: total = row sums * parameters.scale, first column, width."""
+    return write_python_model(
+        root, "wide", WIDE_MODEL, '[[inputs]]\nname = "x"\ndatatype = "FP64"\nshape = [-1, -1]\n',
+        '[[outputs]]\nname = "total"\ndatatype = "FP64"\nshape = [-1]\n'
+        '[[outputs]]\nname = "first"\ndatatype = "FP64"\nshape = [-1]\n'
+        '[[outputs]]\nname = "width"\ndatatype = "INT64"\nshape = [-1]\n', extra)
+
+
+def gated_model(root: Path, name: str = "gated", extra: str = "") -> Path:
+    """Python model y = 2x over x FP32 [-1] that blocks until ``open_gate`` (see GATED_MODEL)."""
+    return write_python_model(root, name, GATED_MODEL, '[[inputs]]\nname = "x"\ndatatype = "FP32"\nshape = [-1]\n',
+                              '[[outputs]]\nname = "y"\ndatatype = "FP32"\nshape = [-1]\n', extra)
+
+
+def open_gate(model_dir: Path) -> None:
+    (model_dir / "gate").touch()
+
+
+def started(model_dir: Path) -> list[tuple[int, int]]:
+    """(pid, first value) of each call the gated model started."""
+    return sorted((int(p.name.split("-")[1]), int(p.name.split("-")[2])) for p in model_dir.glob("started-*"))

@@ -190,8 +190,8 @@ async def test_classification_of_a_1d_output(client: httpx.AsyncClient) -> None:
     await assert_serves(client)
 
 
-async def test_binary_tensor_extension_is_refused(client: httpx.AsyncClient) -> None:
-    resp = await client.post(V2, json=v2(), headers={"inference-header-content-length": "0"})
+async def test_binary_tensor_extension_is_refused_on_v1(client: httpx.AsyncClient) -> None:
+    resp = await client.post(V1, json={"instances": ROWS}, headers={"inference-header-content-length": "0"})
     check_error(resp, 400, "unsupported_feature", "headers.inference-header-content-length", "binary", "JSON")
     await assert_serves(client)
 

@@ -7,9 +7,6 @@ shared SQLite file by polling (the fallback, every registry_poll_interval_s = 1 
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,39 +17,20 @@ import httpx
 import pytest
 
 from mlgate.archives import pack_to_bytes
+from tests.processes import serve_process
 from tests.registry_helpers import API, ZEROS, versioned_model
-from tests.test_server_process import free_port
 
 AGREE_WITHIN_S = 2.0
 
 
 @contextmanager
 def replica(name: str, tmp_path: Path, env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
+    """A real `mlgate serve` process with its own data dir (cache), on the given database and store."""
     repo = tmp_path / "repo"
     repo.mkdir(exist_ok=True)
-    log_path = tmp_path / f"{name}.log"
-    full_env = {**os.environ, **env, "MLGATE_DATA_DIR": str(tmp_path / f"data-{name}"), "MLGATE_LOG_FORMAT": "json",
-                "MLGATE_ACCESS_LOG": "false"}
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "mlgate", "serve", "--model-repository", str(repo),
-                                 "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=full_env)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                assert proc.poll() is None, log_path.read_text()[-3000:]
-                try:
-                    if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "replica did not become ready in 60 s"
-                time.sleep(0.1)
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+    full_env = {**env, "MLGATE_DATA_DIR": str(tmp_path / f"data-{name}"), "MLGATE_ACCESS_LOG": "false"}
+    with serve_process(repo, tmp_path / f"{name}.log", full_env) as address:
+        yield f"http://{address}"
 
 
 def _version(url: str) -> str | None:

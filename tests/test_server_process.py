@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,42 +16,14 @@ import pytest
 import tritonclient.http as triton
 from sklearn.datasets import load_breast_cancer, load_digits
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.processes import serve_process
 
 
 @pytest.fixture(scope="module")
 def server(examples_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
     log_path = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {**os.environ, "MLGATE_MAX_BODY_BYTES": str(1024 * 1024), "MLGATE_LOG_FORMAT": "json",
-           "MLGATE_DATA_DIR": str(tmp_path_factory.mktemp("data"))}
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mlgate", "serve", "--model-repository", str(examples_repo), "--port", str(port)],
-            stdout=log, stderr=subprocess.STDOUT, env=env)
-        url = f"127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                assert proc.poll() is None, log_path.read_text()
-                try:
-                    if httpx.get(f"http://{url}/v2/health/ready", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "server did not become ready in 60 s"
-                time.sleep(0.2)
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(timeout=20)
-    # uvicorn re-raises SIGTERM after its graceful shutdown, so -15 is a clean stop too.
-    assert proc.returncode in (0, -15), log_path.read_text()[-3000:]
-    assert "Application shutdown complete" in log_path.read_text()
+    with serve_process(examples_repo, log_path, {"MLGATE_MAX_BODY_BYTES": str(1024 * 1024)}) as url:
+        yield url
 
 
 def test_tritonclient_breast_cancer_equals_scikit_learn(server: str, examples_repo: Path) -> None:

@@ -1,7 +1,7 @@
 """mlgate: serve trained machine-learning models over the KServe V2 and V1 REST protocols."""
 
 from mlgate.errors import MlgateError
-from mlgate.manifest import BatchingConfig, ModelManifest, TensorSpec
+from mlgate.manifest import BatchingConfig, ImagePreprocessing, ModelManifest, TensorSpec
 from mlgate.runtimes.base import Runtime
 from mlgate.settings import Settings
 
@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BatchingConfig",
+    "ImagePreprocessing",
     "MlgateError",
     "ModelManifest",
     "Runtime",

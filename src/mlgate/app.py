@@ -15,42 +15,49 @@ import structlog
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
-from prometheus_client import CollectorRegistry
 
 from mlgate import __version__
 from mlgate.control import ControlPlane
 from mlgate.dataplane import DataPlane
 from mlgate.db.engine import Database
 from mlgate.db.migrate import upgrade
+from mlgate.engine import InferenceEngine
 from mlgate.examples import ensure_examples
+from mlgate.metrics import EngineMetrics
 from mlgate.middleware.body_limit import BodyLimitMiddleware
 from mlgate.middleware.deprecation import DeprecationMiddleware
 from mlgate.middleware.request_id import RequestIdMiddleware
 from mlgate.protocols import metrics as metrics_routes
-from mlgate.protocols import predictions_api, registry_api, repository_ext, v1, v2
+from mlgate.protocols import openai, predictions_api, registry_api, repository_ext, v1, v2
 from mlgate.protocols.errors import install_error_handlers
 from mlgate.protocols.versioning import include_versioned
 from mlgate.registry import ModelRegistry
 from mlgate.repository import group_by_name, scan_repository
 from mlgate.settings import Settings, default_examples_dir
+from mlgate.web import install_web
+from mlgate.web.openapi import ModelSchemas
 
 __all__ = ["create_app"]
 
 log = structlog.get_logger("mlgate.app")
 
 DESCRIPTION = """\
-Trained models behind the KServe V2 Open Inference Protocol and the KServe V1 / TF-Serving REST API.
+Trained models behind the KServe V2 Open Inference Protocol and the KServe V1 / TF-Serving REST API, and
+embedding models behind OpenAI's `POST /v1/embeddings`.
 
 Every error is JSON: `{"error": "...", "code": "...", "field": "..."}`. Every response carries `X-Request-ID`.
+
+Try every model in the browser in the [playground](/ui/).
+An inference request may carry `X-Request-Timeout-Ms` (milliseconds) to shorten the model's timeout (504 past it).
 """
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app. Models load in the lifespan, so the app is importable without touching disk."""
     settings = settings or Settings()
-    registry = ModelRegistry()
-    plane = DataPlane(settings, registry)
-    metrics = CollectorRegistry(auto_describe=True)
+    metrics = EngineMetrics()  # its own CollectorRegistry: apps (and tests) never share series
+    registry = ModelRegistry(hooks=[InferenceEngine(settings, metrics)])
+    plane = DataPlane(settings, registry, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -68,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sources = scan_repository(root)
         await registry.load(sources)
         # -- registry: database models, rollouts, prediction log, replicas --
-        control = ControlPlane(settings, database, plane, metrics)
+        control = ControlPlane(settings, database, plane, metrics.registry)
         control.folder_sources = group_by_name(sources)
         app.state.control = control
         await control.start()
@@ -82,23 +89,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await registry.unload_all()
             await database.dispose()
 
-    app = FastAPI(title="mlgate", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="mlgate", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
     app.state.dataplane = plane
     app.state.settings = settings
-    app.state.metrics = metrics
     app.include_router(v2.router)
     app.include_router(v1.router)
     # -- inference engine routes (metrics, embeddings) --
+    app.include_router(openai.router)
+    if settings.metrics:
+        app.include_router(metrics_routes.router)
 
     # -- registry routes --
     app.include_router(repository_ext.router)
     include_versioned(app, registry_api.router)
     include_versioned(app, predictions_api.router)
-    app.include_router(metrics_routes.router)
 
     # -- security routes --
 
     # -- web routes --
+    install_web(app)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
@@ -111,16 +121,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        path_limits={"/api/": (settings.registry_max_upload_bytes, "registry_max_upload_bytes")})
     app.add_middleware(RequestIdMiddleware, access_log=settings.access_log)
 
+    def base_openapi() -> dict[str, Any]:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                             routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (*v2.OPENAPI_MODELS, *v1.OPENAPI_MODELS, *openai.OPENAPI_MODELS):
+            body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(body.pop("$defs", {}))
+            components[model.__name__] = body
+        return schema
+
+    # The document gains one typed inference route per loaded model, rebuilt when the models change.
+    model_schemas = ModelSchemas(base_openapi, registry)
+
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, description=app.description,
-                                 routes=app.routes)
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (*v2.OPENAPI_MODELS, *v1.OPENAPI_MODELS):
-                body = model.model_json_schema(ref_template="#/components/schemas/{model}")
-                components.update(body.pop("$defs", {}))
-                components[model.__name__] = body
-            app.openapi_schema = schema
+        app.openapi_schema = model_schemas.document()
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mlgate import __version__
@@ -86,7 +87,7 @@ def serve(
     if settings.model_repository is None:
         examples = default_examples_dir()
         err.print(f"No model repository given: serving the example models from {examples}")
-        build_examples(examples, progress=lambda line: err.print(f"  {line}"))
+        build_examples(examples, progress=lambda line: err.print(f"  {escape(line)}"))
         settings = settings.model_copy(update={"model_repository": examples})
     elif not settings.model_repository.is_dir():
         err.print(f"[red]error:[/red] model repository {settings.model_repository} is not a directory")
@@ -222,10 +223,11 @@ def build(
     directory: Annotated[Path, typer.Argument(help="Where to write the model directories.")],
     force: Annotated[bool, typer.Option("--force", help="Rebuild models that already exist.")] = False,
 ) -> None:
-    """Train the example models (breast-cancer, digits) on scikit-learn's bundled data sets."""
+    """Build the example models: breast-cancer and digits, trained on scikit-learn's bundled data sets, and
+    minilm (sentence embeddings) when the embeddings extra is installed."""
     from mlgate.examples import build_examples
 
-    dirs = build_examples(directory, force=force, progress=lambda line: out.print(line))
+    dirs = build_examples(directory, force=force, progress=lambda line: out.print(escape(line)))
     out.print(f"{len(dirs)} models ready. Serve them with: mlgate serve --model-repository {directory}")
 
 
@@ -259,7 +261,7 @@ def version() -> None:
     from importlib.metadata import version as dist_version
 
     out.print(f"mlgate {__version__}")
-    for dist in ("fastapi", "uvicorn", "numpy", "scikit-learn", "onnxruntime"):
+    for dist in ("fastapi", "uvicorn", "numpy", "scikit-learn", "onnxruntime", "torch", "sentence-transformers"):
         try:
             out.print(f"  {dist} {dist_version(dist)}")
         except PackageNotFoundError:

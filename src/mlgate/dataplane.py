@@ -2,8 +2,9 @@
 
 A protocol module parses its wire format into numpy arrays (``mlgate.codecs``), calls ``DataPlane.infer``
 and encodes the result. Everything that is the same for V2, V1 and later protocols lives here: looking up
-the model, checking the inputs against its signature, running the runtime off the event loop, and turning
-a model's own exception into ModelError.
+the model, checking the inputs against its signature, handing them to the model's executor (its queue,
+batcher and workers: ``mlgate.engine``) under the request's deadline, turning a model's own exception into
+ModelError, and counting requests by model and status (``mlgate.metrics``).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import numpy as np
 import structlog
 
 from mlgate import __version__
 from mlgate.codecs.datatypes import FLOAT_DATATYPES
-from mlgate.errors import InvalidInput, MlgateError, ModelError, ModelNotReady
+from mlgate.errors import DeadlineExceeded, InvalidInput, MlgateError, ModelError, ModelNotReady
+from mlgate.metrics import EngineMetrics
 from mlgate.registry import ModelHandle, ModelRegistry, ModelState
 from mlgate.settings import Settings
 from mlgate.types import MetadataTensor, ModelMetadata, ServerMetadata
@@ -28,7 +31,7 @@ __all__ = ["EXTENSIONS", "Call", "DataPlane", "Observer"]
 
 log = structlog.get_logger("mlgate.dataplane")
 
-EXTENSIONS = ["classification"]
+EXTENSIONS = ["classification", "binary_tensor_data"]
 """V2 protocol extensions this server implements (reported by ``GET /v2``)."""
 
 
@@ -52,11 +55,12 @@ class Call:
         return int(first.shape[0]) if first.ndim else None
 
     async def infer(
-        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any] | None = None
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any] | None = None,
+        *, timeout_ms: float | None = None,
     ) -> dict[str, np.ndarray]:
         """``DataPlane.infer`` on this call's handle, keeping inputs and outputs for the observers."""
         self.inputs, self.parameters = inputs, parameters
-        outputs = await self.plane.infer(self.handle, inputs, parameters)
+        outputs = await self.plane.infer(self.handle, inputs, parameters, timeout_ms=timeout_ms)
         self.outputs = outputs
         return outputs
 
@@ -70,9 +74,10 @@ def _dims(shape: tuple[int, ...]) -> str:
 
 
 class DataPlane:
-    def __init__(self, settings: Settings, registry: ModelRegistry) -> None:
+    def __init__(self, settings: Settings, registry: ModelRegistry, metrics: EngineMetrics | None = None) -> None:
         self.settings = settings
         self.registry = registry
+        self.metrics = metrics if metrics is not None else EngineMetrics()
         self.loaded = False
         """Set once the model repository has been loaded (successfully or not) at start-up."""
         self.observers: list[Observer] = []
@@ -119,6 +124,13 @@ class DataPlane:
 
     # -- inference ----------------------------------------------------------------------------------
 
+    def timeout_ms(self, handle: ModelHandle, requested_ms: float | None = None) -> float:
+        """The request's timeout in ms: the manifest's ``timeout_ms`` or else the ``request_timeout_ms``
+        setting, lowered (never raised) by ``requested_ms`` (header X-Request-Timeout-Ms)."""
+        manifest_ms = handle.manifest.timeout_ms if handle.manifest else None
+        limit = manifest_ms if manifest_ms is not None else self.settings.request_timeout_ms
+        return min(limit, requested_ms) if requested_ms is not None else limit
+
     @asynccontextmanager
     async def serving(
         self, name: str, version: str | None = None, *, caller: str | None = None, key: str | None = None
@@ -149,21 +161,41 @@ class DataPlane:
                     log.exception("request observer failed", model=handle.name)
 
     async def infer(
-        self, handle: ModelHandle, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any] | None = None
+        self, handle: ModelHandle, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any] | None = None,
+        *, timeout_ms: float | None = None,
     ) -> dict[str, np.ndarray]:
         """Run ``handle``'s model on ``inputs`` (``{name: [batch, ...]}``, already of the right dtype).
 
-        Returns ``{output name: [batch, ...]}``. Raises InvalidInput (400) for missing inputs, shapes that
-        do not match the model's, unequal batch sizes and NaN/Infinity where the model takes none;
-        ModelError (500) when the model raises or answers with the wrong batch size.
+        ``timeout_ms`` is the caller's timeout (header X-Request-Timeout-Ms); it can only lower the
+        model's (see ``timeout_ms``). Returns ``{output name: [batch, ...]}``. Raises InvalidInput (400)
+        for missing inputs, shapes that do not match the model's, unequal batch sizes and NaN/Infinity
+        where the model takes none; ModelError (500) when the model raises or answers with the wrong batch
+        size; QueueFull, WorkerDied, BatcherStopped (503) from the engine; DeadlineExceeded (504).
         """
+        try:
+            outputs = await self._infer(handle, inputs, parameters, timeout_ms)
+        except MlgateError as exc:
+            self.metrics.request(handle.name, handle.version, int(exc.status))
+            raise
+        self.metrics.request(handle.name, handle.version, 200)
+        return outputs
+
+    async def _infer(self, handle: ModelHandle, inputs: Mapping[str, np.ndarray],
+                     parameters: Mapping[str, Any] | None, timeout_ms: float | None) -> dict[str, np.ndarray]:
         batch = self._check(handle, inputs)
         executor = handle.executor
         if executor is None:
             raise ModelNotReady(f"model '{handle.name}' version '{handle.version}' is not ready (unloaded)")
+        limit_ms = self.timeout_ms(handle, timeout_ms)
         handle.acquire()
         try:
-            outputs = await executor(inputs, parameters or {})
+            with anyio.move_on_after(limit_ms / 1000.0) as deadline:
+                outputs = await executor(inputs, parameters or {})
+            if deadline.cancelled_caught:
+                raise DeadlineExceeded(
+                    f"model '{handle.name}' version '{handle.version}' did not answer within {limit_ms:g} ms "
+                    "(the request's timeout: header X-Request-Timeout-Ms lowers it; manifest timeout_ms and "
+                    "setting request_timeout_ms set it)")
             return self._check_outputs(handle, outputs, batch)
         except MlgateError:
             raise  # the engine's own errors (queue full, deadline) keep their status

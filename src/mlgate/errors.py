@@ -10,7 +10,8 @@ Messages of 4xx errors are written for the caller: they name the field and what 
     │   ├── JSONTooDeep              400 json_too_deep
     │   ├── InvalidInput             400 invalid_input       (datatype, shape, data, names, NaN)
     │   ├── UnsupportedFeature       400 unsupported_feature
-    │   └── InvalidArchive           400 invalid_archive     (an uploaded model dir: traversal, links, format)
+    │   ├── InvalidArchive           400 invalid_archive     (an uploaded model dir: traversal, links, format)
+    │   └── UnsupportedModel         400 unsupported_model   (e.g. /v1/embeddings on a classifier)
     ├── NotFound                     404 not_found
     │   ├── ModelNotFound            404 model_not_found
     │   ├── ModelVersionNotFound     404 model_version_not_found
@@ -20,6 +21,11 @@ Messages of 4xx errors are written for the caller: they name the field and what 
     ├── PayloadTooLarge              413 payload_too_large
     ├── ModelNotReady                503 model_not_ready
     ├── DatabaseUnavailable          503 database_unavailable
+    ├── QueueFull                    503 queue_full          (the model's queue is at max_queue_size)
+    ├── WorkerDied                   503 worker_died         (the worker process holding the request died)
+    ├── BatcherStopped               503 batcher_stopped     (the dynamic batcher's collector failed)
+    ├── DeadlineExceeded             504 deadline_exceeded   (no answer within the request's timeout)
+    ├── RemoteError                  any                     (an error a worker process sent back as data)
     ├── ModelError                   500 model_error         (the model raised during inference)
     └── ModelLoadError               500 model_load_error    (never sent: a broken model dir at start-up)
 """
@@ -31,8 +37,10 @@ from http import HTTPStatus
 __all__ = [
     "AliasNotFound",
     "BadRequest",
+    "BatcherStopped",
     "Conflict",
     "DatabaseUnavailable",
+    "DeadlineExceeded",
     "InvalidArchive",
     "InvalidInput",
     "JSONTooDeep",
@@ -45,8 +53,12 @@ __all__ = [
     "ModelVersionNotFound",
     "NotFound",
     "PayloadTooLarge",
+    "QueueFull",
+    "RemoteError",
     "UnsupportedFeature",
+    "UnsupportedModel",
     "VersionExists",
+    "WorkerDied",
 ]
 
 
@@ -86,6 +98,12 @@ class InvalidInput(BadRequest):
 
 class UnsupportedFeature(BadRequest):
     code = "unsupported_feature"
+
+
+class UnsupportedModel(BadRequest):
+    """The model exists but cannot answer this kind of request (its signature does not fit the route)."""
+
+    code = "unsupported_model"
 
 
 class NotFound(MlgateError):
@@ -175,3 +193,41 @@ class DatabaseUnavailable(MlgateError):
     status = HTTPStatus.SERVICE_UNAVAILABLE
     code = "database_unavailable"
     retry_after_s = 5.0
+class QueueFull(MlgateError):
+    """The model's queue already holds ``max_queue_size`` waiting requests; try again shortly."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "queue_full"
+    retry_after_s = 1.0
+
+
+class WorkerDied(MlgateError):
+    """The worker process computing this request died (it is being restarted); the request is lost."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "worker_died"
+    retry_after_s = 1.0
+
+
+class BatcherStopped(MlgateError):
+    """The dynamic batcher of the model stopped unexpectedly; queued requests fail with this."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "batcher_stopped"
+    retry_after_s = 5.0
+
+
+class DeadlineExceeded(MlgateError):
+    """No answer within the request's timeout (header X-Request-Timeout-Ms, manifest, settings)."""
+
+    status = HTTPStatus.GATEWAY_TIMEOUT
+    code = "deadline_exceeded"
+
+
+class RemoteError(MlgateError):
+    """An MlgateError raised inside a worker process, rebuilt from the plain data it sent back."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.status = HTTPStatus(status)
+        self.code = code

@@ -13,6 +13,8 @@ Seams for what attaches to a model (dynamic batching, worker processes, metrics,
   calling ``runtime.predict`` on a worker thread. A hook may replace it (a batcher wrapping it, a pool).
 - ``ModelHook.on_load`` runs after a model loaded and before it turns READY; ``on_unload`` before the
   runtime is released. Hooks run in the order given.
+- A manifest with ``instances > 0`` is loaded by worker processes (``mlgate.engine`` hook), not here: its
+  runtime object is built but not loaded in this process, and the hook fills in its signature.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from mlgate.errors import ModelLoadError, ModelNotFound, ModelVersionNotFound
 from mlgate.manifest import ModelManifest, TensorSpec
 from mlgate.repository import ModelSource
 from mlgate.routing import Route
-from mlgate.runtimes import Batch, Runtime, runtime_class
+from mlgate.runtimes import Batch, Executor, Runtime, runtime_class
 
 __all__ = ["Executor", "ModelHandle", "ModelHook", "ModelRegistry", "ModelState", "ThreadExecutor"]
 
@@ -42,14 +44,6 @@ class ModelState(enum.StrEnum):
     READY = "READY"
     FAILED = "FAILED"
     UNLOADED = "UNLOADED"
-
-
-class Executor(Protocol):
-    """Runs one request's batch: ``{input: [batch, ...]}`` -> ``{output: [batch, ...]}``."""
-
-    async def __call__(self, batch: Batch, parameters: Mapping[str, Any]) -> Batch: ...
-
-    async def close(self) -> None: ...
 
 
 class ThreadExecutor:
@@ -216,7 +210,8 @@ class ModelRegistry:
         assert handle.manifest is not None
         try:
             runtime = runtime_class(handle.manifest.runtime)(handle.manifest, handle.directory)
-            runtime.load()
+            if not handle.manifest.instances:  # else its worker processes load it (mlgate.engine)
+                runtime.load()
         except ModelLoadError as exc:
             self._fail(handle, exc.message)
             return None

@@ -80,6 +80,21 @@ class Settings(BaseSettings):
     access_log: bool = Field(default=True, description="Log one line per HTTP request.")
 
     # -- inference engine: batching, workers, deadlines, metrics ------------------------------------
+    request_timeout_ms: float = Field(
+        default=60_000.0, gt=0,
+        description="Longest an inference may wait and compute, in milliseconds, before it gets 504. A model's "
+        "manifest `timeout_ms` replaces it; the header X-Request-Timeout-Ms can only lower it.",
+    )
+    max_queue_size: int = Field(
+        default=1024, ge=1,
+        description="Requests that may wait in one model's queue; one more gets 503 with Retry-After. "
+        "A manifest's [batching] max_queue_size replaces it.",
+    )
+    worker_start_timeout_s: float = Field(
+        default=120.0, gt=0,
+        description="How long a worker process (manifest `instances`) may take to load its model, in seconds.",
+    )
+    metrics: bool = Field(default=True, description="Serve Prometheus metrics at GET /metrics.")
 
     # -- registry: database, artifact store, rollouts, prediction log -------------------------------
     data_dir: Path = Field(

@@ -1,19 +1,24 @@
 """Wire types of the REST APIs, as pydantic models (they also document the routes in OpenAPI).
 
-Field names follow the KServe Open Inference Protocol (V2), REST section, and the KServe V1 / TF-Serving
-``predict`` API. Tensor ``data`` is typed loosely here (any JSON) and checked against the model's
-signature by the codecs, so that large payloads are converted by numpy rather than element by element.
+Field names follow the KServe Open Inference Protocol (V2), REST section, the KServe V1 / TF-Serving
+``predict`` API, and OpenAI's embeddings API. Tensor ``data`` is typed loosely here (any JSON) and checked
+against the model's signature by the codecs, so that large payloads are converted by numpy rather than
+element by element.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlgate.codecs.datatypes import Datatype
 
 __all__ = [
+    "Embedding",
+    "EmbeddingRequest",
+    "EmbeddingResponse",
+    "EmbeddingUsage",
     "ErrorBody",
     "InferenceRequest",
     "InferenceResponse",
@@ -84,12 +89,14 @@ class RequestInput(BaseModel):
     name: str = Field(min_length=1)
     shape: list[int] = Field(description="Non-negative dimensions; data holds their product of values.")
     datatype: str = Field(description="A V2 datatype: BOOL, UINT8..UINT64, INT8..INT64, FP16/32/64, BYTES.")
-    parameters: Parameters | None = None
-    data: Any = Field(description="Tensor values, flat row-major or nested.")
+    parameters: Parameters | None = Field(
+        default=None, description="binary_data_size: the tensor is in the binary section (binary extension).")
+    data: Any = Field(default=None, description="Tensor values, flat row-major or nested; absent when binary.")
 
 
 class RequestOutput(BaseModel):
-    """An output the caller wants; ``parameters.classification = k`` asks for the top-k classes."""
+    """An output the caller wants; ``parameters.classification = k`` asks for the top-k classes,
+    ``parameters.binary_data = true`` for the tensor in binary (binary tensor data extension)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -101,7 +108,8 @@ class InferenceRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str | None = Field(default=None, description="Echoed in the response.")
-    parameters: Parameters | None = Field(default=None, description="Passed to the model's runtime.")
+    parameters: Parameters | None = Field(
+        default=None, description="Passed to the model's runtime; binary_data_output = true: outputs in binary.")
     inputs: list[RequestInput] = Field(min_length=1)
     outputs: list[RequestOutput] | None = Field(default=None, description="Default: every output.")
 
@@ -111,7 +119,7 @@ class ResponseOutput(BaseModel):
     shape: list[int]
     datatype: Datatype
     parameters: Parameters | None = None
-    data: list[Any] = Field(description="Flat row-major values.")
+    data: list[Any] | None = Field(default=None, description="Flat row-major values; absent when binary.")
 
 
 class InferenceResponse(BaseModel):
@@ -142,3 +150,35 @@ class V1ModelStatus(BaseModel):
     name: str
     ready: bool
     model_version_status: list[V1VersionStatus]
+
+
+class EmbeddingRequest(BaseModel):
+    """OpenAI-compatible ``POST /v1/embeddings`` body (OpenAI API reference, "Create embeddings")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: str | list[str] = Field(description="A string, or a list of strings (at most 2048). Token arrays are "
+                                               "not accepted.")
+    model: str = Field(min_length=1, description="Name of an embedding model of the repository, e.g. minilm.")
+    encoding_format: Literal["float", "base64"] = Field(
+        default="float", description="float: lists of numbers; base64: little-endian float32 bytes, base64.")
+    dimensions: int | None = Field(default=None, ge=1, description="Must equal the model's embedding width.")
+    user: str | None = Field(default=None, description="Accepted and ignored.")
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int = Field(description="Position of the input this embedding answers.")
+    embedding: list[float] | str = Field(description="The vector, or its float32 bytes in base64.")
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int = Field(description="Tokens of the inputs, counted by the model's tokenizer.")
+    total_tokens: int
+
+
+class EmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage

@@ -3,7 +3,8 @@
 Source: KServe "Open Inference Protocol (V2)", REST "Inference" section: ``inputs[].{name, shape, datatype,
 data, parameters}``, ``outputs[].{name, parameters}``, response ``{model_name, model_version, id,
 outputs[]}``. Classification extension (Triton): an output requested with ``parameters.classification = k``
-comes back as BYTES ``[batch, k]`` of ``"score:index"`` or ``"score:index:label"`` strings.
+comes back as BYTES ``[batch, k]`` of ``"score:index"`` or ``"score:index:label"`` strings. Tensors sent or
+asked for in binary (the binary tensor data extension) are handled by ``mlgate.codecs.binary``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from mlgate.codecs import binary as binary_codec
 from mlgate.codecs.datatypes import DATATYPES, NUMPY_DTYPES, datatype_of
 from mlgate.codecs.tensors import from_json_data, to_json_data
 from mlgate.errors import InvalidInput, UnsupportedFeature
@@ -48,14 +50,19 @@ def parse_request(body: Any) -> InferenceRequest:
         raise validation_error(exc.errors()) from None
 
 
-def decode_inputs(request: InferenceRequest, specs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
+def decode_inputs(request: InferenceRequest, specs: Sequence[TensorSpec],
+                  binary: memoryview | None = None) -> dict[str, np.ndarray]:
     """Each request input as a numpy array of its declared shape and the model's dtype.
 
-    Raises InvalidInput for unknown or repeated input names, a datatype other than the model's, negative
-    dimensions, and data whose element count is not the product of the shape.
+    ``binary`` is the binary section of the body (binary tensor data extension), None when the request had
+    none: inputs with ``parameters.binary_data_size`` take their bytes from it, in order, and together they
+    must use all of it. Raises InvalidInput for unknown or repeated input names, a datatype other than the
+    model's, negative dimensions, data whose element count is not the product of the shape, and binary
+    sizes that do not add up; UnsupportedFeature for shared-memory inputs.
     """
     by_name = {spec.name: spec for spec in specs}
     arrays: dict[str, np.ndarray] = {}
+    offset = 0
     for i, tensor in enumerate(request.inputs):
         field = f"inputs[{i}]"
         spec = by_name.get(tensor.name)
@@ -74,6 +81,19 @@ def decode_inputs(request: InferenceRequest, specs: Sequence[TensorSpec]) -> dic
         if any(d < 0 for d in tensor.shape):
             raise InvalidInput(f"{field}.shape: dimensions must be >= 0, got {tensor.shape}",
                                field=f"{field}.shape")
+        params = tensor.parameters or {}
+        if "shared_memory_region" in params:
+            raise UnsupportedFeature(f"{field}.parameters.shared_memory_region: shared-memory tensors are not "
+                                     "supported; send the data in the body", field=f"{field}.parameters")
+        size = params.get("binary_data_size")
+        if size is not None:
+            raw = _binary_slice(binary, offset, size, tensor.data, field)
+            offset += len(raw)
+            arrays[tensor.name] = binary_codec.decode_tensor(raw, tensor.datatype, tensor.shape, field)
+            continue
+        if tensor.data is None:
+            raise InvalidInput(f"{field}.data: required field is missing (or send the tensor in binary, with "
+                               "parameters.binary_data_size)", field=f"{field}.data")
         array = from_json_data(tensor.data, tensor.datatype, f"{field}.data")
         expected_size = math.prod(tensor.shape)
         if array.size != expected_size:
@@ -86,7 +106,25 @@ def decode_inputs(request: InferenceRequest, specs: Sequence[TensorSpec]) -> dic
         except ValueError:
             raise InvalidInput(f"{field}.shape: {tensor.shape} is not a valid tensor shape",
                                field=f"{field}.shape") from None
+    if binary is not None and offset != len(binary):
+        raise InvalidInput(f"body: the binary section holds {len(binary)} bytes but the inputs' "
+                           f"binary_data_size add up to {offset}", field="body")
     return arrays
+
+
+def _binary_slice(binary: memoryview | None, offset: int, size: Any, data: Any, field: str) -> memoryview:
+    where = f"{field}.parameters.binary_data_size"
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise InvalidInput(f"{where}: expected a byte count (an integer >= 0), got {size!r}", field=where)
+    if data is not None:
+        raise InvalidInput(f"{field}: give either data or parameters.binary_data_size, not both", field=field)
+    if binary is None:
+        raise InvalidInput(f"{where}: the request has no binary section; send the header "
+                           f"{binary_codec.HEADER} with the length of the JSON part", field=where)
+    if offset + size > len(binary):
+        raise InvalidInput(f"{where}: {size} bytes from byte {offset} of the binary section, which holds only "
+                           f"{len(binary)}", field=where)
+    return binary[offset:offset + size]
 
 
 def encode_response(
@@ -97,45 +135,64 @@ def encode_response(
     outputs: Mapping[str, np.ndarray],
     specs: Sequence[TensorSpec],
     labels: Sequence[str] | None,
-) -> dict[str, Any]:
-    """The V2 response body for ``outputs`` (``{name: [batch, ...]}``), in the requested order.
+) -> tuple[dict[str, Any], list[bytes]]:
+    """The V2 response body for ``outputs`` (``{name: [batch, ...]}``), in the requested order, and the bytes
+    of the outputs answered in binary (in the same order; empty when every output is JSON).
 
     Without ``request.outputs`` every declared output is returned in declaration order. Raises
-    InvalidInput for an unknown requested output or a bad ``classification`` value.
+    InvalidInput for an unknown requested output, a bad ``classification`` value, or a ``binary_data`` /
+    ``binary_data_output`` parameter that is not a boolean.
     """
     by_name = {spec.name: spec for spec in specs}
+    all_binary = _flag((request.parameters or {}).get("binary_data_output", False),
+                       "parameters.binary_data_output")
     if request.outputs:
         selection = [(o.name, o.parameters or {}) for o in request.outputs]
     else:
         selection = [(spec.name, {}) for spec in specs if spec.name in outputs]
     encoded = []
+    chunks: list[bytes] = []
     for i, (name, params) in enumerate(selection):
         if name not in by_name or name not in outputs:
             expected = ", ".join(repr(n) for n in by_name)
             raise InvalidInput(f"outputs[{i}].name: unknown output '{name}'; the model gives {expected}",
                                field=f"outputs[{i}].name")
         array = outputs[name]
-        datatype = by_name[name].datatype
+        datatype: str = by_name[name].datatype
         classification = params.get("classification")
         if classification is not None:
             array = _classify(array, classification, labels, f"outputs[{i}].parameters.classification")
             datatype = "BYTES"
-        encoded.append(_output(name, datatype, array))
+        datatype, array = _conform(datatype, array)
+        output: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        if _flag(params.get("binary_data", all_binary), f"outputs[{i}].parameters.binary_data"):
+            chunks.append(binary_codec.encode_tensor(array, datatype))
+            output["parameters"] = {"binary_data_size": len(chunks[-1])}
+        else:
+            output["data"] = to_json_data(array)
+        encoded.append(output)
     body: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
     if request.id is not None:
         body["id"] = request.id
     body["outputs"] = encoded
-    return body
+    return body, chunks
 
 
-def _output(name: str, datatype: str, array: np.ndarray) -> dict[str, Any]:
+def _flag(value: Any, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{field}: expected true or false, got {value!r}", field=field)
+    return value
+
+
+def _conform(datatype: str, array: np.ndarray) -> tuple[str, np.ndarray]:
+    """The output in its declared datatype (a BYTES output the model gave as numbers keeps its numbers)."""
     if datatype != "BYTES" and datatype != "BF16":
         target = NUMPY_DTYPES[datatype]
         if array.dtype != target:
             array = array.astype(target)
     elif datatype == "BYTES" and array.dtype.kind not in "USO":
         datatype = datatype_of(array.dtype)
-    return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": to_json_data(array)}
+    return datatype, array
 
 
 def _classify(array: np.ndarray, k: Any, labels: Sequence[str] | None, field: str) -> np.ndarray:

@@ -15,7 +15,13 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-__all__ = ["Database", "async_url"]
+__all__ = ["Database", "async_url", "ensure_sqlite_dir"]
+
+
+def ensure_sqlite_dir(url: URL) -> None:
+    """Create the folder of a SQLite database file (SQLite creates the file, not its folder)."""
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
 
 
 def async_url(url: str) -> URL:
@@ -33,8 +39,7 @@ class Database:
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = async_url(url)
-        if self.url.get_backend_name() == "sqlite" and self.url.database not in (None, "", ":memory:"):
-            Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+        ensure_sqlite_dir(self.url)
         self.engine: AsyncEngine = create_async_engine(self.url, echo=echo, pool_pre_ping=True)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)

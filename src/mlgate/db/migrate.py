@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from mlgate.db.engine import async_url
+from mlgate.db.engine import async_url, ensure_sqlite_dir
 
 __all__ = ["alembic_config", "current_revision", "head_revision", "upgrade"]
 
@@ -30,6 +30,7 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Apply every migration up to ``revision`` (default: the newest)."""
+    ensure_sqlite_dir(async_url(url))
     command.upgrade(alembic_config(url), revision)
 
 

@@ -1,36 +1,63 @@
-"""Shared helpers of the protocol routes: the data plane of the app, and reading a JSON body."""
+"""Shared helpers of the protocol routes: the data plane of the app, reading bodies, writing responses."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import anyio
 from fastapi import Request
 from fastapi.responses import Response
 
+from mlgate.codecs import binary
 from mlgate.codecs.json import dumps, loads
 from mlgate.dataplane import DataPlane
-from mlgate.errors import MalformedJSON, UnsupportedFeature
+from mlgate.errors import BadRequest, MalformedJSON, UnsupportedFeature
 
-__all__ = ["dataplane", "json_response", "read_json"]
+__all__ = ["TIMEOUT_HEADER", "binary_response", "dataplane", "json_response", "read_json", "read_v2_body",
+           "request_timeout_ms"]
 
 _OFFLOAD_BYTES = 256 * 1024
 """Bodies larger than this are parsed on a worker thread, so the event loop keeps serving."""
 
+TIMEOUT_HEADER = "X-Request-Timeout-Ms"
+"""Request header: the caller's timeout in milliseconds; it can lower the model's timeout, never raise it."""
 
-def dataplane(request: Request) -> DataPlane:
-    """The DataPlane built by the app's lifespan (FastAPI dependency)."""
+
+async def dataplane(request: Request) -> DataPlane:
+    """The DataPlane built by the app's lifespan (FastAPI dependency; async, so FastAPI does not run it on
+    its thread pool for every request)."""
     plane: DataPlane = request.app.state.dataplane
     return plane
 
 
 async def read_json(request: Request, plane: DataPlane) -> Any:
     """The parsed JSON body. Raises MalformedJSON, JSONTooDeep, PayloadTooLarge, UnsupportedFeature."""
-    if "inference-header-content-length" in request.headers:
+    if binary.HEADER in request.headers:
         raise UnsupportedFeature(
-            "the V2 binary tensor data extension is not supported by this server yet; send JSON "
-            "(tritonclient: binary_data=False)", field="headers.inference-header-content-length")
-    body = await request.body()
+            f"the binary tensor data extension ({binary.HEADER}) is supported on V2 inference only; send JSON",
+            field="headers.inference-header-content-length")
+    return await _parse(await request.body(), plane)
+
+
+async def read_v2_body(request: Request, plane: DataPlane) -> tuple[Any, memoryview | None]:
+    """The JSON part of a V2 inference body, parsed, and its binary section (None without the header).
+
+    The body is read into one mutable buffer that the binary section views, so tensors decoded from it
+    are writable numpy arrays without a further copy. Raises what ``read_json`` raises, and InvalidInput
+    for a bad ``Inference-Header-Content-Length``.
+    """
+    header = request.headers.get(binary.HEADER)
+    if header is None:
+        return await _parse(await request.body(), plane), None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+    json_part, binary_part = binary.split_body(body, header)
+    return await _parse(json_part, plane), binary_part
+
+
+async def _parse(body: bytes, plane: DataPlane) -> Any:
     if not body.strip():
         raise MalformedJSON("request body is empty; expected a JSON object", field="body")
     depth = plane.settings.max_json_depth
@@ -42,3 +69,25 @@ async def read_json(request: Request, plane: DataPlane) -> Any:
 def json_response(content: Any, status_code: int = 200) -> Response:
     """A JSON response serialised by orjson (numpy arrays included)."""
     return Response(dumps(content), status_code=status_code, media_type="application/json")
+
+
+def binary_response(content: Any, chunks: list[bytes]) -> Response:
+    """A binary tensor data extension response: the JSON of ``content``, then ``chunks``, with the header."""
+    header = dumps(content)
+    return Response(b"".join([header, *chunks]), media_type="application/octet-stream",
+                    headers={binary.HEADER: str(len(header))})
+
+
+def request_timeout_ms(request: Request) -> float | None:
+    """The ``X-Request-Timeout-Ms`` header as a number of ms, or None. BadRequest unless a number > 0."""
+    raw = request.headers.get(TIMEOUT_HEADER)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise BadRequest(f"header {TIMEOUT_HEADER} must be a number of milliseconds > 0, got {raw[:40]!r}",
+                         field=f"headers.{TIMEOUT_HEADER.lower()}")
+    return value

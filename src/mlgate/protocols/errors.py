@@ -29,7 +29,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     404: {"model": ErrorBody, "description": "Unknown model or version."},
     413: {"model": ErrorBody, "description": "Body over the configured limit."},
     500: {"model": ErrorBody, "description": "The model failed; the log has details under X-Request-ID."},
-    503: {"model": ErrorBody, "description": "The model is not ready."},
+    503: {"model": ErrorBody, "description": "The model is not ready, its queue is full (Retry-After), or its "
+          "worker process died."},
+    504: {"model": ErrorBody, "description": "No answer within the request's timeout (X-Request-Timeout-Ms)."},
 }
 
 

@@ -1,17 +1,23 @@
-"""``GET /metrics``: the Prometheus text exposition of the app's collector registry (``app.state.metrics``)."""
+"""``GET /metrics``: the inference engine's Prometheus metrics (text exposition format)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from mlgate.dataplane import DataPlane
+from mlgate.protocols.body import dataplane
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["Metrics"])
+Plane = Annotated[DataPlane, Depends(dataplane)]
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics(request: Request) -> Response:
-    registry: CollectorRegistry = request.app.state.metrics
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}})
+async def metrics(plane: Plane) -> Response:
+    body, content_type = plane.metrics.render()
+    return Response(body, media_type=content_type)

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from mlgate.codecs import v1 as codec
 from mlgate.dataplane import DataPlane
 from mlgate.errors import NotFound
-from mlgate.protocols.body import dataplane, json_response, read_json
+from mlgate.protocols.body import dataplane, json_response, read_json, request_timeout_ms
 from mlgate.protocols.caller import Caller, routing_key
 from mlgate.protocols.errors import ERROR_RESPONSES
 from mlgate.types import V1ModelStatus, V1PredictRequest, V1PredictResponse
@@ -70,8 +70,9 @@ async def _predict(request: Request, plane: Plane, caller: str | None, name: str
         version = target
     async with plane.serving(name, version, caller=caller, key=routing_key(request, caller)) as call:
         handle = call.handle
+        timeout_ms = request_timeout_ms(request)
         inputs = codec.decode_predict(await read_json(request, plane), handle.inputs)
-        outputs = await call.infer(inputs)
+        outputs = await call.infer(inputs, timeout_ms=timeout_ms)
     response = json_response(codec.encode_predictions(outputs, handle.outputs))
     response.headers["X-Model-Version"] = handle.version
     return response

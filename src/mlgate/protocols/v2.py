@@ -1,7 +1,8 @@
 """KServe V2 Open Inference Protocol, REST: health, server and model metadata, readiness, inference.
 
 Source: KServe "Open Inference Protocol (V2)", HTTP/REST section. A not-ready server or model answers its
-readiness route with 400 (the spec asks for a 4xx) and a body saying why.
+readiness route with 400 (the spec asks for a 4xx) and a body saying why. Inference also speaks the binary
+tensor data extension (``Inference-Header-Content-Length``; see ``mlgate.codecs.binary``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from fastapi.responses import Response
 
 from mlgate.codecs import v2 as codec
 from mlgate.dataplane import DataPlane
-from mlgate.protocols.body import dataplane, json_response, read_json
+from mlgate.protocols.body import binary_response, dataplane, json_response, read_v2_body, request_timeout_ms
 from mlgate.protocols.caller import Caller, routing_key
 from mlgate.protocols.errors import ERROR_RESPONSES
 from mlgate.types import (
@@ -81,12 +82,15 @@ async def infer(request: Request, plane: Plane, caller: Caller, model_name: str,
                 model_version: str | None = None) -> Response:
     async with plane.serving(model_name, model_version, caller=caller, key=routing_key(request, caller)) as call:
         handle = call.handle
-        body = codec.parse_request(await read_json(request, plane))
-        inputs = codec.decode_inputs(body, handle.inputs)
-        outputs = await call.infer(inputs, body.parameters)
-    return json_response(codec.encode_response(
+        timeout_ms = request_timeout_ms(request)
+        parsed, binary_section = await read_v2_body(request, plane)
+        body = codec.parse_request(parsed)
+        inputs = codec.decode_inputs(body, handle.inputs, binary_section)
+        outputs = await call.infer(inputs, body.parameters, timeout_ms=timeout_ms)
+    content, chunks = codec.encode_response(
         model_name=handle.name, model_version=handle.version, request=body, outputs=outputs,
-        specs=handle.outputs, labels=handle.labels))
+        specs=handle.outputs, labels=handle.labels)
+    return binary_response(content, chunks) if chunks else json_response(content)
 
 
 OPENAPI_MODELS = (InferenceRequest,)

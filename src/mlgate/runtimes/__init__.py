@@ -9,15 +9,16 @@ from __future__ import annotations
 import importlib
 
 from mlgate.errors import ModelLoadError
-from mlgate.runtimes.base import Batch, Runtime
+from mlgate.runtimes.base import Batch, Executor, Runtime
 
-__all__ = ["RUNTIMES", "Batch", "Runtime", "runtime_class"]
+__all__ = ["RUNTIMES", "Batch", "Executor", "Runtime", "runtime_class"]
 
 RUNTIMES: dict[str, str] = {
     "sklearn": "mlgate.runtimes.sklearn:SklearnRuntime",
     "onnx": "mlgate.runtimes.onnx:OnnxRuntime",
     "python": "mlgate.runtimes.python:PythonRuntime",
     "mlflow_pyfunc": "mlgate.runtimes.mlflow_pyfunc:MlflowPyfuncRuntime",
+    "sentence-transformers": "mlgate.runtimes.sentence_transformers:SentenceTransformersRuntime",
 }
 
 

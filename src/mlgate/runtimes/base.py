@@ -17,17 +17,29 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from mlgate.errors import ModelLoadError
 from mlgate.manifest import ModelManifest, TensorSpec
 
-__all__ = ["Batch", "Runtime"]
+__all__ = ["Batch", "Executor", "Runtime"]
 
 Batch = Mapping[str, np.ndarray]
 """Input or output tensors by name, each ``[batch, ...]``. BYTES tensors are object arrays of bytes."""
+
+
+class Executor(Protocol):
+    """Runs one batch of a loaded model: ``{input: [batch, ...]}`` -> ``{output: [batch, ...]}``.
+
+    What the data plane awaits (``ModelHandle.executor``): a thread calling ``Runtime.predict``, a pool of
+    worker processes, or a dynamic batcher in front of either. ``close`` releases what it holds.
+    """
+
+    async def __call__(self, batch: Batch, parameters: Mapping[str, Any]) -> Batch: ...
+
+    async def close(self) -> None: ...
 
 
 class Runtime(ABC):

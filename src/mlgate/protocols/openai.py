@@ -1,0 +1,58 @@
+"""OpenAI-compatible REST: ``POST /v1/embeddings``, for clients built on the official ``openai`` SDK.
+
+The route parses the body (``mlgate.codecs.openai``), runs the texts through the data plane
+(``mlgate.embeddings``: dynamic batching and workers apply) and answers in OpenAI's shape. Errors keep
+mlgate's one JSON error body, so the SDK raises its status error (``openai.BadRequestError`` for 400, ...)
+with ``response.json()`` saying what is wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from mlgate.codecs.openai import encode_embeddings, parse_embedding_request
+from mlgate.dataplane import DataPlane
+from mlgate.embeddings import embed
+from mlgate.protocols.body import dataplane, json_response, read_json, request_timeout_ms
+from mlgate.protocols.caller import Caller, routing_key
+from mlgate.protocols.errors import ERROR_RESPONSES
+from mlgate.types import EmbeddingRequest, EmbeddingResponse
+
+__all__ = ["OPENAPI_MODELS", "router"]
+
+router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], responses=ERROR_RESPONSES)
+Plane = Annotated[DataPlane, Depends(dataplane)]
+
+_EMBEDDINGS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EmbeddingRequest"}}},
+    }
+}
+
+
+@router.post("/embeddings", response_model=EmbeddingResponse, openapi_extra=_EMBEDDINGS_BODY,
+             summary="Create embeddings (OpenAI-compatible)")
+async def embeddings(request: Request, plane: Plane, caller: Caller) -> Response:
+    """Embed ``input`` (a string or a list of strings) with the embedding model ``model``.
+
+    400 for token arrays, a ``dimensions`` other than the model's width, or a model that is not an
+    embedding model; 404 for an unknown model. The answering version is in ``X-Model-Version``.
+    """
+    timeout_ms = request_timeout_ms(request)
+    body, texts = parse_embedding_request(await read_json(request, plane))
+    async with plane.serving(body.model, caller=caller, key=routing_key(request, caller)) as call:
+        handle = call.handle
+        result = await embed(plane, handle, texts, body.dimensions, timeout_ms=timeout_ms)
+    response = json_response(encode_embeddings(model=handle.name, vectors=result.vectors,
+                                               token_counts=result.token_counts,
+                                               encoding_format=body.encoding_format))
+    response.headers["X-Model-Version"] = handle.version
+    return response
+
+
+OPENAPI_MODELS = (EmbeddingRequest,)
+"""Models referenced by hand in ``openapi_extra``; the app adds their schemas to the document."""

@@ -1,0 +1,78 @@
+"""The playground: ``/ui/`` lists the models, ``/ui/models/{name}`` lets anyone try one in the browser.
+
+Pages are rendered on the server by Jinja2 with autoescaping on (a label or description holding HTML
+shows as text). The page's own script (``static/playground.js``, no CDN, no build step) builds the V2
+request from the form and sends it to the ordinary ``POST /v2/models/{name}/versions/{version}/infer``
+route with ``fetch``. Every page carries a Content-Security-Policy that allows scripts, styles and
+requests from this origin only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from mlgate import __version__
+from mlgate.dataplane import DataPlane
+from mlgate.errors import ModelNotFound, ModelVersionNotFound
+from mlgate.web.forms import model_page, model_rows
+
+__all__ = ["install_playground"]
+
+HERE = Path(__file__).parent
+STATIC_URL = "/ui/static"
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+templates = Jinja2Templates(env=jinja2.Environment(
+    loader=jinja2.FileSystemLoader(HERE / "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+))
+
+
+def _render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    response = templates.TemplateResponse(
+        request, template, {"mlgate_version": __version__, "static": STATIC_URL, **context},
+        status_code=status_code, headers=SECURITY_HEADERS,
+    )
+    assert isinstance(response, HTMLResponse)
+    return response
+
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+
+
+@router.get("/", response_class=HTMLResponse)
+async def model_list(request: Request) -> HTMLResponse:
+    plane: DataPlane = request.app.state.dataplane
+    return _render(request, "models.html", rows=model_rows(plane.registry), title="Models")
+
+
+@router.get("/models/{model_name}", response_class=HTMLResponse)
+async def model_detail(request: Request, model_name: str, version: str | None = None) -> HTMLResponse:
+    plane: DataPlane = request.app.state.dataplane
+    try:
+        page = model_page(plane.registry, model_name, version)
+    except (ModelNotFound, ModelVersionNotFound) as exc:
+        return _render(request, "not_found.html", status_code=404, message=exc.message, title="Not found")
+    return _render(request, "model.html", page=page, title=page.name)
+
+
+def install_playground(app: FastAPI) -> None:
+    """Add the ``/ui`` pages and their static files to ``app``."""
+    app.include_router(router)
+    app.mount(STATIC_URL, StaticFiles(directory=HERE / "static"), name="ui-static")

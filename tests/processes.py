@@ -1,0 +1,57 @@
+"""A real `mlgate serve` process on a free port, for tests that need real sockets or a real client."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve_process(repository: Path, log_path: Path, env: dict[str, str] | None = None,
+                  ready_timeout_s: float = 90) -> Iterator[str]:
+    """Run `python -m mlgate serve` on ``repository``; yields ``host:port`` once it reports ready.
+
+    On exit the process is stopped with SIGTERM and must shut down cleanly (the log is in the failure).
+    """
+    port = free_port()
+    full_env = {**os.environ, "MLGATE_LOG_FORMAT": "json", **(env or {})}
+    if "MLGATE_DATA_DIR" not in full_env:  # keep the test's database out of the user's data dir
+        (log_path.parent / "data").mkdir(exist_ok=True)
+        full_env["MLGATE_DATA_DIR"] = str(log_path.parent / "data")
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mlgate", "serve", "--model-repository", str(repository), "--port", str(port)],
+            stdout=log, stderr=subprocess.STDOUT, env=full_env)
+        url = f"127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + ready_timeout_s
+            while True:
+                assert proc.poll() is None, log_path.read_text()
+                try:
+                    if httpx.get(f"http://{url}/v2/health/ready", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, f"server did not become ready in {ready_timeout_s} s"
+                time.sleep(0.2)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+    # uvicorn re-raises SIGTERM after its graceful shutdown, so -15 is a clean stop too.
+    assert proc.returncode in (0, -15), log_path.read_text()[-3000:]
+    assert "Application shutdown complete" in log_path.read_text()

@@ -1,0 +1,79 @@
+"""Web fixtures: a model whose labels, features and description hold HTML, and a repository with it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.fakes import TEXT_MODEL, write_python_model
+
+HTML_LABELS = ['<b id="bold">bold</b>', '<img src=x onerror="window.__xss=1">']
+HTML_FEATURES = ["<i>first</i>", "second & </td> third"]
+HTML_DESCRIPTION = "<script>window.__xss=2</script> A model whose texts are HTML."
+
+HTML_MODEL = '''
+import numpy as np
+
+class Model:
+    def predict(self, batch):
+        x = batch["x"]
+        first = (x[:, 0] > x[:, 1]).astype(np.int64)
+        proba = np.where(first[:, None] == 1, [0.25, 0.75], [0.8, 0.2])
+        return {"label": first, "proba": proba}
+'''
+
+
+def html_model(root: Path) -> Path:
+    """``html``: class 1 (its label an <img onerror>) when x[0] > x[1], else class 0 (a <b>)."""
+    return write_python_model(
+        root, "html", HTML_MODEL,
+        '[[inputs]]\nname = "x"\ndatatype = "FP64"\nshape = [-1, 2]\n'
+        f"feature_names = {json.dumps(HTML_FEATURES)}\n",
+        '[[outputs]]\nname = "label"\ndatatype = "INT64"\nshape = [-1]\n'
+        '[[outputs]]\nname = "proba"\ndatatype = "FP64"\nshape = [-1, 2]\n',
+        extra=f"labels = {json.dumps(HTML_LABELS)}\ndescription = {json.dumps(HTML_DESCRIPTION)}\n",
+    )
+
+
+GRID_MODEL = '''
+class Model:
+    def predict(self, batch):
+        return {"total": batch["grid"].sum(axis=(1, 2))}
+'''
+
+
+def grid_model(root: Path) -> Path:
+    """``grid``: FP32 ``grid`` [-1, 2, 2] in (a JSON box in the playground), its sum ``total`` out."""
+    return write_python_model(
+        root, "grid", GRID_MODEL,
+        '[[inputs]]\nname = "grid"\ndatatype = "FP32"\nshape = [-1, 2, 2]\n',
+        '[[outputs]]\nname = "total"\ndatatype = "FP32"\nshape = [-1]\n',
+    )
+
+
+def text_model(root: Path) -> Path:
+    """``text``: BYTES ``text`` [-1] in; ``upper`` BYTES and ``length`` INT32 out."""
+    return write_python_model(
+        root, "text", TEXT_MODEL,
+        '[[inputs]]\nname = "text"\ndatatype = "BYTES"\nshape = [-1]\n',
+        '[[outputs]]\nname = "upper"\ndatatype = "BYTES"\nshape = [-1]\n'
+        '[[outputs]]\nname = "length"\ndatatype = "INT32"\nshape = [-1]\n',
+    )
+
+
+@pytest.fixture(scope="session")
+def web_repo(examples_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """breast-cancer, digits, the HTML, text and grid models, and one model that fails to load."""
+    root = tmp_path_factory.mktemp("web-repo")
+    for name in ("breast-cancer", "digits"):
+        shutil.copytree(examples_repo / name, root / name)
+    html_model(root)
+    text_model(root)
+    grid_model(root)
+    write_python_model(root, "broken", "raise ImportError('secret /srv/path')\n",
+                       '[[inputs]]\nname = "x"\ndatatype = "FP32"\nshape = [-1, 1]\n',
+                       '[[outputs]]\nname = "y"\ndatatype = "FP32"\nshape = [-1]\n')
+    return root
