@@ -23,6 +23,7 @@ from mlgate import __version__
 from mlgate.auth.authenticator import AuthMetrics
 from mlgate.auth.client import ClientAddressResolver
 from mlgate.auth.service import build_security, ensure_first_admin, registry_policies
+from mlgate.control import ControlPlane
 from mlgate.dataplane import DataPlane
 from mlgate.db.engine import Database
 from mlgate.db.migrate import upgrade
@@ -31,15 +32,17 @@ from mlgate.examples import ensure_examples
 from mlgate.metrics import EngineMetrics
 from mlgate.middleware.body_limit import BodyLimitMiddleware
 from mlgate.middleware.client_address import ClientAddressMiddleware
+from mlgate.middleware.deprecation import DeprecationMiddleware
 from mlgate.middleware.rate_limit import RateLimitHeadersMiddleware
 from mlgate.middleware.request_id import RequestIdMiddleware
 from mlgate.middleware.security_headers import SecurityHeadersMiddleware
-from mlgate.protocols import auth, openai, v1, v2
+from mlgate.protocols import auth, openai, predictions_api, registry_api, repository_ext, v1, v2
 from mlgate.protocols import metrics as metrics_routes
 from mlgate.protocols.errors import install_error_handlers
+from mlgate.protocols.versioning import include_versioned
 from mlgate.ratelimit.limiter import RateLimitMetrics
 from mlgate.registry import ModelRegistry
-from mlgate.repository import scan_repository
+from mlgate.repository import group_by_name, scan_repository
 from mlgate.settings import Settings, default_examples_dir
 from mlgate.web import install_web
 from mlgate.web.openapi import ModelSchemas
@@ -84,13 +87,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             root = default_examples_dir()
             ensure_examples(root)
         log.info("loading model repository", repository=str(root))
-        await registry.load(scan_repository(root))
+        sources = scan_repository(root)
+        await registry.load(sources)
+        # -- registry: database models, rollouts, prediction log, replicas --
+        control = ControlPlane(settings, database, plane, metrics.registry)
+        control.folder_sources = group_by_name(sources)
+        app.state.control = control
+        await control.start()
         plane.loaded = True
         ready = sum(handle.ready for handle in registry)
         log.info("models loaded", ready=ready, total=len(list(registry)))
         try:
             yield
         finally:
+            await control.close()
             await registry.unload_all()
             await security.limits.aclose()
             await database.dispose()
@@ -98,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="mlgate", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url="/openapi.json" if settings.public_docs else None)
     app.state.dataplane = plane
+    app.state.settings = settings
     app.include_router(v2.router)
     app.include_router(v1.router)
     # -- inference engine routes (metrics, embeddings) --
@@ -106,6 +117,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(metrics_routes.router)
 
     # -- registry routes --
+    app.include_router(repository_ext.router)
+    include_versioned(app, registry_api.router)
+    include_versioned(app, predictions_api.router)
 
     # -- security routes --
     app.include_router(auth.router)
@@ -119,7 +133,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return RedirectResponse("/docs")
 
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(DeprecationMiddleware, versions={
+        v: (d.deprecated, d.sunset) for v, d in settings.deprecated_api_versions.items()})
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes,
+                       path_limits={"/api/": (settings.registry_max_upload_bytes, "registry_max_upload_bytes")})
     app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(ClientAddressMiddleware, resolver=ClientAddressResolver(settings.trusted_proxies))
     if settings.cors_origins:

@@ -27,7 +27,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-models_app = typer.Typer(help="Inspect the model repository.", no_args_is_help=True)
+models_app = typer.Typer(help="Inspect the model repository; push, promote and roll back registry versions.",
+                         no_args_is_help=True)
 examples_app = typer.Typer(help="Build the example models from real data.", no_args_is_help=True)
 db_app = typer.Typer(help="Manage the database schema (migrations).", no_args_is_help=True)
 app.add_typer(models_app, name="models")
@@ -132,6 +133,90 @@ def list_models(config: ConfigOption = None, model_repository: RepositoryOption 
     out.print(table)
     if not sources:
         out.print("No model directories (sub-folders with a model.toml) found.")
+
+
+ServerOption = Annotated[str, typer.Option("--url", envvar="MLGATE_URL", help="The mlgate server.")]
+ApiKeyOption = Annotated[str | None, typer.Option("--api-key", envvar="MLGATE_API_KEY", show_default=False,
+                                                  help="Sent as Authorization: Bearer <key>.")]
+
+
+def _registry_call(url: str, api_key: str | None, call: Any) -> Any:
+    import httpx
+
+    from mlgate.registry_client import RegistryClient, RegistryError
+
+    client = RegistryClient(url, api_key=api_key)
+    try:
+        return call(client)
+    except RegistryError as exc:
+        err.print(f"[red]error:[/red] {exc.message} ({exc.status} {exc.code or ''})")
+        raise typer.Exit(1) from None
+    except (OSError, httpx.TransportError) as exc:
+        err.print(f"[red]error:[/red] cannot reach {url}: {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        client.close()
+
+
+@models_app.command("push")
+def push(
+    directory: Annotated[Path, typer.Argument(help="Model directory (model.toml or MLflow MLmodel).",
+                                              exists=True, file_okay=False)],
+    name: Annotated[str | None, typer.Option(help="Model name [default: the manifest's, else the folder's].",
+                                             show_default=False)] = None,
+    version: Annotated[str | None, typer.Option(help="Version [default: the manifest's, else the next number].",
+                                                show_default=False)] = None,
+    promote: Annotated[str | None, typer.Option(help="Then point this alias (e.g. production) at it.",
+                                                show_default=False)] = None,
+    url: ServerOption = "http://127.0.0.1:8000",
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Push a model directory to a running server's registry (packed as tar.gz, with a progress bar)."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from mlgate.manifest import MANIFEST_FILE, read_manifest
+
+    if name is None:
+        name = read_manifest(directory).name if (directory / MANIFEST_FILE).is_file() else directory.resolve().name
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  console=err) as progress:
+        task = progress.add_task(f"push {name}", total=None)
+
+        def call(client: Any) -> Any:
+            return client.push(directory, name, version=version,
+                               on_packed=lambda size: progress.update(task, total=size),
+                               on_sent=lambda n: progress.advance(task, n))
+
+        pushed = _registry_call(url, api_key, call)
+    out.print(f"pushed {pushed['name']} version {pushed['version']} (sha256 {pushed['checksum']})")
+    if promote:
+        moved = _registry_call(url, api_key, lambda c: c.promote(pushed["name"], pushed["version"], promote))
+        out.print(f"{promote}: {moved['previous'] or '(none)'} -> {moved['version']}")
+
+
+@models_app.command("promote")
+def promote_version(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[str, typer.Argument(help="Version to move the alias to.")],
+    alias: Annotated[str, typer.Option(help="Alias to move.")] = "production",
+    url: ServerOption = "http://127.0.0.1:8000",
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Move an alias (default production) to a version; it is loaded and warmed before traffic moves."""
+    moved = _registry_call(url, api_key, lambda c: c.promote(name, version, alias))
+    out.print(f"{name} {alias}: {moved['previous'] or '(none)'} -> {moved['version']}")
+
+
+@models_app.command("rollback")
+def rollback(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    alias: Annotated[str, typer.Option(help="Alias to move back.")] = "production",
+    url: ServerOption = "http://127.0.0.1:8000",
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Move an alias back to the version it pointed at before."""
+    moved = _registry_call(url, api_key, lambda c: c.rollback(name, alias))
+    out.print(f"{name} {alias}: {moved['previous']} -> {moved['version']}")
 
 
 @examples_app.command("build")

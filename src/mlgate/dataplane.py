@@ -9,7 +9,10 @@ ModelError, and counting requests by model and status (``mlgate.metrics``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -24,12 +27,46 @@ from mlgate.registry import ModelHandle, ModelRegistry, ModelState
 from mlgate.settings import Settings
 from mlgate.types import MetadataTensor, ModelMetadata, ServerMetadata
 
-__all__ = ["EXTENSIONS", "DataPlane"]
+__all__ = ["EXTENSIONS", "Call", "DataPlane", "Observer"]
 
 log = structlog.get_logger("mlgate.dataplane")
 
 EXTENSIONS = ["classification", "binary_tensor_data"]
 """V2 protocol extensions this server implements (reported by ``GET /v2``)."""
+
+
+@dataclass(eq=False)
+class Call:
+    """One request being served by ``handle``: what the observers (prediction log, shadow) see after it."""
+
+    plane: DataPlane
+    handle: ModelHandle
+    caller: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+    parameters: Mapping[str, Any] | None = None
+    inputs: Mapping[str, np.ndarray] | None = None
+    outputs: Mapping[str, np.ndarray] | None = None
+
+    @property
+    def batch_size(self) -> int | None:
+        if not self.inputs:
+            return None
+        first = next(iter(self.inputs.values()))
+        return int(first.shape[0]) if first.ndim else None
+
+    async def infer(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any] | None = None,
+        *, timeout_ms: float | None = None,
+    ) -> dict[str, np.ndarray]:
+        """``DataPlane.infer`` on this call's handle, keeping inputs and outputs for the observers."""
+        self.inputs, self.parameters = inputs, parameters
+        outputs = await self.plane.infer(self.handle, inputs, parameters, timeout_ms=timeout_ms)
+        self.outputs = outputs
+        return outputs
+
+
+Observer = Callable[[Call, int, float], None]
+"""Called after each request with the call, its HTTP status and its latency in ms; must not block."""
 
 
 def _dims(shape: tuple[int, ...]) -> str:
@@ -43,6 +80,8 @@ class DataPlane:
         self.metrics = metrics if metrics is not None else EngineMetrics()
         self.loaded = False
         """Set once the model repository has been loaded (successfully or not) at start-up."""
+        self.observers: list[Observer] = []
+        """Told about every request served through ``serving`` (prediction log, shadow traffic)."""
 
     # -- health and metadata ------------------------------------------------------------------------
 
@@ -64,9 +103,9 @@ class DataPlane:
         """The model in whatever state it is; ModelNotFound / ModelVersionNotFound (404) if unknown."""
         return self.registry.get(name, version)
 
-    def model(self, name: str, version: str | None = None) -> ModelHandle:
-        """The model, which must be READY: else ModelNotReady (503)."""
-        handle = self.registry.get(name, version)
+    def model(self, name: str, version: str | None = None, key: str | None = None) -> ModelHandle:
+        """The model, which must be READY: else ModelNotReady (503). ``key``: sticky canary routing."""
+        handle = self.registry.get(name, version, key)
         if handle.state is not ModelState.READY:
             detail = "failed to load; the server log says why" if handle.state is ModelState.FAILED else (
                 handle.state.value.lower())
@@ -91,6 +130,35 @@ class DataPlane:
         manifest_ms = handle.manifest.timeout_ms if handle.manifest else None
         limit = manifest_ms if manifest_ms is not None else self.settings.request_timeout_ms
         return min(limit, requested_ms) if requested_ms is not None else limit
+
+    @asynccontextmanager
+    async def serving(
+        self, name: str, version: str | None = None, *, caller: str | None = None, key: str | None = None
+    ) -> AsyncIterator[Call]:
+        """Look up the model for one request and hold it until the request is answered.
+
+        The lookup and the in-flight count happen together (no ``await`` between), so a rollout that
+        moves traffic away from a version and then waits for it to drain never unloads it under a request.
+        Observers are told the outcome (status 200, or the error's status) when the block exits.
+        """
+        handle = self.model(name, version, key)
+        handle.acquire()
+        call = Call(self, handle, caller)
+        status = 500
+        try:
+            yield call
+            status = 200
+        except MlgateError as exc:
+            status = int(exc.status)
+            raise
+        finally:
+            handle.release()
+            latency_ms = (time.perf_counter() - call.started) * 1000
+            for observer in self.observers:
+                try:
+                    observer(call, status, latency_ms)
+                except Exception:  # noqa: BLE001 - an observer's bug must not fail the request
+                    log.exception("request observer failed", model=handle.name)
 
     async def infer(
         self, handle: ModelHandle, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any] | None = None,
@@ -119,6 +187,7 @@ class DataPlane:
         if executor is None:
             raise ModelNotReady(f"model '{handle.name}' version '{handle.version}' is not ready (unloaded)")
         limit_ms = self.timeout_ms(handle, timeout_ms)
+        handle.acquire()
         try:
             with anyio.move_on_after(limit_ms / 1000.0) as deadline:
                 outputs = await executor(inputs, parameters or {})
@@ -136,6 +205,8 @@ class DataPlane:
                 f"model '{handle.name}' version '{handle.version}' failed while computing the answer; "
                 "the server log has the details under this request's X-Request-ID"
             ) from exc
+        finally:
+            handle.release()
 
     def _check(self, handle: ModelHandle, inputs: Mapping[str, np.ndarray]) -> int:
         batch_sizes: dict[str, int] = {}

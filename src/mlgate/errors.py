@@ -10,18 +10,22 @@ Messages of 4xx errors are written for the caller: they name the field and what 
     │   ├── JSONTooDeep              400 json_too_deep
     │   ├── InvalidInput             400 invalid_input       (datatype, shape, data, names, NaN)
     │   ├── UnsupportedFeature       400 unsupported_feature
+    │   ├── InvalidArchive           400 invalid_archive     (an uploaded model dir: traversal, links, format)
     │   └── UnsupportedModel         400 unsupported_model   (e.g. /v1/embeddings on a classifier)
     ├── NotFound                     404 not_found
     │   ├── ModelNotFound            404 model_not_found
-    │   └── ModelVersionNotFound     404 model_version_not_found
+    │   ├── ModelVersionNotFound     404 model_version_not_found
+    │   └── AliasNotFound            404 alias_not_found
     ├── Unauthenticated              401 unauthenticated     (no credentials where they are needed)
     │   └── InvalidCredentials       401 invalid_credentials (malformed, wrong, expired or revoked key/token)
     ├── Forbidden                    403 forbidden           (a valid caller without the right)
-    ├── Conflict                     409 conflict            (e.g. a user or group name already taken)
+    ├── Conflict                     409 conflict            (a name already taken; a version an alias points at)
+    │   └── VersionExists            409 version_exists      (versions are immutable once pushed)
     ├── PayloadTooLarge              413 payload_too_large
     ├── RateLimited                  429 rate_limited        (Retry-After and RateLimit-* headers)
     ├── RateLimitUnavailable         503 rate_limit_unavailable (counter storage down, policy "refuse")
     ├── ModelNotReady                503 model_not_ready
+    ├── DatabaseUnavailable          503 database_unavailable
     ├── QueueFull                    503 queue_full          (the model's queue is at max_queue_size)
     ├── WorkerDied                   503 worker_died         (the worker process holding the request died)
     ├── BatcherStopped               503 batcher_stopped     (the dynamic batcher's collector failed)
@@ -36,11 +40,14 @@ from __future__ import annotations
 from http import HTTPStatus
 
 __all__ = [
+    "AliasNotFound",
     "BadRequest",
     "BatcherStopped",
     "Conflict",
+    "DatabaseUnavailable",
     "DeadlineExceeded",
     "Forbidden",
+    "InvalidArchive",
     "InvalidCredentials",
     "InvalidInput",
     "JSONTooDeep",
@@ -60,6 +67,7 @@ __all__ = [
     "Unauthenticated",
     "UnsupportedFeature",
     "UnsupportedModel",
+    "VersionExists",
     "WorkerDied",
 ]
 
@@ -124,10 +132,10 @@ class ModelNotFound(NotFound):
 class ModelVersionNotFound(NotFound):
     code = "model_version_not_found"
 
-    def __init__(self, name: str, version: str, available: list[str]) -> None:
+    def __init__(self, name: str, version: str, available: list[str], hint: str = "") -> None:
         have = ", ".join(repr(v) for v in available) or "none"
         super().__init__(
-            f"model '{name}' has no version '{version}' (available: {have})", field="model_version"
+            f"model '{name}' has no version '{version}' (available: {have}){hint}", field="model_version"
         )
 
 
@@ -135,10 +143,10 @@ class PayloadTooLarge(MlgateError):
     status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     code = "payload_too_large"
 
-    def __init__(self, limit_bytes: int) -> None:
+    def __init__(self, limit_bytes: int, setting: str = "max_body_bytes") -> None:
         super().__init__(
             f"request body is larger than the limit of {limit_bytes} bytes "
-            "(setting max_body_bytes, env MLGATE_MAX_BODY_BYTES)"
+            f"(setting {setting}, env MLGATE_{setting.upper()})"
         )
         self.limit_bytes = limit_bytes
 
@@ -161,6 +169,40 @@ class ModelLoadError(MlgateError):
     code = "model_load_error"
 
 
+class InvalidArchive(BadRequest):
+    """An uploaded model directory archive is refused before anything is unpacked."""
+
+    code = "invalid_archive"
+
+
+class AliasNotFound(NotFound):
+    code = "alias_not_found"
+
+    def __init__(self, name: str, alias: str) -> None:
+        super().__init__(f"model '{name}' has no alias '{alias}'", field="alias")
+
+
+class Conflict(MlgateError):
+    status = HTTPStatus.CONFLICT
+    code = "conflict"
+
+
+class VersionExists(Conflict):
+    code = "version_exists"
+
+    def __init__(self, name: str, version: str) -> None:
+        super().__init__(
+            f"model '{name}' already has a version '{version}'; versions are immutable, push a new version",
+            field="version",
+        )
+
+
+class DatabaseUnavailable(MlgateError):
+    """The registry database cannot be reached; serving goes on, registry changes wait."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "database_unavailable"
+    retry_after_s = 5.0
 class QueueFull(MlgateError):
     """The model's queue already holds ``max_queue_size`` waiting requests; try again shortly."""
 
@@ -231,11 +273,6 @@ class Forbidden(MlgateError):
 
     status = HTTPStatus.FORBIDDEN
     code = "forbidden"
-
-
-class Conflict(MlgateError):
-    status = HTTPStatus.CONFLICT
-    code = "conflict"
 
 
 class RateLimited(MlgateError):

@@ -4,6 +4,10 @@ Loading happens on worker threads; a model that fails to load is kept with state
 and never stops the others. ``get`` resolves a request's model name and optional version: without a
 version, the highest version number is used.
 
+A model from the database registry also has a ``Route`` (``mlgate.routing``): requests without a version
+go to its ``production`` version (or its canary), and a version may be named by an alias. Each handle counts
+its requests in flight (``acquire``/``release``), so a rollout can wait for an old version to drain.
+
 Seams for what attaches to a model (dynamic batching, worker processes, metrics, the prediction log):
 - ``ModelHandle.executor`` is what the data plane awaits to run a batch; by default a ``ThreadExecutor``
   calling ``runtime.predict`` on a worker thread. A hook may replace it (a batcher wrapping it, a pool).
@@ -27,6 +31,7 @@ import structlog
 from mlgate.errors import ModelLoadError, ModelNotFound, ModelVersionNotFound
 from mlgate.manifest import ModelManifest, TensorSpec
 from mlgate.repository import ModelSource
+from mlgate.routing import Route
 from mlgate.runtimes import Batch, Executor, Runtime, runtime_class
 
 __all__ = ["Executor", "ModelHandle", "ModelHook", "ModelRegistry", "ModelState", "ThreadExecutor"]
@@ -66,6 +71,26 @@ class ModelHandle:
     reason: str | None = None
     runtime: Runtime | None = field(default=None, repr=False)
     executor: Executor | None = field(default=None, repr=False)
+    in_flight: int = field(default=0, repr=False)
+    _idle: anyio.Event | None = field(default=None, repr=False)
+
+    def acquire(self) -> None:
+        """Count a request that will use this handle (call with no ``await`` since it was looked up)."""
+        self.in_flight += 1
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0 and self._idle is not None:
+            self._idle.set()
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait until no request is in flight, at most ``timeout_s``; True when drained."""
+        with anyio.move_on_after(timeout_s):
+            while self.in_flight > 0:
+                self._idle = anyio.Event()
+                await self._idle.wait()
+            return True
+        return self.in_flight == 0
 
     @property
     def ready(self) -> bool:
@@ -103,6 +128,7 @@ class ModelHook(Protocol):
 class ModelRegistry:
     def __init__(self, hooks: Sequence[ModelHook] = ()) -> None:
         self._models: dict[str, dict[str, ModelHandle]] = {}
+        self._routes: dict[str, Route] = {}
         self.hooks = tuple(hooks)
 
     def __iter__(self) -> Iterator[ModelHandle]:
@@ -116,19 +142,36 @@ class ModelRegistry:
         """Versions of ``name``, oldest first (numeric versions compare as numbers)."""
         return sorted(self._models.get(name, {}), key=_version_key)
 
-    def get(self, name: str, version: str | None = None) -> ModelHandle:
-        """The handle for ``name`` at ``version`` (default: the highest version), in any state.
+    def route(self, name: str) -> Route | None:
+        return self._routes.get(name)
 
+    def set_route(self, name: str, route: Route | None) -> None:
+        """Install (or with None, remove) the route of ``name``; its versions should be loaded first."""
+        if route is None:
+            self._routes.pop(name, None)
+        else:
+            self._routes[name] = route
+
+    def get(self, name: str, version: str | None = None, key: str | None = None) -> ModelHandle:
+        """The handle for ``name`` at ``version``, in any state.
+
+        Without a version: the route's pick (production, or the canary for its share; ``key`` makes the
+        choice sticky), else the highest version. ``version`` may also be an alias of the route.
         Raises ModelNotFound or ModelVersionNotFound (404).
         """
         versions = self._models.get(name)
         if not versions:
             raise ModelNotFound(name)
+        route = self._routes.get(name)
         if version is None:
-            version = self.versions(name)[-1]
+            version = route.pick(name, key) if route else self.versions(name)[-1]
+        elif version not in versions and route is not None and version in route.aliases:
+            version = route.aliases[version]
         handle = versions.get(version)
         if handle is None:
-            raise ModelVersionNotFound(name, version, self.versions(name))
+            hint = ("; that version is in the registry but not served here: point an alias at it "
+                    "(e.g. staging) to serve it") if route is not None and version in route.registered else ""
+            raise ModelVersionNotFound(name, version, self.versions(name), hint)
         return handle
 
     async def load(self, sources: Iterable[ModelSource]) -> None:
@@ -183,6 +226,14 @@ class ModelRegistry:
         log.error("model failed to load", model=handle.name, version=handle.version,
                   directory=str(handle.directory), reason=reason)
 
+    def detach(self, handle: ModelHandle) -> None:
+        """Take ``handle`` out of the lookup table (new requests cannot reach it); it stays loaded."""
+        versions = self._models.get(handle.name, {})
+        if versions.get(handle.version) is handle:
+            del versions[handle.version]
+            if not versions:
+                del self._models[handle.name]
+
     async def unload_model(self, handle: ModelHandle) -> None:
         """Run the unload hooks, close the executor, release the runtime, and forget the model."""
         if handle.state is ModelState.READY:
@@ -190,11 +241,7 @@ class ModelRegistry:
                 await hook.on_unload(handle)
         await self._release(handle)
         handle.state = ModelState.UNLOADED
-        versions = self._models.get(handle.name, {})
-        if versions.get(handle.version) is handle:
-            del versions[handle.version]
-            if not versions:
-                del self._models[handle.name]
+        self.detach(handle)
 
     async def _release(self, handle: ModelHandle) -> None:
         if handle.executor is not None:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from mlgate.errors import ModelLoadError
 from mlgate.manifest import MANIFEST_FILE, ModelManifest, read_manifest
+from mlgate.mlflow_models import MLMODEL_FILE, read_mlmodel
 
-__all__ = ["ModelSource", "scan_repository"]
+__all__ = ["ModelSource", "group_by_name", "rescan", "scan_repository"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,19 +37,21 @@ class ModelSource:
 def scan_repository(root: Path) -> list[ModelSource]:
     """Every model directory directly under ``root``, sorted by directory name.
 
-    Hidden directories and directories without a ``model.toml`` file are skipped. A second directory
-    declaring a (name, version) already seen is reported as an error. Raises FileNotFoundError when
-    ``root`` is not a directory.
+    Hidden directories and directories without a ``model.toml`` (or an MLflow ``MLmodel``) file are
+    skipped. A second directory declaring a (name, version) already seen is reported as an error.
+    Raises FileNotFoundError when ``root`` is not a directory.
     """
     if not root.is_dir():
         raise FileNotFoundError(f"model repository {root} is not a directory")
     sources: list[ModelSource] = []
     seen: dict[tuple[str, str], Path] = {}
     for directory in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if not (directory / MANIFEST_FILE).exists():
+        has_mlmodel = (directory / MLMODEL_FILE).exists()
+        if not (directory / MANIFEST_FILE).exists() and not has_mlmodel:
             continue
         try:
-            manifest = read_manifest(directory)
+            manifest = read_mlmodel(directory) if has_mlmodel and not (
+                directory / MANIFEST_FILE).exists() else read_manifest(directory)
         except ModelLoadError as exc:
             sources.append(ModelSource(directory, None, exc.message))
             continue
@@ -60,3 +63,21 @@ def scan_repository(root: Path) -> list[ModelSource]:
         seen[key] = directory
         sources.append(ModelSource(directory, manifest))
     return sources
+
+
+def rescan(source: ModelSource) -> ModelSource:
+    """``source`` read again from its directory (the V2 repository extension's load)."""
+    try:
+        manifest = read_manifest(source.directory) if (source.directory / MANIFEST_FILE).exists() else (
+            read_mlmodel(source.directory))
+    except ModelLoadError as exc:
+        return ModelSource(source.directory, source.manifest, exc.message)
+    return ModelSource(source.directory, manifest)
+
+
+def group_by_name(sources: list[ModelSource]) -> dict[str, list[ModelSource]]:
+    """Sources by model name (a name may have several versions, each in its own directory)."""
+    grouped: dict[str, list[ModelSource]] = {}
+    for source in sources:
+        grouped.setdefault(source.name, []).append(source)
+    return grouped

@@ -10,10 +10,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,7 +24,7 @@ from pydantic_settings import (
 
 from mlgate.access import RateLimitTier, default_tiers
 
-__all__ = ["Settings", "default_data_dir", "default_examples_dir"]
+__all__ = ["ApiDeprecation", "Settings", "default_data_dir", "default_examples_dir"]
 
 MiB = 1024 * 1024
 MODEL_PATTERN_RE = re.compile(r"[A-Za-z0-9_.*-]{1,128}")
@@ -46,6 +47,15 @@ def default_examples_dir() -> Path:
     """
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache) / "mlgate" / "examples"
+
+
+class ApiDeprecation(BaseModel):
+    """When an API version was deprecated and when it goes away (RFC 9745 ``Deprecation``, RFC 8594 ``Sunset``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    deprecated: date
+    sunset: date
 
 
 class Settings(BaseSettings):
@@ -104,6 +114,50 @@ class Settings(BaseSettings):
     database_auto_upgrade: bool = Field(
         default=True, description="Apply database migrations at start-up (else: run `mlgate db upgrade`)."
     )
+
+    artifact_store: str | None = Field(
+        default=None,
+        description="Where pushed model versions are kept: a folder or any fsspec URL (s3://bucket/prefix, "
+        "memory://...); unset: data_dir/artifacts.",
+    )
+    registry_max_upload_bytes: int = Field(
+        default=512 * MiB, ge=1, description="Largest model archive accepted by a push, in bytes; larger gets 413."
+    )
+    registry_max_unpacked_bytes: int = Field(
+        default=2048 * MiB, ge=1, description="Largest total size of the files inside a pushed archive, in bytes."
+    )
+    registry_poll_interval_s: float = Field(
+        default=1.0, gt=0, le=60,
+        description="How often a replica checks the database for registry changes (PostgreSQL also notifies).",
+    )
+    drain_timeout_s: float = Field(
+        default=30.0, ge=0, description="How long an old version may finish its in-flight requests before unload."
+    )
+    shadow_max_in_flight: int = Field(
+        default=64, ge=1, description="Shadow requests running at once per server; more are skipped (logged)."
+    )
+    prediction_log: bool = Field(default=True, description="Record every inference request in the database.")
+    prediction_log_buffer: int = Field(
+        default=10_000, ge=1, description="Records held while the database is slow or down; more are dropped."
+    )
+    prediction_log_batch: int = Field(default=500, ge=1, description="Records written per database insert.")
+    prediction_log_interval_s: float = Field(
+        default=0.5, gt=0, description="Longest time a record waits in the buffer before it is written."
+    )
+    prediction_log_sample_rate: float = Field(
+        default=0.0, ge=0.0, le=1.0,
+        description="Share of requests whose inputs and outputs are logged (per model: PATCH the model).",
+    )
+    deprecated_api_versions: dict[str, ApiDeprecation] = Field(
+        default_factory=dict,
+        description='Registry API versions answered with Deprecation and Sunset headers, e.g. '
+        '{"v1": {"deprecated": "2027-01-01", "sunset": "2027-07-01"}}.',
+    )
+
+    @property
+    def effective_artifact_store(self) -> str:
+        """``artifact_store``, or the folder ``data_dir/artifacts``."""
+        return self.artifact_store or str(self.data_dir / "artifacts")
 
     @property
     def effective_database_url(self) -> str:

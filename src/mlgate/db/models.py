@@ -3,4 +3,4 @@
 Each feature keeps its tables in its own module (``mlgate.db.<feature>``); add the import here.
 """
 
-from mlgate.db import audit, auth, meta  # noqa: F401
+from mlgate.db import audit, auth, meta, predlog_table, registry_tables  # noqa: F401

@@ -7,6 +7,8 @@ PayloadTooLarge inside the application, so it is answered by the one error handl
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlgate.errors import BadRequest, PayloadTooLarge
@@ -15,9 +17,12 @@ __all__ = ["BodyLimitMiddleware"]
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int,
+                 path_limits: Mapping[str, tuple[int, str]] | None = None) -> None:
         self.app = app
         self.limit = max_body_bytes
+        self.path_limits = dict(path_limits or {})
+        """Other limits (bytes, setting name) for paths starting with a prefix (e.g. uploads under /api/)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -28,7 +33,11 @@ class BodyLimitMiddleware:
             if key == b"content-length":
                 declared = int(value) if value.isdigit() else -1
                 break
-        limit = self.limit
+        limit, setting = self.limit, "max_body_bytes"
+        for prefix, (prefix_limit, prefix_setting) in self.path_limits.items():
+            if scope["path"].startswith(prefix):
+                limit, setting = prefix_limit, prefix_setting
+                break
         received = 0
 
         async def limited_receive() -> Message:
@@ -36,12 +45,12 @@ class BodyLimitMiddleware:
             if declared is not None and declared < 0:
                 raise BadRequest("Content-Length header is not a number", field="headers.content-length")
             if declared is not None and declared > limit:
-                raise PayloadTooLarge(limit)
+                raise PayloadTooLarge(limit, setting)
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise PayloadTooLarge(limit)
+                    raise PayloadTooLarge(limit, setting)
             return message
 
         await self.app(scope, limited_receive, send)

@@ -18,6 +18,7 @@ from mlgate.codecs.openai import encode_embeddings, parse_embedding_request
 from mlgate.dataplane import DataPlane
 from mlgate.embeddings import embed
 from mlgate.protocols.body import dataplane, json_response, read_json, request_timeout_ms
+from mlgate.protocols.caller import Caller, routing_key
 from mlgate.protocols.errors import ERROR_RESPONSES
 from mlgate.protocols.security import authorize, charge, require_caller
 from mlgate.types import EmbeddingRequest, EmbeddingResponse
@@ -37,7 +38,7 @@ _EMBEDDINGS_BODY = {
 
 @router.post("/embeddings", response_model=EmbeddingResponse, openapi_extra=_EMBEDDINGS_BODY,
              summary="Create embeddings (OpenAI-compatible)", dependencies=[require_caller(count=False)])
-async def embeddings(request: Request, plane: Plane) -> Response:
+async def embeddings(request: Request, plane: Plane, caller: Caller) -> Response:
     """Embed ``input`` (a string or a list of strings) with the embedding model ``model``.
 
     400 for token arrays, a ``dimensions`` other than the model's width, or a model that is not an
@@ -48,9 +49,10 @@ async def embeddings(request: Request, plane: Plane) -> Response:
     timeout_ms = request_timeout_ms(request)
     body, texts = parse_embedding_request(await read_json(request, plane))
     await authorize(request, Action.PREDICT, body.model)
-    handle = plane.model(body.model)
     await charge(request, len(texts))
-    result = await embed(plane, handle, texts, body.dimensions, timeout_ms=timeout_ms)
+    async with plane.serving(body.model, caller=caller, key=routing_key(request, caller)) as call:
+        handle = call.handle
+        result = await embed(plane, handle, texts, body.dimensions, timeout_ms=timeout_ms)
     if result.token_counts is not None:
         await charge(request, int(result.token_counts.sum()) - len(texts))
     response = json_response(encode_embeddings(model=handle.name, vectors=result.vectors,

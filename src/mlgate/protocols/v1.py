@@ -18,6 +18,7 @@ from mlgate.codecs import v1 as codec
 from mlgate.dataplane import DataPlane
 from mlgate.errors import NotFound
 from mlgate.protocols.body import dataplane, json_response, read_json, request_timeout_ms
+from mlgate.protocols.caller import Caller, routing_key
 from mlgate.protocols.errors import ERROR_RESPONSES
 from mlgate.protocols.security import charge, require, rows_of
 from mlgate.types import V1ModelStatus, V1PredictRequest, V1PredictResponse
@@ -61,18 +62,19 @@ _PREDICT_BODY = {
 @router.post("/models/{model_spec}", response_model=V1PredictResponse, openapi_extra=_PREDICT_BODY,
              summary="Predict (path ends in :predict)",
              dependencies=[require(Action.PREDICT, _without_verb("model_spec"))])
-async def predict(request: Request, plane: Plane, model_spec: str) -> Response:
-    return await _predict(request, plane, model_spec, None)
+async def predict(request: Request, plane: Plane, caller: Caller, model_spec: str) -> Response:
+    return await _predict(request, plane, caller, model_spec, None)
 
 
 @router.post("/models/{model_name}/versions/{version_spec}", response_model=V1PredictResponse,
              openapi_extra=_PREDICT_BODY, summary="Predict on a model version (path ends in :predict)",
              dependencies=[require(Action.PREDICT, version=_without_verb("version_spec"))])
-async def predict_version(request: Request, plane: Plane, model_name: str, version_spec: str) -> Response:
-    return await _predict(request, plane, model_name, version_spec)
+async def predict_version(request: Request, plane: Plane, caller: Caller, model_name: str,
+                          version_spec: str) -> Response:
+    return await _predict(request, plane, caller, model_name, version_spec)
 
 
-async def _predict(request: Request, plane: Plane, name: str, version: str | None) -> Response:
+async def _predict(request: Request, plane: Plane, caller: str | None, name: str, version: str | None) -> Response:
     last = version if version is not None else name
     target, sep, verb = last.rpartition(":")
     if not sep:
@@ -84,11 +86,12 @@ async def _predict(request: Request, plane: Plane, name: str, version: str | Non
         name = target
     else:
         version = target
-    handle = plane.model(name, version)
-    timeout_ms = request_timeout_ms(request)
-    inputs = codec.decode_predict(await read_json(request, plane), handle.inputs)
-    await charge(request, rows_of(inputs))
-    outputs = await plane.infer(handle, inputs, timeout_ms=timeout_ms)
+    async with plane.serving(name, version, caller=caller, key=routing_key(request, caller)) as call:
+        handle = call.handle
+        timeout_ms = request_timeout_ms(request)
+        inputs = codec.decode_predict(await read_json(request, plane), handle.inputs)
+        await charge(request, rows_of(inputs))
+        outputs = await call.infer(inputs, timeout_ms=timeout_ms)
     response = json_response(codec.encode_predictions(outputs, handle.outputs))
     response.headers["X-Model-Version"] = handle.version
     return response

@@ -19,6 +19,7 @@ from mlgate.auth.caller import Action
 from mlgate.codecs import v2 as codec
 from mlgate.dataplane import DataPlane
 from mlgate.protocols.body import binary_response, dataplane, json_response, read_v2_body, request_timeout_ms
+from mlgate.protocols.caller import Caller, routing_key
 from mlgate.protocols.errors import ERROR_RESPONSES
 from mlgate.protocols.security import charge, require, require_caller, rows_of
 from mlgate.types import (
@@ -84,14 +85,16 @@ _INFER_BODY = {
              summary="Inference", dependencies=PREDICT)
 @router.post("/models/{model_name}/versions/{model_version}/infer", response_model=InferenceResponse,
              openapi_extra=_INFER_BODY, summary="Inference on a model version", dependencies=PREDICT)
-async def infer(request: Request, plane: Plane, model_name: str, model_version: str | None = None) -> Response:
-    handle = plane.model(model_name, model_version)
-    timeout_ms = request_timeout_ms(request)
-    parsed, binary_section = await read_v2_body(request, plane)
-    body = codec.parse_request(parsed)
-    inputs = codec.decode_inputs(body, handle.inputs, binary_section)
-    await charge(request, rows_of(inputs))
-    outputs = await plane.infer(handle, inputs, body.parameters, timeout_ms=timeout_ms)
+async def infer(request: Request, plane: Plane, caller: Caller, model_name: str,
+                model_version: str | None = None) -> Response:
+    async with plane.serving(model_name, model_version, caller=caller, key=routing_key(request, caller)) as call:
+        handle = call.handle
+        timeout_ms = request_timeout_ms(request)
+        parsed, binary_section = await read_v2_body(request, plane)
+        body = codec.parse_request(parsed)
+        inputs = codec.decode_inputs(body, handle.inputs, binary_section)
+        await charge(request, rows_of(inputs))
+        outputs = await call.infer(inputs, body.parameters, timeout_ms=timeout_ms)
     content, chunks = codec.encode_response(
         model_name=handle.name, model_version=handle.version, request=body, outputs=outputs,
         specs=handle.outputs, labels=handle.labels)

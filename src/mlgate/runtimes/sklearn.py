@@ -46,6 +46,7 @@ class SklearnRuntime(Runtime):
             raise ModelLoadError(f"{path.name} holds a {type(model).__name__}, which has no predict()")
         self.model = model
         self.has_proba = hasattr(model, "predict_proba")
+        self.columns = _frame_builder(model)
         if len(self.inputs) > 1:
             raise ModelLoadError("the sklearn runtime takes exactly one input tensor")
         if not self.inputs:
@@ -78,6 +79,8 @@ class SklearnRuntime(Runtime):
 
     def predict(self, batch: Batch, parameters: Mapping[str, Any]) -> Batch:
         (x,) = batch.values()
+        if self.columns is not None:
+            x = self.columns(x)
         wanted = {spec.name for spec in self.outputs}
         out: dict[str, np.ndarray] = {}
         if "predict" in wanted:
@@ -85,3 +88,16 @@ class SklearnRuntime(Runtime):
         if self.has_proba and "predict_proba" in wanted:
             out["predict_proba"] = np.asarray(self.model.predict_proba(x))
         return out
+
+
+def _frame_builder(model: Any) -> Any:
+    """For an estimator fitted on a pandas DataFrame: rows -> a DataFrame with its column names (as fitted)."""
+    names = getattr(model, "feature_names_in_", None)
+    if names is None:
+        return None
+    try:
+        import pandas as pd
+    except ImportError:
+        return None
+    columns = list(names)
+    return lambda x: pd.DataFrame(x, columns=columns)

@@ -1,7 +1,7 @@
 """Security: users, groups, group members, API keys, and the audit log.
 
 Revision ID: 0003_security
-Revises: 0001_baseline
+Revises: 0002_registry
 Create Date: 2026-11-21
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from mlgate.db.base import UTCDateTime
 
 revision = "0003_security"
-down_revision = "0001_baseline"
+down_revision = "0002_registry"
 branch_labels = None
 depends_on = None
 

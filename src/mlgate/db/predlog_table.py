@@ -1,0 +1,37 @@
+"""The prediction log: one row per inference request (and per shadow request).
+
+Inputs and outputs are kept only for the sampled share of requests (JSON, tensors as nested lists).
+Indexed for the queries the REST API offers: by time, and by model and time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, SmallInteger, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from mlgate.db.base import Base, UTCDateTime
+
+__all__ = ["PredictionRecord"]
+
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class PredictionRecord(Base):
+    __tablename__ = "prediction_log"
+    __table_args__ = (Index("ix_prediction_log_model_at", "model", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    model: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    caller: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    status: Mapped[int] = mapped_column(SmallInteger)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    batch_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    shadow: Mapped[bool] = mapped_column(Boolean, default=False)
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    inputs: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    outputs: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)

@@ -1,0 +1,91 @@
+"""Pushing a model version: check the uploaded archive, read its manifest, store it, record it.
+
+The archive (tar.gz or zip of a model directory) is checked before anything is unpacked
+(``mlgate.archives``), then unpacked into a scratch folder only to read and validate its manifest:
+``model.toml``, or an MLflow ``MLmodel`` file (``mlgate.mlflow_models``). The version is the one asked
+for, else the manifest's ``version`` when it sets one, else one more than the highest numeric version.
+Versions are immutable: pushing an existing one is VersionExists (409).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import tomllib
+from pathlib import Path
+from typing import BinaryIO
+
+import anyio
+
+from mlgate.archives import check_archive, extract_archive
+from mlgate.db.base import utcnow
+from mlgate.db.catalog import Catalog, VersionInfo
+from mlgate.errors import InvalidInput, ModelLoadError, VersionExists
+from mlgate.manifest import MANIFEST_FILE, ModelManifest, is_valid_name, read_manifest
+from mlgate.mlflow_models import MLMODEL_FILE, read_mlmodel
+from mlgate.runtimes import RUNTIMES
+from mlgate.store import ArtifactStore, sha256_of
+
+__all__ = ["push_archive", "read_model_dir"]
+
+
+def read_model_dir(directory: Path) -> tuple[ModelManifest, bool]:
+    """The manifest of a model directory and whether it names its version explicitly.
+
+    ``model.toml`` first, else MLflow's ``MLmodel``. Raises ModelLoadError naming what is wrong.
+    """
+    if (directory / MANIFEST_FILE).is_file():
+        manifest = read_manifest(directory)
+        with (directory / MANIFEST_FILE).open("rb") as fh:
+            explicit = "version" in tomllib.load(fh)
+    elif (directory / MLMODEL_FILE).is_file():
+        manifest, explicit = read_mlmodel(directory), False
+    else:
+        raise ModelLoadError(f"the model directory has neither a {MANIFEST_FILE} nor an MLflow {MLMODEL_FILE} file")
+    if manifest.runtime not in RUNTIMES:
+        raise ModelLoadError(f"unknown runtime {manifest.runtime!r} (known: {', '.join(sorted(RUNTIMES))})")
+    if not (directory / manifest.artifact).is_file():
+        raise ModelLoadError(f"artifact {manifest.artifact!r} is not in the model directory")
+    return manifest, explicit
+
+
+def _inspect(fh: BinaryIO, max_unpacked_bytes: int) -> tuple[str, str, ModelManifest, bool]:
+    info = check_archive(fh, max_unpacked_bytes=max_unpacked_bytes)
+    checksum = sha256_of(fh)
+    with tempfile.TemporaryDirectory(prefix="mlgate-push-") as scratch:
+        extract_archive(fh, Path(scratch), info)
+        try:
+            manifest, explicit = read_model_dir(Path(scratch))
+        except ModelLoadError as exc:
+            message = exc.message.replace(str(Path(scratch) / MANIFEST_FILE), MANIFEST_FILE).replace(scratch, ".")
+            raise InvalidInput(f"the pushed model directory is not valid: {message}", field="file") from exc
+    return info.format, checksum, manifest, explicit
+
+
+async def push_archive(catalog: Catalog, store: ArtifactStore, name: str, fh: BinaryIO, *,
+                       version: str | None = None, by: str | None = None,
+                       max_unpacked_bytes: int) -> VersionInfo:
+    """Check, store and record one pushed archive as model ``name``; returns the recorded version.
+
+    Raises InvalidArchive / InvalidInput (400) for a bad archive or manifest, VersionExists (409).
+    """
+    for value, what in ((name, "model_name"), (version, "version")):
+        if value is not None and not is_valid_name(value):
+            raise InvalidInput(f"{what} {value!r} is not valid: letters, digits, '.', '_' and '-', "
+                               "starting with a letter or digit", field=what)
+    fmt, checksum, manifest, explicit = await anyio.to_thread.run_sync(_inspect, fh, max_unpacked_bytes)
+    if explicit and manifest.name != name:
+        raise InvalidInput(f"the archive's {MANIFEST_FILE} names model {manifest.name!r}, but it was pushed "
+                           f"as {name!r}", field="model_name")
+    if version is None:
+        version = manifest.version if explicit else await catalog.next_version(name)
+    existing = await catalog.snapshot()
+    if name in existing.models and version in existing.models[name].versions:
+        raise VersionExists(name, version)
+    size = fh.seek(0, 2)
+    fh.seek(0)
+    uri = await anyio.to_thread.run_sync(store.put, name, version, fh, checksum, fmt)
+    stored = manifest.model_copy(update={"name": name, "version": version})
+    info = VersionInfo(name, version, manifest.runtime, uri, checksum, size,
+                       stored.model_dump(mode="json"), by, utcnow())
+    await catalog.add_version(info, description=manifest.description)
+    return info
