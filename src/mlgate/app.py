@@ -6,6 +6,7 @@ error handlers of ``mlgate.protocols.errors`` answer every error.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -73,6 +74,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         plane.loaded = True
         ready = sum(handle.ready for handle in registry)
         log.info("models loaded", ready=ready, total=len(list(registry)))
+        # -- inference engine: keep the cyclic GC off the objects of start-up (frameworks, models) --
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
