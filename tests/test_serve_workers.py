@@ -40,6 +40,12 @@ def test_two_workers_answer_from_two_processes(examples_repo: Path, tmp_path: Pa
 
         with ThreadPoolExecutor(16) as pool:
             answers = list(pool.map(predict, range(200)))
+        # /metrics sums every process, whichever one answers the scrape (new connection each time).
+        for _ in range(6):
+            text = httpx.get(f"http://{url}/metrics", timeout=10).text
+            counted = [line for line in text.splitlines() if line.startswith("mlgate_requests_total{")
+                       and 'model="breast-cancer"' in line and 'status="200"' in line]
+            assert len(counted) == 1 and float(counted[0].rsplit(" ", 1)[1]) == 200.0, counted
         # Same row, same answer, whichever process (probabilities up to batching's rounding).
         assert {a[0]["predict"] for a in answers[::4]} == {answers[0][0]["predict"]}
         np.testing.assert_allclose([a[0]["predict_proba"] for a in answers[::4]],

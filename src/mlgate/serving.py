@@ -6,12 +6,14 @@ runs its own dynamic batcher. The parent hands them the settings it built as JSO
 and config files are read once, by the parent) and applies database migrations once before they start, so
 they do not race on the schema. Each process runs its model computations with ``cores // workers`` math
 threads (``OMP_NUM_THREADS``, read by PyTorch and NumPy's BLAS at start-up) unless the environment already
-sets it, so the processes do not oversubscribe the cores.
+sets it, so the processes do not oversubscribe the cores. Prometheus metrics are shared through files in a temporary
+``PROMETHEUS_MULTIPROC_DIR`` (see ``mlgate.metrics``), removed when the server stops.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 
 from mlgate.settings import Settings
 
@@ -58,5 +60,7 @@ def run_server(settings: Settings) -> None:
     child = settings.model_copy(update={"database_auto_upgrade": False, "workers": 1})
     os.environ[SETTINGS_ENV] = child.model_dump_json()
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, available_cores() // workers)))
-    uvicorn.run("mlgate.serving:create_app_from_environment", factory=True, workers=workers,
-                **common)  # type: ignore[arg-type]
+    with tempfile.TemporaryDirectory(prefix="mlgate-metrics-") as metrics_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # /metrics sums every process (mlgate.metrics)
+        uvicorn.run("mlgate.serving:create_app_from_environment", factory=True, workers=workers,
+                    **common)  # type: ignore[arg-type]
