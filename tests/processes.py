@@ -28,7 +28,9 @@ def serve_process(repository: Path, log_path: Path, env: dict[str, str] | None =
     On exit the process is stopped with SIGTERM and must shut down cleanly (the log is in the failure).
     """
     port = free_port()
-    full_env = {**os.environ, "MLGATE_LOG_FORMAT": "json", **(env or {})}
+    # One HTTP process unless the test asks for more (tests/test_serve_workers.py): the default, one per core,
+    # would load every model once per core in every test server on this shared machine.
+    full_env = {**os.environ, "MLGATE_LOG_FORMAT": "json", "MLGATE_WORKERS": "1", **(env or {})}
     if "MLGATE_DATA_DIR" not in full_env:  # keep the test's database out of the user's data dir
         (log_path.parent / "data").mkdir(exist_ok=True)
         full_env["MLGATE_DATA_DIR"] = str(log_path.parent / "data")
