@@ -62,5 +62,8 @@ def run_server(settings: Settings) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, available_cores() // workers)))
     with tempfile.TemporaryDirectory(prefix="mlgate-metrics-") as metrics_dir:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # /metrics sums every process (mlgate.metrics)
+        # uvicorn restarts a process whose event loop does not answer its health check in time; loading and
+        # exporting models (ONNX) can hold the GIL for long, so allow what a model worker may take to start.
         uvicorn.run("mlgate.serving:create_app_from_environment", factory=True, workers=workers,
+                    timeout_worker_healthcheck=int(settings.worker_start_timeout_s),
                     **common)  # type: ignore[arg-type]
