@@ -8,6 +8,7 @@ the dependencies of ``mlgate.protocols.security`` (authenticate -> authorize -> 
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -97,6 +98,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         plane.loaded = True
         ready = sum(handle.ready for handle in registry)
         log.info("models loaded", ready=ready, total=len(list(registry)))
+        # -- inference engine: keep the cyclic GC off the objects of start-up (frameworks, models) --
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

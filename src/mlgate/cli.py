@@ -74,16 +74,16 @@ def serve(
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.",
                                                   show_default=False)] = None,
     log_format: Annotated[str | None, typer.Option(help="auto, console or json.", show_default=False)] = None,
+    workers: Annotated[int | None, typer.Option(help="HTTP server processes [default: one per CPU core].",
+                                                show_default=False)] = None,
 ) -> None:
     """Serve the model repository over HTTP (KServe V2 and V1 REST, OpenAPI docs at /docs)."""
-    import uvicorn
-
-    from mlgate.app import create_app
     from mlgate.examples import build_examples
     from mlgate.logs import configure_logging
+    from mlgate.serving import run_server
 
     settings = _settings(config, model_repository=model_repository, host=host, port=port,
-                         log_level=log_level, log_format=log_format)
+                         log_level=log_level, log_format=log_format, workers=workers)
     if settings.model_repository is None:
         examples = default_examples_dir()
         err.print(f"No model repository given: serving the example models from {examples}")
@@ -93,17 +93,7 @@ def serve(
         err.print(f"[red]error:[/red] model repository {settings.model_repository} is not a directory")
         raise typer.Exit(2)
     configure_logging(settings.log_level, settings.log_format)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        proxy_headers=False,  # X-Forwarded-For is believed only from trusted_proxies (ClientAddressMiddleware)
-    )
+    run_server(settings)
 
 
 @models_app.command("list")

@@ -1,11 +1,13 @@
 """Structured logging with structlog; the standard library's loggers (uvicorn's too) go through it.
 
-Every line carries the ``request_id`` bound by the request-id middleware while a request is served.
+Every line carries the process id (``pid``) and the ``request_id`` bound by the request-id middleware while a
+request is served.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -23,6 +25,7 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _add_pid,
     ]
     renderer: Any = (
         structlog.dev.ConsoleRenderer() if fmt == "console"
@@ -50,6 +53,12 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+
+
+def _add_pid(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Name the process: with ``workers > 1`` several HTTP processes write to the same stream."""
+    event["pid"] = os.getpid()
+    return event
 
 
 def _identity(logger: Any, method: str, event: Any) -> Any:

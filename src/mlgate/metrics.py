@@ -9,14 +9,22 @@ the label set stays bounded whatever names clients send. Exported at ``GET /metr
 - ``mlgate_queue_wait_seconds{model, version}``: from entering the queue to the start of the runtime call;
 - ``mlgate_compute_seconds{model, version}``: duration of each runtime call (in a worker: the round trip);
 - ``mlgate_worker_restarts_total{model, version}``: worker processes restarted after dying.
+
+With several HTTP processes (``mlgate serve --workers N``) the series live in prometheus-client's
+multiprocess mode: every process writes its values to files in ``PROMETHEUS_MULTIPROC_DIR`` (set by
+``mlgate.serving`` before the processes start) and ``render`` sums them over all live processes, so
+``/metrics`` reports the whole server whichever process answers. In that mode an unloaded model's series stay
+until the server restarts (the files are append-only).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 __all__ = ["EngineMetrics", "ModelMetrics"]
 
@@ -45,7 +53,7 @@ class EngineMetrics:
         self.requests = Counter("mlgate_requests", "Inference requests by HTTP status of the answer.",
                                 (*_LABELS, "status"), registry=r)
         self.queue_depth = Gauge("mlgate_queue_depth", "Requests waiting in the model's queue.", _LABELS,
-                                 registry=r)
+                                 registry=r, multiprocess_mode="livesum")
         self.batch_size = Histogram("mlgate_batch_size", "Rows per runtime call.", _LABELS, buckets=_ROWS,
                                     registry=r)
         self.queue_wait = Histogram("mlgate_queue_wait_seconds", "Seconds from entering the queue to the "
@@ -86,4 +94,8 @@ class EngineMetrics:
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition format: (body, content type)."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            merged = CollectorRegistry()
+            MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+            return generate_latest(merged), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -101,6 +101,11 @@ class Settings(BaseSettings):
         description="How long a worker process (manifest `instances`) may take to load its model, in seconds.",
     )
     metrics: bool = Field(default=True, description="Serve Prometheus metrics at GET /metrics.")
+    workers: int = Field(
+        default=1, ge=0,
+        description="HTTP server processes sharing the port, each with its own copy of the models and its own "
+        "batcher; 0 starts one per CPU core. With several, rate limits need shared (Redis) storage to be global.",
+    )
 
     # -- registry: database, artifact store, rollouts, prediction log -------------------------------
     data_dir: Path = Field(

@@ -19,7 +19,7 @@ from mlgate.auth.policy import ModelPolicy, Policy
 from mlgate.auth.store import Actor, AuthStore
 from mlgate.auth.tokens import TokenIssuer, load_or_create_secret
 from mlgate.db.engine import Database
-from mlgate.errors import MlgateError
+from mlgate.errors import Conflict, MlgateError
 from mlgate.ratelimit.limiter import RateLimitMetrics, RateLimits
 from mlgate.registry import ModelRegistry
 from mlgate.settings import Settings
@@ -74,8 +74,11 @@ async def ensure_first_admin(settings: Settings, store: AuthStore) -> None:
     """
     if settings.admin_username and settings.admin_password:
         if await store.get_user(settings.admin_username) is None:
-            await store.create_user(settings.admin_username, settings.admin_password.get_secret_value(),
-                                    Role.ADMIN, actor=Actor("system", client="local"))
+            try:
+                await store.create_user(settings.admin_username, settings.admin_password.get_secret_value(),
+                                        Role.ADMIN, actor=Actor("system", client="local"))
+            except Conflict:
+                return  # another HTTP process of this server (or a replica) created it at the same moment
             log.info("first admin created from settings", username=settings.admin_username)
     elif await store.count_users(Role.ADMIN) == 0:
         log.warning("no admin user yet; create one with: mlgate users create <name> --role admin")
