@@ -113,6 +113,7 @@ async def serve_app(repository: Path, **settings: Any) -> AsyncIterator[httpx.As
     if "data_dir" not in settings:
         settings["data_dir"] = Path(tempfile.mkdtemp(prefix="mlgate-data-"))
     settings.setdefault("anonymous_models", ["*"])
+    settings.setdefault("registry_api", True)  # the registry tests drive it; it is off by default
     app = create_app(Settings(model_repository=repository, **settings))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

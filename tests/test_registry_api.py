@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from mlgate.archives import pack_to_bytes
+from tests.conftest import ClientFactory
 from tests.registry_helpers import API, ZEROS, answer, promote, push, versioned_model
 
 pytestmark = pytest.mark.anyio
@@ -125,3 +126,14 @@ async def test_a_folder_model_keeps_its_name(app_client: Callable[..., Any], exa
         assert refused.status_code == 409 and "model repository folder" in refused.json()["error"]
         meta = (await client.get("/v2/models/digits")).json()
         assert meta["versions"] == ["1"] and meta["platform"] == "onnxruntime_onnx"
+
+
+@pytest.mark.anyio
+async def test_registry_api_is_off_unless_turned_on(examples_repo: Path, app_client: ClientFactory) -> None:
+    """It checks no credentials yet, so a server that did not ask for it does not serve it."""
+    async with app_client(examples_repo, registry_api=False) as client:
+        for method, path in (("GET", "/api/v1/models"), ("POST", "/api/v1/models/x/versions"),
+                             ("GET", "/api/v1/predictions"), ("POST", "/v2/repository/index")):
+            response = await client.request(method, path)
+            assert response.status_code == 404, (method, path, response.text)
+        assert (await client.get("/v2/health/ready")).status_code == 200

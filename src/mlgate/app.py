@@ -121,9 +121,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(metrics_routes.router)
 
     # -- registry routes --
-    app.include_router(repository_ext.router)
-    include_versioned(app, registry_api.router)
-    include_versioned(app, predictions_api.router)
+    # Not yet behind authentication: served only when the operator turns them on (trusted networks only),
+    # like Triton's explicit model-control mode. Registry models still serve inference either way.
+    if settings.registry_api:
+        app.include_router(repository_ext.router)
+        include_versioned(app, registry_api.router)
+        include_versioned(app, predictions_api.router)
 
     # -- security routes --
     app.include_router(auth.router)

@@ -108,6 +108,12 @@ class Settings(BaseSettings):
     )
 
     # -- registry: database, artifact store, rollouts, prediction log -------------------------------
+    registry_api: bool = Field(
+        default=False,
+        description="Serve the registry REST API (/api/v1/models, /api/v1/predictions) and the V2 repository "
+        "extension (/v2/repository). They do not check credentials yet: turn them on only where every "
+        "client is trusted (a private network, behind an authenticating proxy).",
+    )
     data_dir: Path = Field(
         default_factory=default_data_dir,
         description="Folder of the embedded SQLite database and local artifact store.",
