@@ -114,6 +114,9 @@ async def serve_app(repository: Path, **settings: Any) -> AsyncIterator[httpx.As
         settings["data_dir"] = Path(tempfile.mkdtemp(prefix="mlgate-data-"))
     settings.setdefault("anonymous_models", ["*"])
     settings.setdefault("registry_api", True)  # the registry tests drive it; it is off by default
+    # No anonymous rate limit here: rollout and prediction-log tests send hundreds of requests. The limits
+    # themselves are tested through tests/secure.py and with explicit tiers.
+    settings.setdefault("rate_limit_tiers", {"anonymous": {"requests": "", "rows": ""}})
     app = create_app(Settings(model_repository=repository, **settings))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

@@ -32,7 +32,8 @@ def serve_process(repository: Path, log_path: Path, env: dict[str, str] | None =
     # says otherwise (tests of security itself pass their own MLGATE_ANONYMOUS_MODELS), and serve from one
     # HTTP process unless the test asks for more (tests/test_serve_workers.py).
     full_env = {**os.environ, "MLGATE_LOG_FORMAT": "json", "MLGATE_ANONYMOUS_MODELS": '["*"]', "MLGATE_WORKERS": "1",
-                "MLGATE_REGISTRY_API": "true", **(env or {})}
+                "MLGATE_REGISTRY_API": "true", "MLGATE_RATE_LIMIT_TIERS": '{"anonymous": {"requests": "", "rows": ""}}',
+                **(env or {})}
     if "MLGATE_DATA_DIR" not in full_env:  # keep the test's database out of the user's data dir
         (log_path.parent / "data").mkdir(exist_ok=True)
         full_env["MLGATE_DATA_DIR"] = str(log_path.parent / "data")
