@@ -203,6 +203,8 @@ class DatabaseUnavailable(MlgateError):
     status = HTTPStatus.SERVICE_UNAVAILABLE
     code = "database_unavailable"
     retry_after_s = 5.0
+
+
 class QueueFull(MlgateError):
     """The model's queue already holds ``max_queue_size`` waiting requests; try again shortly."""
 

@@ -12,7 +12,6 @@ import ast
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from sklearn.datasets import load_breast_cancer, load_digits
 
 from mlgate.codecs.images import image_to_tensor
 from mlgate.manifest import read_manifest
+from tests.processes import free_port
 from tests.web.conftest import HTML_DESCRIPTION, HTML_FEATURES, HTML_LABELS
 
 if TYPE_CHECKING:
@@ -68,16 +68,10 @@ def browser() -> Iterator[Browser]:
         chromium.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(browser: Browser, web_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The base URL of a real ``mlgate serve`` on a free port."""
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("serve-web") / "serve.log"
     with log_path.open("wb") as log:
         # A browser sends no credentials: the playground shows (and can call) the models open to anonymous
