@@ -34,8 +34,8 @@ from mlgate.errors import NotFound, Unauthenticated
 from mlgate.manifest import is_valid_name
 from mlgate.ratelimit.limiter import LimitExceeded, Quota, Unit
 
-__all__ = ["audit_actor", "authenticate", "authorize", "charge", "may_use", "require", "require_caller", "rows_of",
-           "security"]
+__all__ = ["audit_actor", "authenticate", "authorize", "authorize_version", "charge", "may_use", "require",
+           "require_caller", "rows_of", "security"]
 
 _STATE_QUOTA = "rate_limit"
 _bearer = HTTPBearer(auto_error=False, description="An API key (mlg_...) or an access token from "
@@ -138,14 +138,19 @@ def require(action: Action, model: ModelRef = "model_name", version: ModelRef = 
     """
 
     async def dependency(request: Request, _: Bearer) -> Caller:
-        caller = await authorize(request, action, _model_name(request, model))
-        wanted = _model_name(request, version)
-        if wanted is not None and not is_valid_name(wanted):
-            raise NotFound(f"'{wanted}' is not a valid model version (letters, digits, '.', '_', '-')",
-                           field="model_version")
-        return caller
+        return await authorize_version(request, action, _model_name(request, model), _model_name(request, version))
 
     return Depends(dependency)
+
+
+async def authorize_version(request: Request, action: Action, model: str | None, version: str | None) -> Caller:
+    """``authorize(request, action, model)``, then a 404 for a ``version`` that is not a valid name: what
+    ``require`` runs, for routes served without FastAPI's dependencies (``v1.ROUTES``, ``v2.ROUTES``)."""
+    caller = await authorize(request, action, model)
+    if version is not None and not is_valid_name(version):
+        raise NotFound(f"'{version}' is not a valid model version (letters, digits, '.', '_', '-')",
+                       field="model_version")
+    return caller
 
 
 def require_caller(*, signed_in: bool = False, count: bool = True) -> Any:

@@ -12,18 +12,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from starlette.routing import Route
 
 from mlgate.auth.caller import Action
 from mlgate.codecs import v1 as codec
 from mlgate.dataplane import DataPlane
 from mlgate.errors import NotFound
 from mlgate.protocols.body import dataplane, json_response, read_json, request_timeout_ms
-from mlgate.protocols.caller import Caller, routing_key
+from mlgate.protocols.caller import Caller, current_caller, routing_key
 from mlgate.protocols.errors import ERROR_RESPONSES
-from mlgate.protocols.security import charge, require, rows_of
+from mlgate.protocols.security import authorize_version, charge, require, rows_of
 from mlgate.types import V1ModelStatus, V1PredictRequest, V1PredictResponse
 
-__all__ = ["router"]
+__all__ = ["ROUTES", "router"]
 
 router = APIRouter(prefix="/v1", tags=["V1 / TF-Serving REST"], responses=ERROR_RESPONSES)
 Plane = Annotated[DataPlane, Depends(dataplane)]
@@ -33,10 +34,13 @@ def _without_verb(param: str) -> Callable[[Request], str | None]:
     """The model (or version) of a ``.../{name}:predict`` path: the segment without its ``:predict``."""
 
     def name(request: Request) -> str | None:
-        spec = str(request.path_params.get(param, ""))
-        return spec.rpartition(":")[0] if ":" in spec else spec
+        return _strip_verb(str(request.path_params.get(param, "")))
 
     return name
+
+
+def _strip_verb(spec: str) -> str:
+    return spec.rpartition(":")[0] if ":" in spec else spec
 
 
 _STATES = {"READY": "AVAILABLE", "LOADING": "LOADING", "FAILED": "UNAVAILABLE", "UNLOADED": "END"}
@@ -96,5 +100,29 @@ async def _predict(request: Request, plane: Plane, caller: str | None, name: str
     response.headers["X-Model-Version"] = handle.version
     return response
 
+
+async def _serve_predict(request: Request) -> Response:
+    """``predict`` without FastAPI's dependency resolution: the same security, then the same body."""
+    spec = request.path_params["model_spec"]
+    await authorize_version(request, Action.PREDICT, _strip_verb(spec), None)
+    plane: DataPlane = request.app.state.dataplane
+    return await _predict(request, plane, await current_caller(request), spec, None)
+
+
+async def _serve_predict_version(request: Request) -> Response:
+    """``predict_version`` without FastAPI's dependency resolution."""
+    name, spec = request.path_params["model_name"], request.path_params["version_spec"]
+    await authorize_version(request, Action.PREDICT, name, _strip_verb(spec))
+    plane: DataPlane = request.app.state.dataplane
+    return await _predict(request, plane, await current_caller(request), name, spec)
+
+
+ROUTES = [
+    Route("/v1/models/{model_spec}", _serve_predict, methods=["POST"], include_in_schema=False),
+    Route("/v1/models/{model_name}/versions/{version_spec}", _serve_predict_version, methods=["POST"],
+          include_in_schema=False),
+]
+"""The two predict routes as plain Starlette routes, which the app serves ahead of ``router`` (whose routes stay
+for the OpenAPI document): no per-request dependency resolution, the same security, body and error handlers."""
 
 OPENAPI_MODELS = (V1PredictRequest,)

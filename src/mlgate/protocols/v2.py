@@ -14,14 +14,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from starlette.routing import Route
 
 from mlgate.auth.caller import Action
 from mlgate.codecs import v2 as codec
 from mlgate.dataplane import DataPlane
 from mlgate.protocols.body import binary_response, dataplane, json_response, read_v2_body, request_timeout_ms
-from mlgate.protocols.caller import Caller, routing_key
+from mlgate.protocols.caller import Caller, current_caller, routing_key
 from mlgate.protocols.errors import ERROR_RESPONSES
-from mlgate.protocols.security import charge, require, require_caller, rows_of
+from mlgate.protocols.security import authorize_version, charge, require, require_caller, rows_of
 from mlgate.types import (
     InferenceRequest,
     InferenceResponse,
@@ -32,7 +33,7 @@ from mlgate.types import (
     ServerMetadata,
 )
 
-__all__ = ["router"]
+__all__ = ["ROUTES", "router"]
 
 router = APIRouter(prefix="/v2", tags=["V2 Open Inference Protocol"], responses=ERROR_RESPONSES)
 Plane = Annotated[DataPlane, Depends(dataplane)]
@@ -87,6 +88,19 @@ _INFER_BODY = {
              openapi_extra=_INFER_BODY, summary="Inference on a model version", dependencies=PREDICT)
 async def infer(request: Request, plane: Plane, caller: Caller, model_name: str,
                 model_version: str | None = None) -> Response:
+    return await _infer(request, plane, caller, model_name, model_version)
+
+
+async def _serve_infer(request: Request) -> Response:
+    """``infer`` without FastAPI's dependency resolution: the same security, then the same body."""
+    name, version = request.path_params["model_name"], request.path_params.get("model_version")
+    await authorize_version(request, Action.PREDICT, name, version)
+    plane: DataPlane = request.app.state.dataplane
+    return await _infer(request, plane, await current_caller(request), name, version)
+
+
+async def _infer(request: Request, plane: DataPlane, caller: str | None, model_name: str,
+                 model_version: str | None) -> Response:
     async with plane.serving(model_name, model_version, caller=caller, key=routing_key(request, caller)) as call:
         handle = call.handle
         timeout_ms = request_timeout_ms(request)
@@ -100,6 +114,14 @@ async def infer(request: Request, plane: Plane, caller: Caller, model_name: str,
         specs=handle.outputs, labels=handle.labels)
     return binary_response(content, chunks) if chunks else json_response(content)
 
+
+ROUTES = [
+    Route("/v2/models/{model_name}/infer", _serve_infer, methods=["POST"], include_in_schema=False),
+    Route("/v2/models/{model_name}/versions/{model_version}/infer", _serve_infer, methods=["POST"],
+          include_in_schema=False),
+]
+"""The two inference routes as plain Starlette routes, which the app serves ahead of ``router`` (whose routes stay
+for the OpenAPI document): no per-request dependency resolution, the same security, body and error handlers."""
 
 OPENAPI_MODELS = (InferenceRequest,)
 """Models referenced by hand in ``openapi_extra``; the app adds their schemas to the document."""
