@@ -9,11 +9,18 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import structlog
 
-__all__ = ["configure_logging"]
+__all__ = ["configure_logging", "log_access"]
+
+_access = structlog.get_logger("mlgate.access")
+_access_std = logging.getLogger("mlgate.access")
+_json_handler: logging.StreamHandler[Any] | None = None
+"""The handler ``configure_logging`` installed when it writes JSON lines: ``log_access`` writes to it directly."""
 
 
 def configure_logging(level: str = "info", fmt: str = "auto") -> None:
@@ -47,6 +54,8 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
+    global _json_handler
+    _json_handler = handler if fmt == "json" else None
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -63,3 +72,35 @@ def _add_pid(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
 
 def _identity(logger: Any, method: str, event: Any) -> Any:
     return event
+
+
+def log_access(method: str, path: str, status: int, duration_ms: float) -> None:
+    """One access-log line (event ``request``; the duration in ms), at info level on logger ``mlgate.access``.
+
+    With JSON logs the line is built here, with orjson, with the fields the structlog chain of
+    ``configure_logging`` gives every line (the request's context variables such as ``request_id``, ``level``,
+    ``logger``, an ISO-8601 UTC ``timestamp``, ``pid``) and written to the same handler under its lock: the
+    full chain (structlog, a stdlib LogRecord, the formatter, the standard library's JSON) was ~10 % of the
+    CPU of a prediction. Otherwise (console logs, or logging not configured) it goes through structlog.
+    """
+    handler = _json_handler
+    if handler is None:
+        _access.info("request", method=method, path=path, status=status, duration_ms=duration_ms)
+        return
+    if not _access_std.isEnabledFor(logging.INFO):
+        return
+    event: dict[str, Any] = {"method": method, "path": path, "status": status, "duration_ms": duration_ms,
+                             "event": "request"}
+    for key, value in structlog.contextvars.get_contextvars().items():
+        event.setdefault(key, value)
+    event["level"] = "info"
+    event["logger"] = "mlgate.access"
+    event["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    event["pid"] = os.getpid()
+    line = orjson.dumps(event, default=str, option=orjson.OPT_APPEND_NEWLINE).decode()
+    handler.acquire()
+    try:
+        handler.stream.write(line)
+        handler.flush()
+    finally:
+        handler.release()

@@ -14,12 +14,12 @@ import uuid
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mlgate.logs import log_access
+
 __all__ = ["RequestIdMiddleware"]
 
 HEADER = b"x-request-id"
 _SANE = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
-
-access = structlog.get_logger("mlgate.access")
 
 
 class RequestIdMiddleware:
@@ -55,6 +55,5 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             if self.access_log:
-                access.info("request", method=scope["method"], path=scope["path"], status=status,
-                            duration_ms=round((time.perf_counter() - start) * 1000, 3))
+                log_access(scope["method"], scope["path"], status, round((time.perf_counter() - start) * 1000, 3))
             structlog.contextvars.unbind_contextvars("request_id")
