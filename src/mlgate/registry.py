@@ -164,7 +164,7 @@ class ModelRegistry:
             raise ModelNotFound(name)
         route = self._routes.get(name)
         if version is None:
-            version = route.pick(name, key) if route else self.versions(name)[-1]
+            version = route.pick(name, key) if route else max(versions, key=_version_key)
         elif version not in versions and route is not None and version in route.aliases:
             version = route.aliases[version]
         handle = versions.get(version)

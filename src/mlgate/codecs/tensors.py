@@ -38,7 +38,7 @@ def from_json_data(data: Any, datatype: str, field: str) -> np.ndarray:
     if raw.size == 0:
         return np.zeros(raw.shape, dtype=NUMPY_DTYPES[datatype])
     kind = raw.dtype.kind
-    got = _KIND_NAMES.get(kind, str(raw.dtype))
+    got = _KIND_NAMES.get(kind) or str(raw.dtype)
     if datatype == "BYTES":
         if kind != "U":
             raise InvalidInput(f"{field} must hold strings for datatype BYTES, got {got}", field=field)
