@@ -43,7 +43,7 @@ Clock = Callable[[], float]
 
 def merge_key(batch: Batch, parameters: Mapping[str, Any]) -> Hashable:
     """What two requests must share to be merged: inputs' names, dtypes, non-batch dims; parameters."""
-    tensors = tuple((name, array.dtype.str, array.shape[1:]) for name, array in sorted(batch.items()))
+    tensors = tuple((name, array.dtype, array.shape[1:]) for name, array in sorted(batch.items()))
     try:
         params: Hashable = orjson.dumps(parameters, option=orjson.OPT_SORT_KEYS)
     except TypeError:
