@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from mlgate.db.engine import Database
 from mlgate.db.predlog_table import PredictionRecord
 from tests.registry_helpers import API, ZEROS, promote, push, versioned_model
+from tests.secure import bearer, secure_app
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.anyio
@@ -164,16 +165,19 @@ async def test_postgresql_outage_loses_nothing_within_the_buffer(
     assert await _count(postgres_url) == sent == 250
 
 
-async def test_the_caller_is_recorded_when_authentication_knows_it(
-    app_client: Callable[..., Any], examples_repo: Path, sqlite_url: str
-) -> None:
-    from mlgate.protocols.caller import current_caller
-
-    async with app_client(examples_repo, database_url=sqlite_url, prediction_log_interval_s=0.05) as client:
-        app = client._transport.app  # type: ignore[attr-defined]
-        app.dependency_overrides[current_caller] = lambda: "alice"
+async def test_the_caller_is_recorded_when_authentication_knows_it(examples_repo: Path, sqlite_url: str) -> None:
+    # A real API key of a real user: the inference routes authenticate without FastAPI's dependency injection,
+    # so the caller comes from the security layer itself, not from a dependency override.
+    async with secure_app(examples_repo, database_url=sqlite_url, prediction_log_interval_s=0.05,
+                          registry_api=True) as secure:
+        await secure.user("alice")
+        key = await secure.key("alice")
         rows = {"instances": [[0.0] * 30]}
-        assert (await client.post("/v1/models/breast-cancer:predict", json=rows)).status_code == 200
-        items = await _wait_for_records(client, 1)
-        assert items[0]["caller"] == "alice"
-        assert (await client.get(f"{API}/predictions", params={"caller": "bob"})).json()["items"] == []
+        response = await secure.client.post("/v1/models/breast-cancer:predict", json=rows, headers=bearer(key))
+        assert response.status_code == 200, response.text
+        items = await _wait_for_records(secure.client, 1)
+        caller = items[0]["caller"]
+        assert caller.startswith("key:") and caller.endswith(" (user:alice)"), caller
+        got = (await secure.client.get(f"{API}/predictions", params={"caller": caller})).json()["items"]
+        assert [item["request_id"] for item in got] == [items[0]["request_id"]]
+        assert (await secure.client.get(f"{API}/predictions", params={"caller": "bob"})).json()["items"] == []
