@@ -81,10 +81,11 @@ def log_access(method: str, path: str, status: int, duration_ms: float) -> None:
     ``configure_logging`` gives every line (the request's context variables such as ``request_id``, ``level``,
     ``logger``, an ISO-8601 UTC ``timestamp``, ``pid``) and written to the same handler under its lock: the
     full chain (structlog, a stdlib LogRecord, the formatter, the standard library's JSON) was ~10 % of the
-    CPU of a prediction. Otherwise (console logs, or logging not configured) it goes through structlog.
+    CPU of a prediction. Otherwise (console logs, logging not configured by it, or the root logger's handlers
+    changed since) it goes through structlog.
     """
     handler = _json_handler
-    if handler is None:
+    if handler is None or logging.root.handlers != [handler]:  # logging reconfigured since: the slow path
         _access.info("request", method=method, path=path, status=status, duration_ms=duration_ms)
         return
     if not _access_std.isEnabledFor(logging.INFO):
