@@ -120,9 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.metrics:
         app.include_router(metrics_routes.router)
 
-    # -- registry routes --
-    # Not yet behind authentication: served only when the operator turns them on (trusted networks only),
-    # like Triton's explicit model-control mode. Registry models still serve inference either way.
+    # -- registry routes (behind security; registry_api=False turns them off, models still serve) --
     if settings.registry_api:
         app.include_router(repository_ext.router)
         include_versioned(app, registry_api.router)

@@ -109,10 +109,10 @@ class Settings(BaseSettings):
 
     # -- registry: database, artifact store, rollouts, prediction log -------------------------------
     registry_api: bool = Field(
-        default=False,
+        default=True,
         description="Serve the registry REST API (/api/v1/models, /api/v1/predictions) and the V2 repository "
-        "extension (/v2/repository). They do not check credentials yet: turn them on only where every "
-        "client is trusted (a private network, behind an authenticating proxy).",
+        "extension (/v2/repository); never to anonymous callers (changes need the deploy right on the model, "
+        "the prediction log admin). False: the operator's off switch (registry models are still served).",
     )
     data_dir: Path = Field(
         default_factory=default_data_dir,
