@@ -137,7 +137,6 @@ async def serve_app(repository: Path, **settings: Any) -> AsyncIterator[httpx.As
     if "data_dir" not in settings:
         settings["data_dir"] = Path(tempfile.mkdtemp(prefix="mlgate-data-"))
     settings.setdefault("anonymous_models", ["*"])
-    settings.setdefault("registry_api", True)  # the registry tests drive it; it is off by default
     # No anonymous rate limit here: rollout and prediction-log tests send hundreds of requests. The limits
     # themselves are tested through tests/secure.py and with explicit tiers.
     settings.setdefault("rate_limit_tiers", {"anonymous": {"requests": "", "rows": ""}})

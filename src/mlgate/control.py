@@ -5,6 +5,8 @@ prediction log, shadow traffic and the change follower. Each change is written t
 applied on this server before the call returns (``Rollouts.sync``), so "200 OK" means "in effect here";
 other replicas follow within ``registry_poll_interval_s`` (at once on PostgreSQL).
 Moving traffic to a version first loads and warms it here, so a version that cannot load never gets any.
+Changes take ``by``, the ``Actor`` of the audit log: the catalog writes its entry in the change's own
+transaction; a V2 load or unload (this server only) is audited right after it takes effect.
 """
 
 from __future__ import annotations
