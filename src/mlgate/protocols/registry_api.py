@@ -89,7 +89,11 @@ READ = Depends(read_model)
 """Route dependency of reads of one model: signed in, with ``deploy`` or ``predict`` on it."""
 SIGNED_IN = require_caller(signed_in=True)
 """Route dependency of lists: any signed-in caller (the list is filtered with ``readable``)."""
-By = Annotated[Actor, Depends(audit_actor)]
+async def _actor(request: Request) -> Actor:
+    return audit_actor(request)  # async: FastAPI would run a plain function in its thread pool
+
+
+By = Annotated[Actor, Depends(_actor)]
 """Who makes a change, for the audit log (after ``DEPLOY`` authorized the request)."""
 
 
