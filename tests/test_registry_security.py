@@ -28,7 +28,8 @@ from mlgate.db.catalog import Catalog
 from mlgate.db.engine import Database
 from mlgate.db.migrate import upgrade
 from mlgate.errors import Forbidden
-from mlgate.push import push_archive
+from mlgate.manifest import ModelManifest
+from mlgate.push import loaded_as, push_archive
 from mlgate.store import ArtifactStore
 from tests.processes import admin_key, serve_process
 from tests.registry_helpers import API, ZEROS, versioned_model
@@ -232,6 +233,17 @@ async def test_push_checks_every_archive_file_before_storing_or_recording(tmp_pa
         assert refused.value.field == "artifact" and "model.pkl" in refused.value.message
         assert (await catalog.snapshot()).models == {}
         assert not [p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()]
+        # The format is the runtime's: the sklearn runtime loads a "model.bin" with joblib.
+        disguised = tmp_path / "disguised"
+        disguised.mkdir()
+        (disguised / "model.toml").write_text('name = "churn"\nruntime = "sklearn"\nartifact = "model.bin"\n')
+        (disguised / "model.bin").write_bytes(b"\x80\x05N.")
+        with tempfile.TemporaryFile() as fh:
+            fh.write(pack_to_bytes(disguised))
+            with pytest.raises(Forbidden, match="model.bin.joblib"):
+                await push_archive(catalog, store, "churn", fh, max_unpacked_bytes=10_000_000,
+                                   check_file=lambda path: policy.check_artifact(predictor, "churn", path))
+        assert (await catalog.snapshot()).models == {}
         # A code-free archive passes the same check.
         safe = tmp_path / "safe"
         safe.mkdir()
@@ -298,3 +310,5 @@ def test_a_tar_member_link_named_like_a_pickle_is_checked_too(tmp_path: Path) ->
 
     anyio.run(main)
     assert "model.pkl" in seen and "blob" in seen
+    assert loaded_as(ModelManifest(name="m", runtime="sklearn", artifact="model.skops")) == "model.skops"
+    assert loaded_as(ModelManifest(name="m", runtime="onnx", artifact="model.onnx")) == "model.onnx"

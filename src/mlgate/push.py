@@ -7,8 +7,9 @@ for, else the manifest's ``version`` when it sets one, else one more than the hi
 Versions are immutable: pushing an existing one is VersionExists (409).
 
 ``check_file`` (optional) sees the path of every file in the archive once it is checked and before anything
-is unpacked, stored or recorded; the REST API passes ``Policy.check_artifact``, so an archive holding a
-format that runs code when loaded (pickle, joblib, ``.py``...) is refused (403) before the version exists.
+is unpacked, then the artifact as ``loaded_as`` names it, before anything is stored or recorded; the REST API
+passes ``Policy.check_artifact``, so an archive holding a format that runs code when loaded (pickle, joblib,
+``.py``...) is refused (403) before the version exists.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import tempfile
 import tomllib
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 import anyio
@@ -31,7 +32,7 @@ from mlgate.mlflow_models import MLMODEL_FILE, read_mlmodel
 from mlgate.runtimes import RUNTIMES
 from mlgate.store import ArtifactStore, sha256_of
 
-__all__ = ["push_archive", "read_model_dir"]
+__all__ = ["loaded_as", "push_archive", "read_model_dir"]
 
 
 def read_model_dir(directory: Path) -> tuple[ModelManifest, bool]:
@@ -54,6 +55,20 @@ def read_model_dir(directory: Path) -> tuple[ModelManifest, bool]:
     return manifest, explicit
 
 
+def loaded_as(manifest: ModelManifest) -> str:
+    """The artifact's path with the suffix of the format its runtime loads it as, for ``check_artifact``.
+
+    The sklearn runtime loads anything but ``.skops``, ``.pkl`` and ``.pickle`` with joblib (so
+    ``model.bin`` is judged as ``model.bin.joblib``); ``mlflow_pyfunc`` unpickles what its MLmodel names.
+    """
+    suffix = PurePosixPath(manifest.artifact).suffix
+    if manifest.runtime == "sklearn" and suffix not in {".skops", ".pkl", ".pickle"}:
+        return f"{manifest.artifact}.joblib"
+    if manifest.runtime == "mlflow_pyfunc":
+        return f"{manifest.artifact}.cloudpickle"
+    return manifest.artifact
+
+
 def _inspect(fh: BinaryIO, max_unpacked_bytes: int,
              check_file: Callable[[str], None] | None) -> tuple[str, str, ModelManifest, bool]:
     info = check_archive(fh, max_unpacked_bytes=max_unpacked_bytes)
@@ -69,7 +84,7 @@ def _inspect(fh: BinaryIO, max_unpacked_bytes: int,
             message = exc.message.replace(str(Path(scratch) / MANIFEST_FILE), MANIFEST_FILE).replace(scratch, ".")
             raise InvalidInput(f"the pushed model directory is not valid: {message}", field="file") from exc
         if check_file is not None:
-            check_file(manifest.artifact)  # it may be a link to a member of another name
+            check_file(loaded_as(manifest))  # a link to a member of another name, or a format by runtime
     return info.format, checksum, manifest, explicit
 
 
