@@ -31,8 +31,8 @@ from mlgate.db.engine import Database
 from mlgate.db.usage_query import Counts, UsageWindow, count_by, latency_sample, shadow_count
 from mlgate.errors import InvalidInput
 
-__all__ = ["ANONYMOUS", "LATENCY_ROWS", "MAX_BUCKETS", "MAX_KEYS", "UsageBucket", "UsageReport", "UsageRow",
-           "usage_report"]
+__all__ = ["ANONYMOUS", "DEFAULT_RANGE_S", "DEFAULT_STEP_S", "LATENCY_ROWS", "MAX_BUCKETS", "MAX_KEYS",
+           "UsageBucket", "UsageReport", "UsageRow", "parse_time", "usage_report", "usage_report_from_query"]
 
 MAX_BUCKETS = 1440
 """Most buckets in one report (a day by the minute)."""
@@ -41,6 +41,9 @@ LATENCY_ROWS = 200_000
 MAX_KEYS = 100
 """Most callers listed (those with the most requests); ``keys_truncated`` says when there were more."""
 ANONYMOUS = "anonymous"
+DEFAULT_RANGE_S = 3600
+"""The range of a report when no start is given: the last hour."""
+DEFAULT_STEP_S = 60
 PRESETS = [("15 min", 900, 10), ("hour", 3600, 60), ("6 hours", 21600, 300), ("day", 86400, 600),
            ("7 days", 7 * 86400, 3600)]
 """The ranges a dashboard offers: (label, seconds, step_s)."""
@@ -140,19 +143,21 @@ def _sum(groups: Iterable[Counts]) -> Counts:
 
 
 async def usage_report(database: Database, *, start: datetime, end: datetime, step_s: int,
-                       model: str | None = None, key: str | None = None) -> UsageReport:
+                       model: str | None = None, key: str | None = None,
+                       latency_rows: int = LATENCY_ROWS) -> UsageReport:
     """The usage of ``[start, end)`` in buckets of ``step_s`` seconds, for one ``model`` and one caller
     ``key`` when given (else all).
 
     ``start`` and ``end`` are taken as UTC when naive; ``start`` is moved down to a whole second. ``key`` is a
     caller as the log names it, ``anonymous``, or an API key's prefix (``mlg_<12 hex>`` or ``key:mlg_...``:
     that key whoever its user). Rates are per second of each bucket (the last one: up to ``end``).
+    ``latency_rows`` bounds the latencies read for the percentiles (see the module's docstring).
     Raises InvalidInput (400, with ``field``) when ``end`` is not after ``start``, ``step_s`` < 1, or the
     range holds more than ``MAX_BUCKETS`` buckets; DatabaseUnavailable (503) when the database cannot be read.
     """
     window = _window(start, end, step_s, model, key)
     n_buckets = math.ceil((window.end - window.start).total_seconds() / step_s)
-    per_bucket = max(1, LATENCY_ROWS // n_buckets)
+    per_bucket = max(1, latency_rows // n_buckets)
     by_bucket = {int(c.group): c for c in await count_by(database, window, "bucket")}
     by_model = await count_by(database, window, "model")
     by_caller = await count_by(database, window, "caller", limit=MAX_KEYS + 1)
@@ -185,3 +190,28 @@ async def usage_report(database: Database, *, start: datetime, end: datetime, st
     return UsageReport(start=window.start, end=window.end, step_s=step_s, model=model, key=key, buckets=buckets,
                        totals=totals, models=models, keys=keys, keys_truncated=len(by_caller) > MAX_KEYS,
                        shadow_requests=shadows, sampled=sampled, latencies_read=len(sample))
+
+
+def parse_time(value: str, field: str) -> datetime:
+    """An ISO 8601 time (``2026-11-21T15:00:00Z``; naive means UTC). InvalidInput (400, ``field``) otherwise."""
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{field} {value[:64]!r} is not an ISO 8601 time, e.g. 2026-11-21T15:00:00Z",
+                           field=field) from None
+    return _utc(parsed)
+
+
+async def usage_report_from_query(database: Database, *, start: str | None = None, end: str | None = None,
+                                  step_s: int | None = None, model: str | None = None, key: str | None = None,
+                                  now: datetime | None = None) -> UsageReport:
+    """``usage_report`` from a query string's values (empty means not given): ``end`` defaults to now,
+    ``start`` to ``DEFAULT_RANGE_S`` before ``end``, ``step_s`` to ``DEFAULT_STEP_S``. Same errors, plus
+    InvalidInput for a time that is not ISO 8601."""
+    # Now, on the next whole second: the default hour is exactly 60 buckets.
+    next_second = (now or datetime.now(UTC)).replace(microsecond=0) + timedelta(seconds=1)
+    end_at = parse_time(end, "end") if end else next_second
+    start_at = parse_time(start, "start") if start else end_at - timedelta(seconds=DEFAULT_RANGE_S)
+    step = DEFAULT_STEP_S if step_s is None else step_s
+    return await usage_report(database, start=start_at, end=end_at, step_s=step,
+                              model=model or None, key=key or None)
