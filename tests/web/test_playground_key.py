@@ -14,14 +14,18 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
 import joblib
 import pytest
 from sklearn.datasets import load_breast_cancer
 
+from mlgate.usage import UsageReport
+from mlgate.web.playground import templates
 from tests.processes import serve_process
 
 if TYPE_CHECKING:
@@ -66,8 +70,8 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def api_key(data_dir: Path) -> str:
-    """A user's API key, made with the CLI (its own process: Playwright's loop runs in this one)."""
+def keys(data_dir: Path) -> str:
+    """API keys of a user and of an admin, made with the CLI (its own process: Playwright's loop runs in this one)."""
     env = {**os.environ, "MLGATE_DATA_DIR": str(data_dir)}
 
     def mlgate(*args: str, stdin: str = "") -> str:
@@ -77,11 +81,26 @@ def api_key(data_dir: Path) -> str:
         return done.stdout
 
     mlgate("users", "create", "ada", "--password-stdin", stdin="ada's password\n")
-    return mlgate("keys", "create", "--user", "ada", "--name", "playground", "--plain").strip()
+    mlgate("users", "create", "root", "--role", "admin", "--password-stdin", stdin="root's password\n")
+    keys = [mlgate("keys", "create", "--user", user, "--name", "playground", "--plain").strip()
+            for user in ("ada", "root")]
+    return " ".join(keys)
 
 
 @pytest.fixture(scope="module")
-def server(browser: Browser, examples_repo: Path, data_dir: Path, api_key: str,
+def api_key(keys: str) -> str:
+    """ada's key (a user)."""
+    return keys.split()[0]
+
+
+@pytest.fixture(scope="module")
+def admin_key(keys: str) -> str:
+    """root's key (an admin)."""
+    return keys.split()[1]
+
+
+@pytest.fixture(scope="module")
+def server(browser: Browser, examples_repo: Path, data_dir: Path, keys: str,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log_path = tmp_path_factory.mktemp("serve-key") / "serve.log"
     env = {"MLGATE_DATA_DIR": str(data_dir), "MLGATE_ANONYMOUS_MODELS": '["digits"]'}
@@ -191,3 +210,35 @@ def test_a_wrong_key_is_reported_and_public_models_stay(page: Page, server: str)
     assert (page.text_content("#api-key-state") or "").startswith("Key not accepted (401)")
     assert page.text_content("#model-name") == "digits"  # the page is left as it was
     assert page.evaluate("() => sessionStorage.getItem('mlgate.apiKey')") is None  # a refused key is not kept
+
+
+def test_dashboard_panel_draws_this_servers_usage(page: Page, server: str, api_key: str, admin_key: str) -> None:
+    # Traffic of two callers (one refused: no key), then the report of GET /api/v1/usage, rendered by the
+    # dashboard partial into a page of this origin (the CSP of /ui pages applies), drawn by uPlot.
+    body = {"inputs": [{"name": "features", "shape": [1, 30], "datatype": "FP64",
+                        "data": load_breast_cancer().data[0].tolist()}]}
+    infer = f"{server}/v2/models/breast-cancer/infer"
+    for _ in range(3):
+        assert httpx.post(infer, json=body, headers={"Authorization": f"Bearer {api_key}"}).status_code == 200
+    assert httpx.post(infer, json={"inputs": []}, headers={"Authorization": f"Bearer {api_key}"}).status_code == 400
+    admin = {"Authorization": f"Bearer {admin_key}"}
+    deadline = time.monotonic() + 10
+    while True:
+        response = httpx.get(f"{server}/api/v1/usage", params={"step_s": 60}, headers=admin)
+        assert response.status_code == 200, response.text
+        report = UsageReport.model_validate(response.json())
+        if report.totals.requests >= 4 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert report.totals.requests >= 4 and report.totals.errors_4xx >= 1
+    html = templates.env.get_template("dashboard_panel.html").render(report=report, static="/ui/static")
+    page.goto(f"{server}/ui/")
+    page.set_content('<!doctype html><html><head><title>Usage</title><link rel="stylesheet" '
+                     f'href="/ui/static/style.css"></head><body><main>{html}</main></body></html>')
+    page.wait_for_selector("#usage[data-charts='drawn']")
+    for chart in ("usage-rps", "usage-latency", "usage-errors"):
+        assert page.locator(f"#{chart} canvas").count() == 1
+        assert page.get_attribute(f"#{chart}", "data-points") == str(len(report.buckets))
+    caller = page.text_content("#usage-keys tbody th") or ""
+    assert caller.startswith("key:mlg_") and caller.endswith("(user:ada)")
+    page.screenshot(path=str(ARTIFACTS / "dashboard_panel.png"), full_page=True)

@@ -51,8 +51,9 @@
       [{ label: "req/s", stroke: "#2457c5", fill: "rgba(36,87,197,0.08)", width: 2 }],
       [x, col("requests_per_s")]));
     plots.push(chart("usage-latency", "Latency in ms",
-      [{ label: "p50 ms", stroke: "#177245", width: 2, spanGaps: false },
-       { label: "p99 ms", stroke: "#8a5a00", width: 2, spanGaps: false }],
+      // Points as well as lines: a bucket between two empty ones has no line to draw.
+      [{ label: "p50 ms", stroke: "#177245", width: 2, spanGaps: false, points: { show: true, size: 5 } },
+       { label: "p99 ms", stroke: "#8a5a00", width: 2, spanGaps: false, points: { show: true, size: 5 } }],
       [x, col("p50_ms"), col("p99_ms")]));
     plots.push(chart("usage-errors", "Errors per bucket",
       [{ label: "4xx", stroke: "#8a5a00", width: 2 },
