@@ -11,9 +11,9 @@ for an API key, ``user:<name>`` for an access token (a signed-in user), ``anonym
 
 Counts are SQL ``GROUP BY`` queries (``mlgate.db.usage_query``). Percentiles are computed here (numpy's
 ``percentile``, linear interpolation) from the latencies of answered requests (every status but 429, which
-never ran), read at most ``LATENCY_ROWS`` in all (an even share per bucket, the earliest rows of each): when
-a bucket holds more, its percentiles (and those of the models and keys) come from that sample and the
-report says ``sampled: true``.
+never ran), read at most ``LATENCY_ROWS`` in all: every one when they fit, else an even share per bucket (the
+earliest rows of each; a bucket with fewer gives all its rows). Then the percentiles of the fuller buckets
+(and of the models and keys) come from that sample, and the report says ``sampled: true``.
 """
 
 from __future__ import annotations
@@ -162,7 +162,8 @@ async def usage_report(database: Database, *, start: datetime, end: datetime, st
     by_model = await count_by(database, window, "model")
     by_caller = await count_by(database, window, "caller", limit=MAX_KEYS + 1)
     shadows = await shadow_count(database, window)
-    sample = await latency_sample(database, window, per_bucket)
+    answered = sum(c.requests - c.rate_limited for c in by_bucket.values())
+    sample = await latency_sample(database, window, None if answered <= latency_rows else per_bucket)
 
     bucket_lat: dict[int, list[float]] = defaultdict(list)
     model_lat: dict[str, list[float]] = defaultdict(list)
