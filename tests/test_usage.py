@@ -182,6 +182,12 @@ async def test_usage_endpoint_is_for_admins_and_counts_real_requests(examples_re
         assert await error(start=now.isoformat(), end=(now - timedelta(hours=1)).isoformat()) == (400, "end")
         assert await error(step_s="0") == (400, "step_s")
         assert await error(step_s="1") == (400, "step_s")  # 3600 buckets > 1440
+        assert await error(step_s=str(10**15)) == (400, "step_s")  # not an overflow in the database (500)
+        assert await error(step_s=str(10**30)) == (400, "step_s")
+        assert await error(start="0001-01-01T00:00:00", step_s=str(366 * 86400)) == (400, "step_s")  # buckets
+        far = await sec.client.get("/api/v1/usage", params={"start": "1970-01-01T00:00:00Z", "step_s": 366 * 86400},
+                                   headers=admin)
+        assert far.status_code == 200 and far.json()["totals"]["requests"] >= 4
         assert await error(step_s="soon") == (400, "query.step_s")  # FastAPI's own check of the type
         assert await error(start="yesterday") == (400, "start")
         assert await error(end="2026-13-01T00:00:00") == (400, "end")

@@ -31,11 +31,13 @@ from mlgate.db.engine import Database
 from mlgate.db.usage_query import Counts, UsageWindow, count_by, latency_sample, shadow_count
 from mlgate.errors import InvalidInput
 
-__all__ = ["ANONYMOUS", "DEFAULT_RANGE_S", "DEFAULT_STEP_S", "LATENCY_ROWS", "MAX_BUCKETS", "MAX_KEYS",
+__all__ = ["ANONYMOUS", "DEFAULT_RANGE_S", "DEFAULT_STEP_S", "LATENCY_ROWS", "MAX_BUCKETS", "MAX_KEYS", "MAX_STEP_S",
            "UsageBucket", "UsageReport", "UsageRow", "parse_time", "usage_report", "usage_report_from_query"]
 
 MAX_BUCKETS = 1440
 """Most buckets in one report (a day by the minute)."""
+MAX_STEP_S = 366 * 86400
+"""The widest bucket (larger numbers would overflow the database's integers)."""
 LATENCY_ROWS = 200_000
 """Most latencies read for the percentiles of one report."""
 MAX_KEYS = 100
@@ -101,8 +103,8 @@ def _window(start: datetime, end: datetime, step_s: int, model: str | None, key:
     start, end = _utc(start).replace(microsecond=0), _utc(end)
     if end <= start:
         raise InvalidInput("'end' must be after 'start'", field="end")
-    if step_s < 1:
-        raise InvalidInput("'step_s' must be at least 1 (seconds)", field="step_s")
+    if not 1 <= step_s <= MAX_STEP_S:
+        raise InvalidInput(f"'step_s' must be 1 to {MAX_STEP_S} seconds (a year)", field="step_s")
     buckets = math.ceil((end - start).total_seconds() / step_s)
     if buckets > MAX_BUCKETS:
         raise InvalidInput(f"{buckets} buckets of {step_s} s between start and end; at most {MAX_BUCKETS}: "
@@ -152,8 +154,9 @@ async def usage_report(database: Database, *, start: datetime, end: datetime, st
     caller as the log names it, ``anonymous``, or an API key's prefix (``mlg_<12 hex>`` or ``key:mlg_...``:
     that key whoever its user). Rates are per second of each bucket (the last one: up to ``end``).
     ``latency_rows`` bounds the latencies read for the percentiles (see the module's docstring).
-    Raises InvalidInput (400, with ``field``) when ``end`` is not after ``start``, ``step_s`` < 1, or the
-    range holds more than ``MAX_BUCKETS`` buckets; DatabaseUnavailable (503) when the database cannot be read.
+    Raises InvalidInput (400, with ``field``) when ``end`` is not after ``start``, ``step_s`` is not 1 to
+    ``MAX_STEP_S``, or the range holds more than ``MAX_BUCKETS`` buckets; DatabaseUnavailable (503) when the
+    database cannot be read.
     """
     window = _window(start, end, step_s, model, key)
     n_buckets = math.ceil((window.end - window.start).total_seconds() / step_s)
