@@ -191,6 +191,10 @@ async def test_usage_endpoint_is_for_admins_and_counts_real_requests(examples_re
         assert await error(step_s="soon") == (400, "query.step_s")  # FastAPI's own check of the type
         assert await error(start="yesterday") == (400, "start")
         assert await error(end="2026-13-01T00:00:00") == (400, "end")
+        assert await error(end="9999-12-31T23:59:59-05:00") == (400, "end")
+        year_9999 = {"start": "9999-01-01T00:00:00", "end": "9999-12-31T00:00:00", "step_s": 366 * 86400}
+        last = await sec.client.get("/api/v1/usage", params=year_9999, headers=admin)
+        assert last.status_code == 200 and last.json()["totals"]["requests"] == 0
 
 
 async def test_dashboard_panel_renders_the_report_safely(sqlite_url: str) -> None:

@@ -181,7 +181,7 @@ async def usage_report(database: Database, *, start: datetime, end: datetime, st
     buckets = []
     for i in range(n_buckets):
         b_start = window.start + timedelta(seconds=i * step_s)
-        b_seconds = (min(window.end, b_start + timedelta(seconds=step_s)) - b_start).total_seconds()
+        b_seconds = min(float(step_s), (window.end - b_start).total_seconds())  # no datetime past the end
         buckets.append(UsageBucket.model_validate(
             _counts(by_bucket.get(i), b_seconds, bucket_lat.get(i, []), start=b_start)))
     totals = UsageRow.model_validate(
@@ -199,11 +199,10 @@ async def usage_report(database: Database, *, start: datetime, end: datetime, st
 def parse_time(value: str, field: str) -> datetime:
     """An ISO 8601 time (``2026-11-21T15:00:00Z``; naive means UTC). InvalidInput (400, ``field``) otherwise."""
     try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
+        return _utc(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
+    except (ValueError, OverflowError):  # OverflowError: in UTC, the time is past year 9999
         raise InvalidInput(f"{field} {value[:64]!r} is not an ISO 8601 time, e.g. 2026-11-21T15:00:00Z",
                            field=field) from None
-    return _utc(parsed)
 
 
 async def usage_report_from_query(database: Database, *, start: str | None = None, end: str | None = None,
