@@ -97,6 +97,15 @@ async def test_report_matches_numbers_computed_from_the_records(database_url: st
         assert {m.name: _row(m) for m in report.models} == {n: _expected(rs, n, 300) for n, rs in by_model.items()}
         assert {k.name: _row(k) for k in report.keys} == {n: _expected(rs, n, 300) for n, rs in by_caller.items()}
         assert [m.requests for m in report.models] == sorted((m.requests for m in report.models), reverse=True)
+        # A requests/s series per model and per caller (all of them here: fewer than SERIES).
+        def per_bucket(rows: list[Prediction]) -> list[Any]:
+            edges = [T0 + timedelta(seconds=60 * i) for i in range(6)]
+            return [pytest.approx(sum(edges[i] <= r.at < edges[i + 1] for r in rows) / 60) for i in range(5)]
+
+        assert {s.name: s.requests_per_s for s in report.model_series} == {
+            n: per_bucket(rs) for n, rs in by_model.items()}
+        assert {s.name: s.requests_per_s for s in report.key_series} == {
+            n: per_bucket(rs) for n, rs in by_caller.items()}
         assert not report.sampled and report.latencies_read == sum(r.status != 429 for r in live)
 
         # Filters: one model; the anonymous caller; a key by its prefix; a caller as the log names it.

@@ -28,11 +28,12 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from mlgate.db.engine import Database
-from mlgate.db.usage_query import Counts, UsageWindow, count_by, latency_sample, shadow_count
+from mlgate.db.usage_query import Counts, UsageWindow, count_by, count_series, latency_sample, shadow_count
 from mlgate.errors import InvalidInput
 
 __all__ = ["ANONYMOUS", "DEFAULT_RANGE_S", "DEFAULT_STEP_S", "LATENCY_ROWS", "MAX_BUCKETS", "MAX_KEYS", "MAX_STEP_S",
-           "UsageBucket", "UsageReport", "UsageRow", "parse_time", "usage_report", "usage_report_from_query"]
+           "SERIES", "UsageBucket", "UsageReport", "UsageRow", "UsageSeries", "parse_time", "usage_report",
+           "usage_report_from_query"]
 
 MAX_BUCKETS = 1440
 """Most buckets in one report (a day by the minute)."""
@@ -42,6 +43,8 @@ LATENCY_ROWS = 200_000
 """Most latencies read for the percentiles of one report."""
 MAX_KEYS = 100
 """Most callers listed (those with the most requests); ``keys_truncated`` says when there were more."""
+SERIES = 8
+"""Models and callers with a requests/s series of their own (those with the most requests)."""
 ANONYMOUS = "anonymous"
 DEFAULT_RANGE_S = 3600
 """The range of a report when no start is given: the last hour."""
@@ -72,6 +75,11 @@ class UsageRow(UsageCounts):
                       "`anonymous`); `all` for the totals.")
 
 
+class UsageSeries(BaseModel):
+    name: str = Field(description="The model or the caller.")
+    requests_per_s: list[float] = Field(description="Requests per second in each bucket (the buckets' order).")
+
+
 class UsageReport(BaseModel):
     """A usage report: ``buckets`` over time, ``totals`` over the range, and one row per model and per caller."""
 
@@ -85,6 +93,8 @@ class UsageReport(BaseModel):
     models: list[UsageRow]
     keys: list[UsageRow]
     keys_truncated: bool = Field(description=f"More than {MAX_KEYS} callers: only those with the most requests.")
+    model_series: list[UsageSeries] = Field(description=f"Requests/s per bucket of the {SERIES} busiest models.")
+    key_series: list[UsageSeries] = Field(description=f"Requests/s per bucket of the {SERIES} busiest callers.")
     shadow_requests: int
     sampled: bool = Field(description=f"Percentiles come from a sample (at most {LATENCY_ROWS} latencies read).")
     latencies_read: int
@@ -144,6 +154,17 @@ def _sum(groups: Iterable[Counts]) -> Counts:
     return total
 
 
+async def _series(database: Database, window: UsageWindow, by: str, names: list[str | None],
+                  durations: list[float]) -> list[UsageSeries]:
+    if not names:
+        return []
+    counts = {(name, bucket): n for bucket, name, n in await count_series(database, window, by, names)}
+    return [UsageSeries(name=name or ANONYMOUS,
+                        requests_per_s=[round(counts.get((name, i), 0) / d, 6) if d > 0 else 0.0
+                                        for i, d in enumerate(durations)])
+            for name in names]
+
+
 async def usage_report(database: Database, *, start: datetime, end: datetime, step_s: int,
                        model: str | None = None, key: str | None = None,
                        latency_rows: int = LATENCY_ROWS) -> UsageReport:
@@ -178,10 +199,11 @@ async def usage_report(database: Database, *, start: datetime, end: datetime, st
     sampled = any(c.requests - c.rate_limited > len(bucket_lat.get(b, ())) for b, c in by_bucket.items())
 
     seconds = (window.end - window.start).total_seconds()
-    buckets = []
+    buckets, durations = [], []
     for i in range(n_buckets):
         b_start = window.start + timedelta(seconds=i * step_s)
         b_seconds = min(float(step_s), (window.end - b_start).total_seconds())  # no datetime past the end
+        durations.append(b_seconds)
         buckets.append(UsageBucket.model_validate(
             _counts(by_bucket.get(i), b_seconds, bucket_lat.get(i, []), start=b_start)))
     totals = UsageRow.model_validate(
@@ -191,8 +213,11 @@ async def usage_report(database: Database, *, start: datetime, end: datetime, st
     keys = [UsageRow.model_validate(_counts(c, seconds, caller_lat.get(c.group or ANONYMOUS, []),
                                             name=c.group or ANONYMOUS))
             for c in by_caller[:MAX_KEYS]]
+    model_series = await _series(database, window, "model", [m.name for m in models[:SERIES]], durations)
+    key_series = await _series(database, window, "caller", [c.group for c in by_caller[:SERIES]], durations)
     return UsageReport(start=window.start, end=window.end, step_s=step_s, model=model, key=key, buckets=buckets,
                        totals=totals, models=models, keys=keys, keys_truncated=len(by_caller) > MAX_KEYS,
+                       model_series=model_series, key_series=key_series,
                        shadow_requests=shadows, sampled=sampled, latencies_read=len(sample))
 
 

@@ -236,7 +236,7 @@ def test_dashboard_panel_draws_this_servers_usage(page: Page, server: str, api_k
     page.set_content('<!doctype html><html><head><title>Usage</title><link rel="stylesheet" '
                      f'href="/ui/static/style.css"></head><body><main>{html}</main></body></html>')
     page.wait_for_selector("#usage[data-charts='drawn']")
-    for chart in ("usage-rps", "usage-latency", "usage-errors"):
+    for chart in ("usage-rps", "usage-latency", "usage-errors", "usage-models-rps", "usage-keys-rps"):
         assert page.locator(f"#{chart} canvas").count() == 1
         assert page.get_attribute(f"#{chart}", "data-points") == str(len(report.buckets))
     caller = page.text_content("#usage-keys tbody th") or ""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Select, and_, case, func, literal, select
+from sqlalchemy import BigInteger, ColumnElement, Select, and_, case, func, literal, or_, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -24,7 +24,7 @@ from mlgate.db.engine import Database
 from mlgate.db.predlog_table import PredictionRecord
 from mlgate.errors import DatabaseUnavailable
 
-__all__ = ["Counts", "UsageWindow", "count_by", "latency_sample", "shadow_count"]
+__all__ = ["Counts", "UsageWindow", "count_by", "count_series", "latency_sample", "shadow_count"]
 
 
 class epoch_s(FunctionElement[int]):  # noqa: N801 - a SQL function, named like one
@@ -118,6 +118,18 @@ async def count_by(database: Database, window: UsageWindow, by: str, *, limit: i
     if limit is not None:
         stmt = stmt.order_by(func.count().desc(), group).limit(limit)
     return [Counts(row[0], int(row[1]), int(row[2]), int(row[3]), int(row[4])) for row in await _rows(database, stmt)]
+
+
+async def count_series(database: Database, window: UsageWindow, by: str,
+                       names: Sequence[str | None]) -> list[tuple[int, str | None, int]]:
+    """``(bucket, name, requests)`` for the models (``by="model"``) or callers (``by="caller"``; None: the
+    anonymous caller) in ``names``: one ``GROUP BY bucket, <by>``."""
+    column = getattr(PredictionRecord, by)
+    bucket = window.bucket()
+    named = [n for n in names if n is not None]
+    chosen = or_(column.in_(named), column.is_(None)) if None in names else column.in_(named)
+    stmt = window.where(select(bucket, column, func.count())).where(chosen).group_by(bucket, column)
+    return [(int(b), n, int(c)) for b, n, c in await _rows(database, stmt)]
 
 
 async def shadow_count(database: Database, window: UsageWindow) -> int:
