@@ -32,6 +32,7 @@ KEY_A = "key:mlg_0123456789ab (user:alice)"
 KEY_B = "key:mlg_ba9876543210 (user:bob)"
 CALLERS = [KEY_A, KEY_B, "user:carol", None]
 STATUSES = [200] * 12 + [400, 404, 429, 429, 500, 503]
+QUIET = [3.0, 40.0, 7.5]
 
 
 def _records(n: int, seed: int = 7) -> list[Prediction]:
@@ -48,6 +49,9 @@ def _records(n: int, seed: int = 7) -> list[Prediction]:
                           latency_ms=1.0, batch_size=1))
     out.append(Prediction(at=T0 + timedelta(seconds=300), model="iris", version="1", caller=KEY_A, status=200,
                           latency_ms=1.0, batch_size=1))
+    # A quiet minute, after the rest.
+    out.extend(Prediction(at=T0 + timedelta(seconds=620 + i), model="iris", version="1", caller=None, status=200,
+                          latency_ms=latency, batch_size=1) for i, latency in enumerate(QUIET))
     return out
 
 
@@ -128,11 +132,19 @@ async def test_report_matches_numbers_computed_from_the_records(database_url: st
         assert odd.buckets[2].requests == len(last)
         assert odd.buckets[2].requests_per_s == pytest.approx(len(last) / 30)
 
-        # Percentiles from a bounded sample: counts stay exact, the report says it sampled.
-        sampled = await usage_report(database, start=start, end=end, step_s=step, latency_rows=50)
-        assert sampled.sampled and sampled.latencies_read == 50
-        assert sampled.totals.requests == report.totals.requests
-        assert [b.requests for b in sampled.buckets] == [b.requests for b in report.buckets]
+        # Percentiles from a bounded sample: counts stay exact, the report says it sampled, every busy minute
+        # still has percentiles, and the quiet minute (at most an even share) is read whole.
+        sampled = await usage_report(database, start=start, end=start + timedelta(seconds=660), step_s=step,
+                                     latency_rows=100)
+        assert sampled.sampled and 0 < sampled.latencies_read <= 200
+        assert [b.requests for b in sampled.buckets[:5]] == [b.requests for b in report.buckets]
+        assert sampled.totals.requests == sum(
+            start <= r.at < start + timedelta(seconds=660) and not r.shadow for r in records)
+        assert all(b.p50_ms is not None for b in sampled.buckets[:5])
+        quiet = sampled.buckets[10]
+        assert quiet.requests == 3
+        assert (quiet.p50_ms, quiet.p99_ms) == (pytest.approx(np.percentile(QUIET, 50)),
+                                                pytest.approx(np.percentile(QUIET, 99)))
         empty = await usage_report(database, start=T0 - timedelta(days=1), end=T0 - timedelta(hours=23), step_s=600)
         assert empty.totals.requests == 0 and empty.totals.p50_ms is None and empty.models == [] and empty.keys == []
         assert [b.requests for b in empty.buckets] == [0] * 6

@@ -11,9 +11,11 @@ for an API key, ``user:<name>`` for an access token (a signed-in user), ``anonym
 
 Counts are SQL ``GROUP BY`` queries (``mlgate.db.usage_query``). Percentiles are computed here (numpy's
 ``percentile``, linear interpolation) from the latencies of answered requests (every status but 429, which
-never ran), read at most ``LATENCY_ROWS`` in all: every one when they fit, else an even share per bucket (the
-earliest rows of each; a bucket with fewer gives all its rows). Then the percentiles of the fuller buckets
-(and of the models and keys) come from that sample, and the report says ``sampled: true``.
+never ran). All of them are read when there are at most ``LATENCY_ROWS``; past that, a systematic sample (the
+rows whose id is a multiple of ``ceil(answered / LATENCY_ROWS)``: spread over the whole range, no sort) plus
+every row of the quiet buckets (those with at most an even share, ``LATENCY_ROWS / buckets``), so at most
+twice ``LATENCY_ROWS`` rows. Then the percentiles of the busy buckets, models and keys are estimates from
+that sample, and the report says ``sampled: true``. Requests/s and the error counts are always exact.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ MAX_BUCKETS = 1440
 """Most buckets in one report (a day by the minute)."""
 MAX_STEP_S = 366 * 86400
 """The widest bucket (larger numbers would overflow the database's integers)."""
-LATENCY_ROWS = 200_000
+LATENCY_ROWS = 50_000
 """Most latencies read for the percentiles of one report."""
 MAX_KEYS = 100
 """Most callers listed (those with the most requests); ``keys_truncated`` says when there were more."""
@@ -96,7 +98,8 @@ class UsageReport(BaseModel):
     model_series: list[UsageSeries] = Field(description=f"Requests/s per bucket of the {SERIES} busiest models.")
     key_series: list[UsageSeries] = Field(description=f"Requests/s per bucket of the {SERIES} busiest callers.")
     shadow_requests: int
-    sampled: bool = Field(description=f"Percentiles come from a sample (at most {LATENCY_ROWS} latencies read).")
+    sampled: bool = Field(description="Some percentiles are estimates from a sample of the latencies (the counts "
+                          "are exact).")
     latencies_read: int
 
     def presets(self, now: datetime | None = None) -> list[tuple[str, datetime, datetime, int]]:
@@ -186,8 +189,11 @@ async def usage_report(database: Database, *, start: datetime, end: datetime, st
     by_model = await count_by(database, window, "model")
     by_caller = await count_by(database, window, "caller", limit=MAX_KEYS + 1)
     shadows = await shadow_count(database, window)
-    answered = sum(c.requests - c.rate_limited for c in by_bucket.values())
-    sample = await latency_sample(database, window, None if answered <= latency_rows else per_bucket)
+    answered = {b: c.requests - c.rate_limited for b, c in by_bucket.items()}
+    every = max(1, math.ceil(sum(answered.values()) / latency_rows))
+    # Buckets of at most an even share are read whole: a quiet bucket keeps all its latencies.
+    whole = sorted(b for b, n in answered.items() if n <= per_bucket) if every > 1 else []
+    sample = await latency_sample(database, window, every=every, whole=whole)
 
     bucket_lat: dict[int, list[float]] = defaultdict(list)
     model_lat: dict[str, list[float]] = defaultdict(list)

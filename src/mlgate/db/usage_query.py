@@ -138,20 +138,16 @@ async def shadow_count(database: Database, window: UsageWindow) -> int:
     return int(rows[0][0])
 
 
-async def latency_sample(database: Database, window: UsageWindow,
-                         per_bucket: int | None) -> list[tuple[int, str, str | None, float]]:
-    """``(bucket, model, caller, latency_ms)`` of the requests that were answered (every status but 429):
-    all of them with ``per_bucket=None``, else at most ``per_bucket`` per bucket (the earliest of each, by id)
-    with ``ROW_NUMBER() OVER (PARTITION BY bucket)``, a window function both SQLite (3.25+) and PostgreSQL
-    have (it sorts the range's rows: use it only when they do not all fit)."""
+async def latency_sample(database: Database, window: UsageWindow, *, every: int = 1,
+                         whole: Sequence[int] = ()) -> list[tuple[int, str, str | None, float]]:
+    """``(bucket, model, caller, latency_ms)`` of the requests that were answered (every status but 429): all
+    of them with ``every=1``, else those whose id is a multiple of ``every`` (a systematic sample, spread over
+    the range; no sort) plus every row of the buckets in ``whole``."""
     t = PredictionRecord
     bucket = window.bucket()
     columns: list[Any] = [bucket, t.model, t.caller, t.latency_ms]
-    if per_bucket is None:
-        stmt = window.where(select(*columns)).where(t.status != 429)
-    else:
-        rank = func.row_number().over(partition_by=bucket, order_by=t.id).label("rank")
-        inner = window.where(select(*columns, rank)).where(t.status != 429).subquery()
-        stmt = select(inner.c.bucket, inner.c.model, inner.c.caller, inner.c.latency_ms).where(
-            inner.c.rank <= per_bucket)
+    stmt = window.where(select(*columns)).where(t.status != 429)
+    if every > 1:
+        sampled = (t.id % literal(every, BigInteger())) == 0
+        stmt = stmt.where(or_(sampled, bucket.in_(list(whole))) if whole else sampled)
     return [(int(b), m, c, float(v)) for b, m, c, v in await _rows(database, stmt)]
