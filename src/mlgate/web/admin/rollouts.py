@@ -1,0 +1,96 @@
+"""Models and their versions: the admin's page for pushes, aliases (promote, roll back), canary and shadow.
+
+Every change goes through ``ControlPlane``, exactly as the registry REST API's: a version is loaded and
+warmed before an alias, canary or shadow moves to it, the old one drains, the change is recorded in the
+catalog (``registry_changes``, with ``by = user:<name>``) and followed by the other replicas. Admins and
+deployers. A push through this page is limited to ``max_body_bytes`` (the REST API takes larger archives).
+"""
+
+from __future__ import annotations
+
+from fastapi import Request
+from fastapi.responses import Response
+from sqladmin import expose
+from starlette.datastructures import UploadFile
+
+from mlgate.errors import InvalidInput, MlgateError
+from mlgate.web.admin.access import DEPLOYERS, require
+from mlgate.web.admin.context import actor_of
+from mlgate.web.admin.pages import Page, form_text
+
+__all__ = ["ModelsPage"]
+
+TEMPLATE = "mlgate/models.html"
+
+
+def _percent(text: str) -> float:
+    try:
+        return float(text) if text else 0.0
+    except ValueError:
+        raise InvalidInput("canary percent: give a number between 0 and 100", field="canary_percent") from None
+
+
+class ModelsPage(Page):
+    name = "Models"
+    icon = "fa-solid fa-cubes"
+    roles = DEPLOYERS
+
+    async def _page(self, request: Request, status_code: int = 200, **values: object) -> Response:
+        snapshot = await self.context.control.catalog.snapshot()
+        return await self.render(request, TEMPLATE, status_code, models=list(snapshot.models.values()), **values)
+
+    @expose("/models", methods=["GET"], identity="models")
+    async def page(self, request: Request) -> Response:
+        require(request, self.roles)
+        return await self._page(request)
+
+    async def _change(self, request: Request, what: str) -> Response:
+        require(request, self.roles)
+        by = actor_of(request).name
+        form = await request.form()
+        name = form_text(form, "model")
+        try:
+            if what == "push":
+                upload = form.get("archive")
+                if not isinstance(upload, UploadFile) or not upload.filename:
+                    raise InvalidInput("choose a model archive (.tar.gz or .zip) to push", field="archive")
+                info = await self.context.control.push(name, upload.file, version=form_text(form, "version") or None,
+                                                       by=by)
+                notice = f"Pushed {info.name} version {info.version}."
+            elif what == "alias":
+                alias, version = form_text(form, "alias") or "production", form_text(form, "version")
+                previous = await self.context.control.set_alias(name, alias, version, by=by)
+                notice = f"{name}@{alias} now points at version {version} (was {previous or 'unset'})."
+            elif what == "rollback":
+                alias = form_text(form, "alias") or "production"
+                left, now = await self.context.control.rollback(name, alias, by=by)
+                notice = f"{name}@{alias} rolled back from version {left} to {now}."
+            else:
+                canary = form_text(form, "canary_version") or None
+                shadow = form_text(form, "shadow_version") or None
+                percent = _percent(form_text(form, "canary_percent"))
+                await self.context.control.set_traffic(name, canary_version=canary, canary_percent=percent,
+                                                       shadow_version=shadow, by=by)
+                notice = (f"{name}: canary {canary or 'off'}" + (f" at {percent:g}%" if canary else "")
+                          + f", shadow {shadow or 'off'}.")
+        except MlgateError as exc:
+            return await self._page(request, int(exc.status), error=exc.message)
+        finally:
+            await form.close()
+        return self.back(request, "models", notice)
+
+    @expose("/models/push", methods=["POST"], identity="models-push")
+    async def push(self, request: Request) -> Response:
+        return await self._change(request, "push")
+
+    @expose("/models/alias", methods=["POST"], identity="models-alias")
+    async def set_alias(self, request: Request) -> Response:
+        return await self._change(request, "alias")
+
+    @expose("/models/rollback", methods=["POST"], identity="models-rollback")
+    async def rollback(self, request: Request) -> Response:
+        return await self._change(request, "rollback")
+
+    @expose("/models/traffic", methods=["POST"], identity="models-traffic")
+    async def traffic(self, request: Request) -> Response:
+        return await self._change(request, "traffic")
