@@ -8,6 +8,7 @@ import io
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -16,6 +17,7 @@ from sqlalchemy import update
 
 from mlgate.archives import pack_to_bytes
 from mlgate.auth import Role
+from mlgate.db.audit import AuditEntry
 from mlgate.db.auth import User
 from tests.registry_helpers import ZEROS, versioned_model
 from tests.secure import PASSWORD, SecureApp, bearer, secure_app, v2_body
@@ -286,3 +288,39 @@ async def test_prediction_log_filters(sec: SecureApp) -> None:
         assert errors.count("<td>breast-cancer</td>") == 1 and "<td>400</td>" in errors
         none = (await client.get("/admin/prediction-record/list?model=digits&model_op=equals")).text
         assert "<td>breast-cancer</td>" not in none
+
+
+async def test_tables_are_read_only_and_hide_secrets(sec: SecureApp) -> None:
+    await sec.key("root", name="laptop")
+    root = await sec.store.get_user("root")
+    assert root is not None
+    async with signed_in(sec) as (client, token):
+        index = (await client.get("/admin/")).text
+        assert "Signed in as <strong>root</strong>" in index and "/admin/audit-entry/list" in index
+        details = (await client.get(f"/admin/user/details/{root.id}")).text
+        assert "root" in details and "argon2" not in details and "password_hash" not in details
+        (key,) = await sec.store.list_keys("root")
+        details = (await client.get(f"/admin/api-key/details/{key.id}")).text
+        assert key.prefix in details and "secret_hash" not in details
+        for identity in ("user", "api-key", "audit-entry", "prediction-record", "model-alias"):
+            assert (await client.get(f"/admin/{identity}/create")).status_code == 403, identity
+            response = await client.post(f"/admin/{identity}/create", data={"csrf_token": token, "username": "x"})
+            assert response.status_code == 403, identity
+            assert (await client.get(f"/admin/{identity}/export/csv")).status_code == 403, identity
+        response = await client.post(f"/admin/user/edit/{root.id}", data={"csrf_token": token, "role": "user"})
+        assert response.status_code == 403
+        response = await client.delete(f"/admin/user/delete?pks={root.id}", headers={"X-CSRF-Token": token})
+        assert response.status_code == 403
+        assert (await sec.store.get_user("root")) == root
+        assert len(await sec.store.list_keys()) == 1
+
+
+async def test_time_range_filter_of_the_logs(sec: SecureApp) -> None:
+    async with sec.store.database.session() as session:
+        session.add(AuditEntry(at=datetime.now(UTC) - timedelta(hours=3), actor="old-actor", action="user.create",
+                               target="user:old", detail={}))
+    async with signed_in(sec) as (client, _):
+        assert "old-actor" in (await client.get("/admin/audit-entry/list")).text
+        assert "old-actor" in (await client.get("/admin/audit-entry/list?at=24h")).text
+        recent = (await client.get("/admin/audit-entry/list?at=1h")).text
+        assert "old-actor" not in recent and "user:root" in recent

@@ -17,6 +17,7 @@ from mlgate.db.auth import ApiKey, Group, User
 from mlgate.db.predlog_table import PredictionRecord
 from mlgate.db.registry_tables import AliasHistory, ModelAlias, ModelTraffic, ModelVersionRecord, RegistryChange
 from mlgate.web.admin.access import DEPLOYERS, RoleGate
+from mlgate.web.admin.filters import RecentFilter
 
 __all__ = ["TABLE_VIEWS"]
 
@@ -111,7 +112,8 @@ class PredictionTable(ReadOnly, model=PredictionRecord):
     column_sortable_list: ClassVar[Any] = [PredictionRecord.id, PredictionRecord.at, PredictionRecord.latency_ms,
                                            PredictionRecord.status]
     column_searchable_list: ClassVar[Any] = [PredictionRecord.request_id]
-    column_filters: ClassVar[Any] = [OperationColumnFilter(PredictionRecord.model),
+    column_filters: ClassVar[Any] = [RecentFilter(PredictionRecord.at),
+                                     OperationColumnFilter(PredictionRecord.model),
                                      OperationColumnFilter(PredictionRecord.version),
                                      OperationColumnFilter(PredictionRecord.status),
                                      OperationColumnFilter(PredictionRecord.caller),
@@ -125,7 +127,7 @@ class AuditTable(ReadOnly, model=AuditEntry):
                                   AuditEntry.target, AuditEntry.client, AuditEntry.detail]
     column_default_sort: ClassVar[Any] = (AuditEntry.id, True)
     column_searchable_list: ClassVar[Any] = [AuditEntry.target]
-    column_filters: ClassVar[Any] = [OperationColumnFilter(AuditEntry.actor),
+    column_filters: ClassVar[Any] = [RecentFilter(AuditEntry.at), OperationColumnFilter(AuditEntry.actor),
                                      OperationColumnFilter(AuditEntry.action)]
 
 
