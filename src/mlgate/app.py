@@ -37,7 +37,7 @@ from mlgate.middleware.deprecation import DeprecationMiddleware
 from mlgate.middleware.rate_limit import RateLimitHeadersMiddleware
 from mlgate.middleware.request_id import RequestIdMiddleware
 from mlgate.middleware.security_headers import SecurityHeadersMiddleware
-from mlgate.protocols import auth, openai, predictions_api, registry_api, repository_ext, v1, v2
+from mlgate.protocols import auth, openai, predictions_api, registry_api, repository_ext, usage_api, v1, v2
 from mlgate.protocols import metrics as metrics_routes
 from mlgate.protocols.errors import install_error_handlers
 from mlgate.protocols.versioning import include_versioned
@@ -131,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # -- security routes --
     app.include_router(auth.router)
+    include_versioned(app, usage_api.router)  # admins only: usage from the prediction log
 
     # -- web routes --
     install_web(app, docs=settings.public_docs)

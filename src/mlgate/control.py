@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import BinaryIO
 
@@ -32,6 +33,9 @@ from mlgate.store import ArtifactStore
 __all__ = ["ControlPlane"]
 
 log = structlog.get_logger("mlgate.control")
+
+_logged_request: ContextVar[str | None] = ContextVar("mlgate_logged_request", default=None)
+"""The request id whose answer the data plane's observer has logged (so ``record_refused`` does not log it twice)."""
 
 
 class ControlPlane:
@@ -230,11 +234,25 @@ class ControlPlane:
         assert self.predlog is not None
         keep = self.predlog.wants_tensors(call.handle.name)
         request_id = structlog.contextvars.get_contextvars().get("request_id")
+        if not shadow:
+            _logged_request.set(request_id)
         self.predlog.record(Prediction(
             at=datetime.now(UTC), model=call.handle.name, version=call.handle.version, caller=call.caller,
             status=status, latency_ms=round(latency_ms, 3), batch_size=call.batch_size, request_id=request_id,
             shadow=shadow, inputs=call.inputs if keep else None,
             outputs=call.outputs if (keep or shadow) else None))
+
+    def record_refused(self, model: str, caller: str | None, status: int, latency_ms: float,
+                       request_id: str | None) -> None:
+        """Log a request on ``model`` answered with an error before (or after) the data plane served it: a
+        429 from the rate limiter, bad input read before the model was looked up. Only for a model this server
+        has (never a name a caller made up), and only if the data plane has not logged this request already."""
+        if self.predlog is None or not self.plane.registry.versions(model):
+            return
+        if request_id is not None and _logged_request.get() == request_id:
+            return
+        self.predlog.record(Prediction(at=datetime.now(UTC), model=model, version=None, caller=caller, status=status,
+                                       latency_ms=round(latency_ms, 3), batch_size=None, request_id=request_id))
 
     def _shadow_call(self, call: Call, status: int, latency_ms: float) -> None:
         route = self.plane.registry.route(call.handle.name)

@@ -1,0 +1,217 @@
+"""Usage reports from the prediction log: requests per second, p50 and p99 latency, errors and 429s, over
+time buckets, per model and per caller (API key). Transport-free: the REST API and the admin dashboard call
+``usage_report`` and show its ``UsageReport``.
+
+Where the numbers come from: every inference request is a row of the prediction log (``mlgate.predlog``),
+including requests refused with 429 and bad input (4xx) on a known model. Shadow requests (copies sent to a
+shadow version) are not traffic: they are left out of every count and reported as ``shadow_requests``.
+
+"Per key" means per caller as the prediction log names it (``Caller.actor``): ``key:<prefix> (user:<name>)``
+for an API key, ``user:<name>`` for an access token (a signed-in user), ``anonymous`` for no credentials.
+
+Counts are SQL ``GROUP BY`` queries (``mlgate.db.usage_query``). Percentiles are computed here (numpy's
+``percentile``, linear interpolation) from the latencies of answered requests (every status but 429, which
+never ran), read at most ``LATENCY_ROWS`` in all (an even share per bucket, the earliest rows of each): when
+a bucket holds more, its percentiles (and those of the models and keys) come from that sample and the
+report says ``sampled: true``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from mlgate.db.engine import Database
+from mlgate.db.usage_query import Counts, UsageWindow, count_by, latency_sample, shadow_count
+from mlgate.errors import InvalidInput
+
+__all__ = ["ANONYMOUS", "DEFAULT_RANGE_S", "DEFAULT_STEP_S", "LATENCY_ROWS", "MAX_BUCKETS", "MAX_KEYS",
+           "UsageBucket", "UsageReport", "UsageRow", "parse_time", "usage_report", "usage_report_from_query"]
+
+MAX_BUCKETS = 1440
+"""Most buckets in one report (a day by the minute)."""
+LATENCY_ROWS = 200_000
+"""Most latencies read for the percentiles of one report."""
+MAX_KEYS = 100
+"""Most callers listed (those with the most requests); ``keys_truncated`` says when there were more."""
+ANONYMOUS = "anonymous"
+DEFAULT_RANGE_S = 3600
+"""The range of a report when no start is given: the last hour."""
+DEFAULT_STEP_S = 60
+PRESETS = [("15 min", 900, 10), ("hour", 3600, 60), ("6 hours", 21600, 300), ("day", 86400, 600),
+           ("7 days", 7 * 86400, 3600)]
+"""The ranges a dashboard offers: (label, seconds, step_s)."""
+_KEY_PREFIX_RE = re.compile(r"(?:key:)?(mlg_[0-9a-f]{12})")
+
+
+class UsageCounts(BaseModel):
+    requests: int = Field(description="Requests recorded (every status, shadow requests excluded).")
+    requests_per_s: float = Field(description="requests / the seconds covered.")
+    p50_ms: float | None = Field(description="Median latency of answered requests (not 429), ms; null if none.")
+    p99_ms: float | None = Field(description="99th percentile latency of answered requests, ms; null if none.")
+    errors_4xx: int = Field(description="Answers with a 4xx status other than 429 (bad input, unknown version...).")
+    errors_5xx: int = Field(description="Answers with a 5xx status (model errors, not ready, timeouts).")
+    rate_limited: int = Field(description="Requests refused with 429 (rate limit or quota).")
+
+
+class UsageBucket(UsageCounts):
+    start: datetime = Field(description="The bucket's first instant (UTC); it lasts step_s (the last one may be "
+                            "cut short by the report's end).")
+
+
+class UsageRow(UsageCounts):
+    name: str = Field(description="The model, or the caller (`key:<prefix> (user:<name>)`, `user:<name>`, "
+                      "`anonymous`); `all` for the totals.")
+
+
+class UsageReport(BaseModel):
+    """A usage report: ``buckets`` over time, ``totals`` over the range, and one row per model and per caller."""
+
+    start: datetime
+    end: datetime
+    step_s: int
+    model: str | None
+    key: str | None
+    buckets: list[UsageBucket]
+    totals: UsageRow
+    models: list[UsageRow]
+    keys: list[UsageRow]
+    keys_truncated: bool = Field(description=f"More than {MAX_KEYS} callers: only those with the most requests.")
+    shadow_requests: int
+    sampled: bool = Field(description=f"Percentiles come from a sample (at most {LATENCY_ROWS} latencies read).")
+    latencies_read: int
+
+    def presets(self, now: datetime | None = None) -> list[tuple[str, datetime, datetime, int]]:
+        """``(label, start, end, step_s)`` of the usual ranges up to ``now`` (the next whole minute), for links."""
+        end = (now or datetime.now(UTC)).replace(second=0, microsecond=0) + timedelta(minutes=1)
+        return [(label, end - timedelta(seconds=span), end, step) for label, span, step in PRESETS]
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _window(start: datetime, end: datetime, step_s: int, model: str | None, key: str | None) -> UsageWindow:
+    start, end = _utc(start).replace(microsecond=0), _utc(end)
+    if end <= start:
+        raise InvalidInput("'end' must be after 'start'", field="end")
+    if step_s < 1:
+        raise InvalidInput("'step_s' must be at least 1 (seconds)", field="step_s")
+    buckets = math.ceil((end - start).total_seconds() / step_s)
+    if buckets > MAX_BUCKETS:
+        raise InvalidInput(f"{buckets} buckets of {step_s} s between start and end; at most {MAX_BUCKETS}: "
+                           "choose a larger step_s or a shorter range", field="step_s")
+    if model is not None and not 0 < len(model) <= 128:
+        raise InvalidInput("'model' must be 1 to 128 characters", field="model")
+    if key is not None and not 0 < len(key) <= 256:
+        raise InvalidInput("'key' must be 1 to 256 characters", field="key")
+    if key == ANONYMOUS:
+        return UsageWindow(start, end, step_s, model, caller_null=True)
+    prefix = _KEY_PREFIX_RE.fullmatch(key) if key is not None else None
+    if prefix is not None:
+        return UsageWindow(start, end, step_s, model, caller_key=prefix.group(1))
+    return UsageWindow(start, end, step_s, model, caller=key)
+
+
+def _percentiles(latencies: list[float]) -> tuple[float | None, float | None]:
+    if not latencies:
+        return None, None
+    p50, p99 = np.percentile(np.asarray(latencies, dtype=np.float64), [50, 99])
+    return round(float(p50), 3), round(float(p99), 3)
+
+
+def _counts(c: Counts | None, seconds: float, latencies: list[float], **extra: object) -> dict[str, object]:
+    p50, p99 = _percentiles(latencies)
+    requests = c.requests if c else 0
+    return extra | {"requests": requests, "requests_per_s": round(requests / seconds, 6) if seconds > 0 else 0.0,
+            "p50_ms": p50, "p99_ms": p99, "errors_4xx": c.errors_4xx if c else 0,
+            "errors_5xx": c.errors_5xx if c else 0, "rate_limited": c.rate_limited if c else 0}
+
+
+def _sum(groups: Iterable[Counts]) -> Counts:
+    total = Counts("all", 0, 0, 0, 0)
+    for c in groups:
+        total = Counts("all", total.requests + c.requests, total.errors_4xx + c.errors_4xx,
+                       total.errors_5xx + c.errors_5xx, total.rate_limited + c.rate_limited)
+    return total
+
+
+async def usage_report(database: Database, *, start: datetime, end: datetime, step_s: int,
+                       model: str | None = None, key: str | None = None,
+                       latency_rows: int = LATENCY_ROWS) -> UsageReport:
+    """The usage of ``[start, end)`` in buckets of ``step_s`` seconds, for one ``model`` and one caller
+    ``key`` when given (else all).
+
+    ``start`` and ``end`` are taken as UTC when naive; ``start`` is moved down to a whole second. ``key`` is a
+    caller as the log names it, ``anonymous``, or an API key's prefix (``mlg_<12 hex>`` or ``key:mlg_...``:
+    that key whoever its user). Rates are per second of each bucket (the last one: up to ``end``).
+    ``latency_rows`` bounds the latencies read for the percentiles (see the module's docstring).
+    Raises InvalidInput (400, with ``field``) when ``end`` is not after ``start``, ``step_s`` < 1, or the
+    range holds more than ``MAX_BUCKETS`` buckets; DatabaseUnavailable (503) when the database cannot be read.
+    """
+    window = _window(start, end, step_s, model, key)
+    n_buckets = math.ceil((window.end - window.start).total_seconds() / step_s)
+    per_bucket = max(1, latency_rows // n_buckets)
+    by_bucket = {int(c.group): c for c in await count_by(database, window, "bucket")}
+    by_model = await count_by(database, window, "model")
+    by_caller = await count_by(database, window, "caller", limit=MAX_KEYS + 1)
+    shadows = await shadow_count(database, window)
+    sample = await latency_sample(database, window, per_bucket)
+
+    bucket_lat: dict[int, list[float]] = defaultdict(list)
+    model_lat: dict[str, list[float]] = defaultdict(list)
+    caller_lat: dict[str, list[float]] = defaultdict(list)
+    for bucket, name, caller, latency in sample:
+        bucket_lat[bucket].append(latency)
+        model_lat[name].append(latency)
+        caller_lat[caller or ANONYMOUS].append(latency)
+    sampled = any(c.requests - c.rate_limited > len(bucket_lat.get(b, ())) for b, c in by_bucket.items())
+
+    seconds = (window.end - window.start).total_seconds()
+    buckets = []
+    for i in range(n_buckets):
+        b_start = window.start + timedelta(seconds=i * step_s)
+        b_seconds = (min(window.end, b_start + timedelta(seconds=step_s)) - b_start).total_seconds()
+        buckets.append(UsageBucket.model_validate(
+            _counts(by_bucket.get(i), b_seconds, bucket_lat.get(i, []), start=b_start)))
+    totals = UsageRow.model_validate(
+        _counts(_sum(by_bucket.values()), seconds, [x for _, _, _, x in sample], name="all"))
+    models = [UsageRow.model_validate(_counts(c, seconds, model_lat.get(c.group, []), name=c.group))
+              for c in sorted(by_model, key=lambda c: (-c.requests, c.group))]
+    keys = [UsageRow.model_validate(_counts(c, seconds, caller_lat.get(c.group or ANONYMOUS, []),
+                                            name=c.group or ANONYMOUS))
+            for c in by_caller[:MAX_KEYS]]
+    return UsageReport(start=window.start, end=window.end, step_s=step_s, model=model, key=key, buckets=buckets,
+                       totals=totals, models=models, keys=keys, keys_truncated=len(by_caller) > MAX_KEYS,
+                       shadow_requests=shadows, sampled=sampled, latencies_read=len(sample))
+
+
+def parse_time(value: str, field: str) -> datetime:
+    """An ISO 8601 time (``2026-11-21T15:00:00Z``; naive means UTC). InvalidInput (400, ``field``) otherwise."""
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{field} {value[:64]!r} is not an ISO 8601 time, e.g. 2026-11-21T15:00:00Z",
+                           field=field) from None
+    return _utc(parsed)
+
+
+async def usage_report_from_query(database: Database, *, start: str | None = None, end: str | None = None,
+                                  step_s: int | None = None, model: str | None = None, key: str | None = None,
+                                  now: datetime | None = None) -> UsageReport:
+    """``usage_report`` from a query string's values (empty means not given): ``end`` defaults to now,
+    ``start`` to ``DEFAULT_RANGE_S`` before ``end``, ``step_s`` to ``DEFAULT_STEP_S``. Same errors, plus
+    InvalidInput for a time that is not ISO 8601."""
+    # Now, on the next whole second: the default hour is exactly 60 buckets.
+    next_second = (now or datetime.now(UTC)).replace(microsecond=0) + timedelta(seconds=1)
+    end_at = parse_time(end, "end") if end else next_second
+    start_at = parse_time(start, "start") if start else end_at - timedelta(seconds=DEFAULT_RANGE_S)
+    step = DEFAULT_STEP_S if step_s is None else step_s
+    return await usage_report(database, start=start_at, end=end_at, step_s=step,
+                              model=model or None, key=key or None)
