@@ -26,7 +26,7 @@ pytestmark = pytest.mark.anyio
 
 PAGES = ["/admin/", "/admin/identities", "/admin/models", "/admin/user/list", "/admin/api-key/list",
          "/admin/api-key/details/1", "/admin/model-version-record/list", "/admin/prediction-record/list",
-         "/admin/audit-entry/list", "/admin/registry-change/list"]
+         "/admin/audit-entry/list", "/admin/registry-change/list", "/admin/dashboard"]
 INFER = "/v2/models/breast-cancer/infer"
 
 
@@ -112,7 +112,8 @@ async def test_bad_password_and_other_roles_are_refused(sec: SecureApp) -> None:
     async with signed_in(sec, "dora") as (client, _):
         for path in ("/admin/models", "/admin/model-version-record/list", "/admin/prediction-record/list"):
             assert (await client.get(path)).status_code == 200, path
-        for path in ("/admin/identities", "/admin/user/list", "/admin/api-key/list", "/admin/audit-entry/list"):
+        for path in ("/admin/identities", "/admin/user/list", "/admin/api-key/list", "/admin/audit-entry/list",
+                     "/admin/dashboard"):
             assert (await client.get(path)).status_code == 403, path
         response = await client.post("/admin/identities/users", data={
             "username": "mallory", "password": PASSWORD, "role": "admin", "csrf_token": csrf_of(
@@ -324,3 +325,36 @@ async def test_time_range_filter_of_the_logs(sec: SecureApp) -> None:
         assert "old-actor" in (await client.get("/admin/audit-entry/list?at=24h")).text
         recent = (await client.get("/admin/audit-entry/list?at=1h")).text
         assert "old-actor" not in recent and "user:root" in recent
+
+
+def _total(page: str) -> int:
+    match = re.search(r'<strong id="usage-total-requests">(\d+)</strong>', page)
+    assert match, page[:2000]
+    return int(match.group(1))
+
+
+async def test_dashboard_counts_requests_per_model_and_key(sec: SecureApp) -> None:
+    await sec.user("alice")
+    key = await sec.key("alice", name="ci")
+    prefix = key.split("_")[0] + "_" + key.split("_")[1]
+    for _ in range(3):
+        assert (await sec.client.post(INFER, json=v2_body(), headers=bearer(key))).status_code == 200
+    assert (await sec.client.post(INFER, json={"inputs": []}, headers=bearer(key))).status_code == 400
+    async with signed_in(sec) as (client, _):
+        for _ in range(100):
+            page = (await client.get("/admin/dashboard")).text
+            if _total(page) >= 4:
+                break
+            await asyncio.sleep(0.05)
+        assert _total(page) == 4
+        models = re.search(r'<table class="usage-table" id="usage-models">(.*?)</table>', page, re.S)
+        assert models and re.search(r'<th scope="row">breast-cancer</th><td class="n">4</td>', models.group(1))
+        keys = re.search(r'<table class="usage-table" id="usage-keys">(.*?)</table>', page, re.S)
+        assert keys and f"key:{prefix} (user:alice)" in keys.group(1)
+        assert '<script src="/ui/static/vendor/uplot/uPlot.iife.min.js"' in page
+        assert (await client.get("/ui/static/vendor/uplot/uPlot.iife.min.js")).status_code == 200
+        assert _total((await client.get(f"/admin/dashboard?key={prefix}")).text) == 4
+        assert _total((await client.get("/admin/dashboard?model=digits")).text) == 0
+        bad = await client.get("/admin/dashboard?start=yesterday")
+        assert bad.status_code == 400 and "ISO 8601" in bad.text and _total(bad.text) == 4
+        assert (await client.get("/admin/dashboard?step_s=soon")).status_code == 400

@@ -9,6 +9,7 @@ Playwright unless ``MLGATE_REQUIRE_SERVICES=1``.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -125,3 +126,32 @@ def test_a_form_without_its_csrf_token_is_refused(page: Page, server: str) -> No
         "username": "mallory", "password": PASSWORD, "role": "admin"}).status == 403
     page.goto(f"{server}/admin/identities")
     assert "mallory" not in page.locator("#users").inner_text()
+
+
+def _total(page: Page) -> int:
+    return int(page.locator("#usage-total-requests").inner_text())
+
+
+def test_dashboard_counts_a_request_made_just_before(page: Page, server: str) -> None:
+    token = httpx.post(f"{server}/api/v1/auth/token", data={"username": "root", "password": PASSWORD}).json()
+    auth = bearer(token["access_token"])
+    page.goto(f"{server}/admin/dashboard")
+    before = _total(page)
+    for i in range(12):
+        body = v2_body() if i % 4 else {"inputs": []}  # a few bad requests: 4xx on the chart
+        httpx.post(f"{server}/v2/models/breast-cancer/infer", json=body, headers=auth)
+    deadline = time.monotonic() + 10
+    while True:
+        page.goto(f"{server}/admin/dashboard")
+        if _total(page) >= before + 12 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert _total(page) == before + 12
+    assert "user:root" in page.locator("#usage-keys").inner_text()
+    assert "breast-cancer" in page.locator("#usage-models").inner_text()
+    for chart in ("#usage-rps", "#usage-latency", "#usage-errors"):
+        page.wait_for_selector(f"{chart} .uplot canvas")
+    page.click("text=15 min")
+    assert _total(page) >= 12
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)

@@ -4,7 +4,7 @@ Built on sqladmin (its pages, assets served from the package, no CDN): read-only
 (``tables``) and our own pages that change things only through ``AuthStore`` and ``ControlPlane``
 (``identities``, ``rollouts``). Sign-in with a session cookie (``session``), CSRF tokens on every form
 (``csrf``), a role check on every view and route (``access``): admins see everything, deployers the model
-pages, the prediction log and the dashboard. ``install_admin(app, settings)`` mounts it unless
+pages and the prediction log; the dashboard is for admins. ``install_admin(app, settings)`` mounts it unless
 ``admin_enabled`` is false.
 """
 
@@ -13,11 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
+from jinja2 import ChoiceLoader, FileSystemLoader
 from sqladmin import Admin, BaseView, ModelView
 
 from mlgate.settings import Settings
 from mlgate.web.admin.context import AdminContext, LazySessions
 from mlgate.web.admin.csrf import csrf_field
+from mlgate.web.admin.dashboard import DashboardPage
 from mlgate.web.admin.identities import IdentitiesPage
 from mlgate.web.admin.rollouts import ModelsPage
 from mlgate.web.admin.session import SessionAuth
@@ -27,7 +29,7 @@ __all__ = ["BASE_URL", "install_admin"]
 
 BASE_URL = "/admin"
 HERE = Path(__file__).parent
-PAGES: tuple[type[BaseView], ...] = (ModelsPage, IdentitiesPage)
+PAGES: tuple[type[BaseView], ...] = (DashboardPage, ModelsPage, IdentitiesPage)
 
 
 def install_admin(app: FastAPI, settings: Settings) -> Admin | None:
@@ -41,6 +43,10 @@ def install_admin(app: FastAPI, settings: Settings) -> Admin | None:
                   title="mlgate admin", templates_dir=str(HERE / "templates"), authentication_backend=auth)
     auth.templates = admin.templates
     admin.templates.env.globals["csrf_field"] = csrf_field
+    # The web package's partials (the usage panel) after sqladmin's and ours.
+    loader = admin.templates.env.loader
+    assert loader is not None
+    admin.templates.env.loader = ChoiceLoader([loader, FileSystemLoader(HERE.parent / "templates")])
     views: tuple[type[BaseView] | type[ModelView], ...] = (*PAGES, *TABLE_VIEWS)
     for view in views:
         # A subclass per app: sqladmin keeps its admin and session factory on the view class.

@@ -2,7 +2,7 @@
 
 ``RoleGate`` is mixed into every view (sqladmin's tables and our pages): sqladmin calls ``is_accessible``
 before each of its routes (403 when false) and ``is_visible`` for the menu; our own routes call
-``require(request, roles)`` as well. Admins may use everything; deployers the model pages and the dashboard.
+``require(request, roles)`` as well. Admins may use everything; deployers the model pages and the prediction log.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from mlgate.settings import Settings
 __all__ = ["ADMIN_ROLES", "AdminContext", "LazySessions", "actor_of", "signed_in"]
 
 ADMIN_ROLES = frozenset({Role.ADMIN, Role.DEPLOYER})
-"""Roles that may sign in: admins see everything, deployers the model pages and the dashboard."""
+"""Roles that may sign in: admins see everything, deployers the model pages and the prediction log."""
 
 _STATE_USER = "mlgate_admin_user"
 
