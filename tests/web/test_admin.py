@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import itsdangerous
 import pytest
 from sqlalchemy import update
 
@@ -358,3 +359,41 @@ async def test_dashboard_counts_requests_per_model_and_key(sec: SecureApp) -> No
         bad = await client.get("/admin/dashboard?start=yesterday")
         assert bad.status_code == 400 and "ISO 8601" in bad.text and _total(bad.text) == 4
         assert (await client.get("/admin/dashboard?step_s=soon")).status_code == 400
+
+
+async def test_password_attempts_are_rate_limited(examples_repo: Path) -> None:
+    async with secure_app(examples_repo, login_rate_limit="3/minute") as sec:
+        await sec.user("root", Role.ADMIN)
+        for _ in range(3):
+            assert (await login(sec.client, "root", "wrong password!")).status_code == 400
+        response = await login(sec.client)
+        assert response.status_code == 429 and int(response.headers["retry-after"]) > 0
+        assert (await sec.client.get("/admin/identities")).status_code == 302
+        # The token route counts against the same budget.
+        response = await sec.client.post("/api/v1/auth/token", data={"username": "root", "password": PASSWORD})
+        assert response.status_code == 429
+
+
+async def test_session_key_is_made_once_with_mode_0600_and_forged_cookies_fail(sec: SecureApp) -> None:
+    secret_file = sec.data_dir / "admin-session-secret"
+    assert not secret_file.exists()  # nothing on disk before the first admin request
+    async with signed_in(sec) as (client, _):
+        assert secret_file.stat().st_mode & 0o777 == 0o600
+        cookie = client.cookies["mlgate_admin"]
+        payload = cookie.split(".")[0]
+        forged = itsdangerous.TimestampSigner("another key of at least thirty-two chars").sign(payload).decode()
+    async with sec.client_from("127.0.0.1") as other:
+        other.cookies.set("mlgate_admin", forged, domain="mlgate.test", path="/admin")
+        assert (await other.get("/admin/identities")).status_code == 302
+        other.cookies.set("mlgate_admin", cookie, domain="mlgate.test", path="/admin")
+        assert (await other.get("/admin/identities")).status_code == 200
+
+
+async def test_configured_session_key_and_admin_off(examples_repo: Path) -> None:
+    async with secure_app(examples_repo, admin_session_secret="k" * 40) as sec:
+        await sec.user("root", Role.ADMIN)
+        assert (await login(sec.client)).status_code == 302
+        assert not (sec.data_dir / "admin-session-secret").exists()
+    async with secure_app(examples_repo, admin_enabled=False) as sec:
+        for path in ("/admin/", "/admin/login", "/admin/dashboard"):
+            assert (await sec.client.get(path)).status_code == 404, path

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mlgate.auth import Actor, AuthStore, Role, UserInfo
+from mlgate.auth import Actor, AuthStore, Role, Security, UserInfo
 from mlgate.control import ControlPlane
 from mlgate.db.engine import Database
 from mlgate.protocols.security import client_address
@@ -34,9 +34,13 @@ class AdminContext:
     settings: Settings
 
     @property
+    def security(self) -> Security:
+        security: Security = self.app.state.security
+        return security
+
+    @property
     def store(self) -> AuthStore:
-        store: AuthStore = self.app.state.security.store
-        return store
+        return self.security.store
 
     @property
     def control(self) -> ControlPlane:

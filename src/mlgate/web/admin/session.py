@@ -5,11 +5,13 @@ The cookie (``mlgate_admin``, path ``/admin``) is HttpOnly and SameSite=Lax, Sec
 CSRF token, signed with ``admin_session_secret`` or a key generated once into
 ``data_dir/admin-session-secret`` (mode 0600). Each request reads the user from the database again, so a
 deactivated or demoted user is out at once. Only admins and deployers may sign in (``ADMIN_ROLES``); the
-login form is CSRF-checked like every other form.
+login form is CSRF-checked like every other form, and password attempts share the token route's rate limit
+(``login_rate_limit`` per client address; over it: 429 with Retry-After).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import Request
@@ -19,6 +21,8 @@ from starlette.datastructures import Secret
 from starlette.middleware import Middleware
 
 from mlgate.auth.tokens import load_or_create_secret
+from mlgate.errors import MlgateError
+from mlgate.protocols.security import client_address
 from mlgate.settings import Settings
 from mlgate.web.admin.context import ADMIN_ROLES, AdminContext, set_signed_in
 from mlgate.web.admin.csrf import CsrfMiddleware, csrf_token
@@ -61,21 +65,30 @@ class SessionAuth(AuthenticationBackend):
         username, password = form.get("username"), form.get("password")
         if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
             return False
+        security = self.context.security
+        if self.context.settings.rate_limit_enabled:
+            try:  # the same budget of password attempts per client address as POST /api/v1/auth/token
+                await security.limits.consume_login(self.context.settings.login_rate_limit, client_address(request))
+            except MlgateError as exc:
+                response = await self._login_page(request, int(exc.status), exc.message)
+                if exc.retry_after_s:
+                    response.headers["Retry-After"] = str(math.ceil(exc.retry_after_s))
+                return response
         user = await self.context.store.check_password(username, password)
         if user is None:
             return False
         if user.role not in ADMIN_ROLES:
             request.session.clear()
-            return await self._refused(request)
+            return await self._login_page(request, 403, "This account may not use the admin (it needs the admin "
+                                          "or deployer role).")
         request.session.clear()  # a fresh session (and CSRF token) for the signed-in user
         request.session[_USER_ID] = user.id
         csrf_token(request)
         return True
 
-    async def _refused(self, request: Request) -> Response:
+    async def _login_page(self, request: Request, status_code: int, error: str) -> Response:
         response: Response = await self.templates.TemplateResponse(
-            request, "sqladmin/login.html", {"error": "This account may not use the admin (it needs the admin "
-                                             "or deployer role)."}, status_code=403)
+            request, "sqladmin/login.html", {"error": error}, status_code=status_code)
         return response
 
     async def logout(self, request: Request) -> Response | bool:
