@@ -15,11 +15,13 @@ from pathlib import Path
 from fastapi import FastAPI
 from jinja2 import ChoiceLoader, FileSystemLoader
 from sqladmin import Admin, BaseView, ModelView
+from starlette.middleware import Middleware
 
 from mlgate.settings import Settings
 from mlgate.web.admin.context import AdminContext, LazySessions
 from mlgate.web.admin.csrf import csrf_field
 from mlgate.web.admin.dashboard import DashboardPage
+from mlgate.web.admin.headers import AdminHeadersMiddleware
 from mlgate.web.admin.identities import IdentitiesPage
 from mlgate.web.admin.rollouts import ModelsPage
 from mlgate.web.admin.session import SessionAuth
@@ -40,7 +42,8 @@ def install_admin(app: FastAPI, settings: Settings) -> Admin | None:
     context = AdminContext(app, settings)
     auth = SessionAuth(context, BASE_URL)
     admin = Admin(app, session_maker=LazySessions(context), base_url=BASE_URL,  # type: ignore[arg-type]
-                  title="mlgate admin", templates_dir=str(HERE / "templates"), authentication_backend=auth)
+                  title="mlgate admin", templates_dir=str(HERE / "templates"), authentication_backend=auth,
+                  middlewares=[Middleware(AdminHeadersMiddleware)])
     auth.templates = admin.templates
     admin.templates.env.globals["csrf_field"] = csrf_field
     # The web package's partials (the usage panel) after sqladmin's and ours.
