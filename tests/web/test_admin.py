@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import update
 
 from mlgate.archives import pack_to_bytes
-from mlgate.auth import Role
+from mlgate.auth import Action, Role
 from mlgate.db.audit import AuditEntry
 from mlgate.db.auth import User
 from tests.registry_helpers import ZEROS, versioned_model
@@ -162,6 +162,14 @@ async def test_forms_without_the_csrf_token_change_nothing(sec: SecureApp) -> No
         response = await client.post("/admin/identities/groups", data={"name": "team", "models": "breast-*"},
                                      headers={"X-CSRF-Token": token})
         assert response.status_code == 303
+        response = await client.post("/admin/identities/members", data={"username": "eve", "group": "team",
+                                                                          "csrf_token": token})
+        assert response.status_code == 303
+        eve = await sec.store.get_user("eve")
+        assert eve is not None and eve.groups == ("team",) and eve.group_models == ("breast-*",)
+        missing = await client.post("/admin/identities/members", data={"username": "eve", "group": "nope",
+                                                                         "csrf_token": token})
+        assert missing.status_code == 400 and "no group" in missing.text
 
 
 async def test_users_and_keys_through_the_admin(sec: SecureApp) -> None:
@@ -194,6 +202,25 @@ async def test_users_and_keys_through_the_admin(sec: SecureApp) -> None:
         assert secret not in (await client.get("/admin/api-key/list")).text
         (info,) = await sec.store.list_keys("alice")
         assert info.models == ("breast-cancer",) and info.name == "ci"
+
+        # Actions within the user's role only.
+        too_much = await client.post("/admin/identities/keys", data={
+            "username": "alice", "name": "deploy", "actions": ["predict", "deploy"], "csrf_token": token})
+        assert too_much.status_code == 400 and "can grant only predict" in too_much.text
+        assert len(await sec.store.list_keys("alice")) == 1
+        response = await client.post("/admin/identities/keys", data={
+            "username": "root", "name": "deploy-only", "actions": ["deploy"], "expires_at": "2999-01-01T00:00",
+            "csrf_token": token})
+        assert response.status_code == 200
+        (deploy,) = [k for k in await sec.store.list_keys("root") if k.name == "deploy-only"]
+        assert deploy.actions == (Action.DEPLOY,) and deploy.expires_at is not None
+        assert deploy.expires_at.year == 2999
+        past = await client.post("/admin/identities/keys", data={
+            "username": "root", "name": "old", "expires_at": "2001-01-01T00:00", "csrf_token": token})
+        assert past.status_code == 400 and "future" in past.text
+        nonsense = await client.post("/admin/identities/keys", data={
+            "username": "root", "name": "old", "expires_at": "soon", "csrf_token": token})
+        assert nonsense.status_code == 400
 
         response = await client.post("/admin/identities/keys/revoke", data={"prefix": info.prefix,
                                                                             "csrf_token": token})

@@ -1,7 +1,8 @@
 """Users, groups and API keys: the admin's page that changes them, always through ``AuthStore``.
 
 ``/admin/identities`` lists users and keys and holds the forms: create a user (the password is hashed by the
-store), create a group, create a key (its secret is shown on the answer page once and never again; the
+store), create a group, add a user to a group, create a key (for a user, with models, actions within the
+user's role, a rate-limit tier and an optional expiry) (its secret is shown on the answer page once and never again; the
 store keeps only its hash), revoke a key. Every change is audited by the store with the signed-in admin as
 actor. Admins only.
 """
@@ -15,7 +16,7 @@ from fastapi.responses import Response
 from sqladmin import expose
 
 from mlgate.access import DEFAULT_TIER
-from mlgate.auth import Role
+from mlgate.auth import Action, Role
 from mlgate.errors import BadRequest, MlgateError
 from mlgate.web.admin.access import ADMIN_ONLY, require
 from mlgate.web.admin.context import actor_of
@@ -39,6 +40,7 @@ class IdentitiesPage(Page):
         store = self.context.store
         return await self.render(request, TEMPLATE, status_code, users=await store.list_users(),
                                  keys=await store.list_keys(), roles=[r.value for r in Role],
+                                 actions=[a.value for a in Action],
                                  tiers=sorted(store.tiers), now=datetime.now(UTC), **values)
 
     async def _refused(self, request: Request, exc: MlgateError) -> Response:
@@ -73,6 +75,17 @@ class IdentitiesPage(Page):
             return await self._refused(request, exc)
         return self.back(request, "identities", f"Group {name} created.")
 
+    @expose("/identities/members", methods=["POST"], identity="identities-add-member")
+    async def add_member(self, request: Request) -> Response:
+        require(request, self.roles)
+        form = await request.form()
+        username, group = form_text(form, "username"), form_text(form, "group")
+        try:
+            await self.context.store.add_to_group(username, group, actor=actor_of(request))
+        except MlgateError as exc:
+            return await self._refused(request, exc)
+        return self.back(request, "identities", f"{username} is a member of {group}.")
+
     @expose("/identities/keys", methods=["POST"], identity="identities-create-key")
     async def create_key(self, request: Request) -> Response:
         require(request, self.roles)
@@ -90,6 +103,7 @@ class IdentitiesPage(Page):
             key, info = await self.context.store.create_key(
                 form_text(form, "username"), form_text(form, "name"),
                 models=_patterns(form_text(form, "models")) or ["*"], expires_at=expires_at,
+                actions=[a for a in form.getlist("actions") if isinstance(a, str)] or None,
                 tier=form_text(form, "tier") or DEFAULT_TIER, actor=actor_of(request))
         except MlgateError as exc:
             return await self._refused(request, exc)
