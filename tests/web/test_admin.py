@@ -38,6 +38,14 @@ async def sec(examples_repo: Path) -> AsyncIterator[SecureApp]:
         yield app
 
 
+@pytest.fixture
+async def sec_db(examples_repo: Path, database_url: str) -> AsyncIterator[SecureApp]:
+    """``sec`` on SQLite and on PostgreSQL (tests that read the tables or change the registry)."""
+    async with secure_app(examples_repo, prediction_log_interval_s=0.05, database_url=database_url) as app:
+        await app.user("root", Role.ADMIN)
+        yield app
+
+
 def csrf_of(page: str) -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', page)
     assert match, "no CSRF field in the page"
@@ -172,23 +180,23 @@ async def test_forms_without_the_csrf_token_change_nothing(sec: SecureApp) -> No
         assert missing.status_code == 400 and "no group" in missing.text
 
 
-async def test_users_and_keys_through_the_admin(sec: SecureApp) -> None:
-    async with signed_in(sec) as (client, token):
+async def test_users_and_keys_through_the_admin(sec_db: SecureApp) -> None:
+    async with signed_in(sec_db) as (client, token):
         response = await client.post("/admin/identities/users", data={
             "username": "alice", "password": PASSWORD, "role": "user", "csrf_token": token})
         assert response.status_code == 303
         page = (await client.get("/admin/identities")).text
         assert "User alice created (role user)." in page
-        alice = await sec.store.get_user("alice")
+        alice = await sec_db.store.get_user("alice")
         assert alice is not None and alice.role == Role.USER
-        assert await sec.store.check_password("alice", PASSWORD) is not None  # hashed by the store
+        assert await sec_db.store.check_password("alice", PASSWORD) is not None  # hashed by the store
 
         bad = await client.post("/admin/identities/users", data={
             "username": "alice", "password": PASSWORD, "role": "user", "csrf_token": token})
         assert bad.status_code == 409 and "already exists" in bad.text
         weak = await client.post("/admin/identities/users", data={
             "username": "bob", "password": "x", "role": "user", "csrf_token": token})
-        assert weak.status_code == 400 and await sec.store.get_user("bob") is None
+        assert weak.status_code == 400 and await sec_db.store.get_user("bob") is None
 
         response = await client.post("/admin/identities/keys", data={
             "username": "alice", "name": "ci", "models": "breast-cancer", "csrf_token": token})
@@ -197,22 +205,22 @@ async def test_users_and_keys_through_the_admin(sec: SecureApp) -> None:
         key = re.search(r'<pre id="created-key"[^>]*>([^<]+)</pre>', response.text)
         assert key, response.text
         secret = key.group(1)
-        assert (await sec.client.post(INFER, json=v2_body(), headers=bearer(secret))).status_code == 200
+        assert (await sec_db.client.post(INFER, json=v2_body(), headers=bearer(secret))).status_code == 200
         assert secret not in (await client.get("/admin/identities")).text  # shown once
         assert secret not in (await client.get("/admin/api-key/list")).text
-        (info,) = await sec.store.list_keys("alice")
+        (info,) = await sec_db.store.list_keys("alice")
         assert info.models == ("breast-cancer",) and info.name == "ci"
 
         # Actions within the user's role only.
         too_much = await client.post("/admin/identities/keys", data={
             "username": "alice", "name": "deploy", "actions": ["predict", "deploy"], "csrf_token": token})
         assert too_much.status_code == 400 and "can grant only predict" in too_much.text
-        assert len(await sec.store.list_keys("alice")) == 1
+        assert len(await sec_db.store.list_keys("alice")) == 1
         response = await client.post("/admin/identities/keys", data={
             "username": "root", "name": "deploy-only", "actions": ["deploy"], "expires_at": "2999-01-01T00:00",
             "csrf_token": token})
         assert response.status_code == 200
-        (deploy,) = [k for k in await sec.store.list_keys("root") if k.name == "deploy-only"]
+        (deploy,) = [k for k in await sec_db.store.list_keys("root") if k.name == "deploy-only"]
         assert deploy.actions == (Action.DEPLOY,) and deploy.expires_at is not None
         assert deploy.expires_at.year == 2999
         past = await client.post("/admin/identities/keys", data={
@@ -225,7 +233,7 @@ async def test_users_and_keys_through_the_admin(sec: SecureApp) -> None:
         response = await client.post("/admin/identities/keys/revoke", data={"prefix": info.prefix,
                                                                             "csrf_token": token})
         assert response.status_code == 303
-        assert (await sec.client.post(INFER, json=v2_body(), headers=bearer(secret))).status_code == 401
+        assert (await sec_db.client.post(INFER, json=v2_body(), headers=bearer(secret))).status_code == 401
         missing = await client.post("/admin/identities/keys/revoke", data={"prefix": "nope", "csrf_token": token})
         assert missing.status_code == 404
 
@@ -238,8 +246,8 @@ async def test_users_and_keys_through_the_admin(sec: SecureApp) -> None:
         assert f"key:{info.prefix}" in actions and "user.create" not in actions
 
 
-async def test_names_with_html_show_as_text(sec: SecureApp) -> None:
-    async with signed_in(sec) as (client, token):
+async def test_names_with_html_show_as_text(sec_db: SecureApp) -> None:
+    async with signed_in(sec_db) as (client, token):
         evil = '<script>window.__xss=1</script><img src=x onerror="alert(1)">'
         response = await client.post("/admin/identities/keys", data={
             "username": "root", "name": evil, "csrf_token": token})
@@ -265,10 +273,10 @@ async def _answer(sec: SecureApp, admin_token: str) -> str:
     return version
 
 
-async def test_push_promote_roll_back_and_traffic_through_the_admin(sec: SecureApp, tmp_path: Path) -> None:
-    await sec.user("dora", Role.DEPLOYER)
-    admin_token = await sec.token("root")
-    async with signed_in(sec, "dora") as (client, token):
+async def test_push_promote_roll_back_and_traffic_through_the_admin(sec_db: SecureApp, tmp_path: Path) -> None:
+    await sec_db.user("dora", Role.DEPLOYER)
+    admin_token = await sec_db.token("root")
+    async with signed_in(sec_db, "dora") as (client, token):
         for v in (1, 2):
             response = await _push(client, token, versioned_model(tmp_path, v))
             assert response.status_code == 303, response.text
@@ -277,36 +285,36 @@ async def test_push_promote_roll_back_and_traffic_through_the_admin(sec: SecureA
             response = await client.post("/admin/models/alias", data={
                 "model": "sum", "alias": "production", "version": version, "csrf_token": token})
             assert response.status_code == 303
-            assert await _answer(sec, admin_token) == version
+            assert await _answer(sec_db, admin_token) == version
         response = await client.post("/admin/models/rollback", data={"model": "sum", "alias": "production",
                                                                      "csrf_token": token})
         assert response.status_code == 303
-        assert await _answer(sec, admin_token) == "1"
+        assert await _answer(sec_db, admin_token) == "1"
         page = (await client.get("/admin/models")).text
         assert "rolled back from version 2 to 1" in page and "production → 1" in page
 
         response = await client.post("/admin/models/traffic", data={
             "model": "sum", "canary_version": "2", "canary_percent": "100", "csrf_token": token})
         assert response.status_code == 303
-        assert await _answer(sec, admin_token) == "2"
+        assert await _answer(sec_db, admin_token) == "2"
         bad = await client.post("/admin/models/traffic", data={
             "model": "sum", "canary_version": "9", "canary_percent": "50", "csrf_token": token})
         assert bad.status_code == 404 and "9" in bad.text
         worse = await client.post("/admin/models/traffic", data={
             "model": "sum", "canary_version": "2", "canary_percent": "lots", "csrf_token": token})
         assert worse.status_code == 400
-        assert await _answer(sec, admin_token) == "2"  # the refused changes changed nothing
+        assert await _answer(sec_db, admin_token) == "2"  # the refused changes changed nothing
         changes = (await client.get("/admin/registry-change/list?by=user:dora&by_op=equals")).text
         assert "alias production -&gt; 2" in changes and "rollback production 2 -&gt; 1" in changes
 
 
-async def test_prediction_log_filters(sec: SecureApp) -> None:
-    admin_token = await sec.token("root")
+async def test_prediction_log_filters(sec_db: SecureApp) -> None:
+    admin_token = await sec_db.token("root")
     for _ in range(3):
-        assert (await sec.client.post(INFER, json=v2_body(), headers=bearer(admin_token))).status_code == 200
-    bad = await sec.client.post(INFER, json={"inputs": []}, headers=bearer(admin_token))
+        assert (await sec_db.client.post(INFER, json=v2_body(), headers=bearer(admin_token))).status_code == 200
+    bad = await sec_db.client.post(INFER, json={"inputs": []}, headers=bearer(admin_token))
     assert bad.status_code == 400
-    async with signed_in(sec) as (client, _):
+    async with signed_in(sec_db) as (client, _):
         for _ in range(100):
             page = (await client.get("/admin/prediction-record/list?model=breast-cancer&model_op=equals")).text
             if page.count("<td>breast-cancer</td>") >= 4:
@@ -344,11 +352,11 @@ async def test_tables_are_read_only_and_hide_secrets(sec: SecureApp) -> None:
         assert len(await sec.store.list_keys()) == 1
 
 
-async def test_time_range_filter_of_the_logs(sec: SecureApp) -> None:
-    async with sec.store.database.session() as session:
+async def test_time_range_filter_of_the_logs(sec_db: SecureApp) -> None:
+    async with sec_db.store.database.session() as session:
         session.add(AuditEntry(at=datetime.now(UTC) - timedelta(hours=3), actor="old-actor", action="user.create",
                                target="user:old", detail={}))
-    async with signed_in(sec) as (client, _):
+    async with signed_in(sec_db) as (client, _):
         assert "old-actor" in (await client.get("/admin/audit-entry/list")).text
         assert "old-actor" in (await client.get("/admin/audit-entry/list?at=24h")).text
         recent = (await client.get("/admin/audit-entry/list?at=1h")).text
@@ -361,14 +369,14 @@ def _total(page: str) -> int:
     return int(match.group(1))
 
 
-async def test_dashboard_counts_requests_per_model_and_key(sec: SecureApp) -> None:
-    await sec.user("alice")
-    key = await sec.key("alice", name="ci")
+async def test_dashboard_counts_requests_per_model_and_key(sec_db: SecureApp) -> None:
+    await sec_db.user("alice")
+    key = await sec_db.key("alice", name="ci")
     prefix = key.split("_")[0] + "_" + key.split("_")[1]
     for _ in range(3):
-        assert (await sec.client.post(INFER, json=v2_body(), headers=bearer(key))).status_code == 200
-    assert (await sec.client.post(INFER, json={"inputs": []}, headers=bearer(key))).status_code == 400
-    async with signed_in(sec) as (client, _):
+        assert (await sec_db.client.post(INFER, json=v2_body(), headers=bearer(key))).status_code == 200
+    assert (await sec_db.client.post(INFER, json={"inputs": []}, headers=bearer(key))).status_code == 400
+    async with signed_in(sec_db) as (client, _):
         for _ in range(100):
             page = (await client.get("/admin/dashboard")).text
             if _total(page) >= 4:
