@@ -336,6 +336,9 @@ async def test_tables_are_read_only_and_hide_secrets(sec: SecureApp) -> None:
         assert "Signed in as <strong>root</strong>" in index and "/admin/audit-entry/list" in index
         details = (await client.get(f"/admin/user/details/{root.id}")).text
         assert "root" in details and "argon2" not in details and "password_hash" not in details
+        for path in ("/admin/user/details/abc", "/admin/user/details/999", "/admin/nope/list"):
+            assert (await client.get(path)).status_code == 404, path
+        assert (await client.get("/admin/user/list?sortBy=password_hash")).status_code == 400
         (key,) = await sec.store.list_keys("root")
         details = (await client.get(f"/admin/api-key/details/{key.id}")).text
         assert key.prefix in details and "secret_hash" not in details
@@ -393,7 +396,9 @@ async def test_dashboard_counts_requests_per_model_and_key(sec_db: SecureApp) ->
         assert _total((await client.get("/admin/dashboard?model=digits")).text) == 0
         bad = await client.get("/admin/dashboard?start=yesterday")
         assert bad.status_code == 400 and "ISO 8601" in bad.text and _total(bad.text) == 4
-        assert (await client.get("/admin/dashboard?step_s=soon")).status_code == 400
+        for query in ("step_s=soon", "step_s=0", "step_s=99999999999999999999", "model=" + "x" * 300,
+                      "start=2026-01-01T00:00:00&end=2026-12-01T00:00:00&step_s=1"):
+            assert (await client.get(f"/admin/dashboard?{query}")).status_code == 400, query
 
 
 async def test_password_attempts_are_rate_limited(examples_repo: Path) -> None:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from fastapi import Request
 from sqladmin import ModelView
 from sqladmin.filters import BooleanFilter, OperationColumnFilter
+from sqlalchemy import Select
+from starlette.exceptions import HTTPException
 
 from mlgate.db.audit import AuditEntry
 from mlgate.db.auth import ApiKey, Group, User
@@ -31,6 +34,13 @@ class ReadOnly(RoleGate, ModelView):
     page_size = 25
     page_size_options: ClassVar[list[int]] = [25, 50, 100]
     category = "Tables"
+
+    def details_query(self, request: Request) -> Select[Any]:
+        try:
+            query: Select[Any] = super().details_query(request)
+        except ValueError:  # sqladmin converts the id in the address without checking it
+            raise HTTPException(404, "No such row.") from None
+        return query
 
 
 class UserTable(ReadOnly, model=User):
