@@ -8,10 +8,12 @@ deployers. A push through this page is limited to ``max_body_bytes`` (the REST A
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from fastapi import Request
 from fastapi.responses import Response
 from sqladmin import expose
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 
 from mlgate.errors import InvalidInput, MlgateError
 from mlgate.web.admin.access import DEPLOYERS, require
@@ -21,6 +23,9 @@ from mlgate.web.admin.pages import Page, form_text
 __all__ = ["ModelsPage"]
 
 TEMPLATE = "mlgate/models.html"
+
+Change = Callable[[FormData, str], Awaitable[str]]
+"""A change made from a submitted form by an actor (``user:<name>``); returns the notice to show."""
 
 
 def _percent(text: str) -> float:
@@ -44,35 +49,12 @@ class ModelsPage(Page):
         require(request, self.roles)
         return await self._page(request)
 
-    async def _change(self, request: Request, what: str) -> Response:
+    async def _apply(self, request: Request, change: Change) -> Response:
+        """Run ``change`` (form, actor name -> notice) and redirect back, or show the page with its error."""
         require(request, self.roles)
-        by = actor_of(request).name
         form = await request.form()
-        name = form_text(form, "model")
         try:
-            if what == "push":
-                upload = form.get("archive")
-                if not isinstance(upload, UploadFile) or not upload.filename:
-                    raise InvalidInput("choose a model archive (.tar.gz or .zip) to push", field="archive")
-                info = await self.context.control.push(name, upload.file, version=form_text(form, "version") or None,
-                                                       by=by)
-                notice = f"Pushed {info.name} version {info.version}."
-            elif what == "alias":
-                alias, version = form_text(form, "alias") or "production", form_text(form, "version")
-                previous = await self.context.control.set_alias(name, alias, version, by=by)
-                notice = f"{name}@{alias} now points at version {version} (was {previous or 'unset'})."
-            elif what == "rollback":
-                alias = form_text(form, "alias") or "production"
-                left, now = await self.context.control.rollback(name, alias, by=by)
-                notice = f"{name}@{alias} rolled back from version {left} to {now}."
-            else:
-                canary = form_text(form, "canary_version") or None
-                shadow = form_text(form, "shadow_version") or None
-                percent = _percent(form_text(form, "canary_percent"))
-                await self.context.control.set_traffic(name, canary_version=canary, canary_percent=percent,
-                                                       shadow_version=shadow, by=by)
-                notice = (f"{name}: canary {canary or 'off'}" + (f" at {percent:g}%" if canary else "")
-                          + f", shadow {shadow or 'off'}.")
+            notice = await change(form, actor_of(request).name)
         except MlgateError as exc:
             return await self._page(request, int(exc.status), error=exc.message)
         finally:
@@ -81,16 +63,45 @@ class ModelsPage(Page):
 
     @expose("/models/push", methods=["POST"], identity="models-push")
     async def push(self, request: Request) -> Response:
-        return await self._change(request, "push")
+        async def change(form: FormData, by: str) -> str:
+            upload = form.get("archive")
+            if not isinstance(upload, UploadFile) or not upload.filename:
+                raise InvalidInput("choose a model archive (.tar.gz or .zip) to push", field="archive")
+            info = await self.context.control.push(form_text(form, "model"), upload.file,
+                                                   version=form_text(form, "version") or None, by=by)
+            return f"Pushed {info.name} version {info.version}."
+
+        return await self._apply(request, change)
 
     @expose("/models/alias", methods=["POST"], identity="models-alias")
     async def set_alias(self, request: Request) -> Response:
-        return await self._change(request, "alias")
+        async def change(form: FormData, by: str) -> str:
+            name, version = form_text(form, "model"), form_text(form, "version")
+            alias = form_text(form, "alias") or "production"
+            previous = await self.context.control.set_alias(name, alias, version, by=by)
+            return f"{name}@{alias} now points at version {version} (was {previous or 'unset'})."
+
+        return await self._apply(request, change)
 
     @expose("/models/rollback", methods=["POST"], identity="models-rollback")
     async def rollback(self, request: Request) -> Response:
-        return await self._change(request, "rollback")
+        async def change(form: FormData, by: str) -> str:
+            name, alias = form_text(form, "model"), form_text(form, "alias") or "production"
+            left, now = await self.context.control.rollback(name, alias, by=by)
+            return f"{name}@{alias} rolled back from version {left} to {now}."
+
+        return await self._apply(request, change)
 
     @expose("/models/traffic", methods=["POST"], identity="models-traffic")
     async def traffic(self, request: Request) -> Response:
-        return await self._change(request, "traffic")
+        async def change(form: FormData, by: str) -> str:
+            name = form_text(form, "model")
+            canary = form_text(form, "canary_version") or None
+            shadow = form_text(form, "shadow_version") or None
+            percent = _percent(form_text(form, "canary_percent"))
+            await self.context.control.set_traffic(name, canary_version=canary, canary_percent=percent,
+                                                   shadow_version=shadow, by=by)
+            canary_text = f"{canary} at {percent:g}%" if canary else "off"
+            return f"{name}: canary {canary_text}, shadow {shadow or 'off'}."
+
+        return await self._apply(request, change)
