@@ -21,7 +21,7 @@ from mlgate.auth import Action, Role
 from mlgate.db.audit import AuditEntry
 from mlgate.db.auth import User
 from tests.registry_helpers import ZEROS, versioned_model
-from tests.secure import PASSWORD, SecureApp, bearer, secure_app, v2_body
+from tests.secure import PASSWORD, TEST_ACTOR, SecureApp, bearer, secure_app, v2_body
 
 pytestmark = pytest.mark.anyio
 
@@ -339,7 +339,14 @@ async def test_tables_are_read_only_and_hide_secrets(sec: SecureApp) -> None:
         for path in ("/admin/user/details/abc", "/admin/user/details/999", "/admin/nope/list"):
             assert (await client.get(path)).status_code == 404, path
         assert (await client.get("/admin/user/list?sortBy=password_hash")).status_code == 400
-        (key,) = await sec.store.list_keys("root")
+        # sqladmin serves a column's text as a file path under the working directory: never here.
+        await sec.store.create_key("root", "pyproject.toml", actor=TEST_ACTOR)
+        assert Path("pyproject.toml").is_file()
+        pk = [k.id for k in await sec.store.list_keys("root") if k.name == "pyproject.toml"][0]
+        for kind in ("download", "preview"):
+            response = await client.get(f"/admin/api-key/{pk}/name/{kind}/")
+            assert response.status_code == 404 and "[project]" not in response.text, kind
+        (key,) = [k for k in await sec.store.list_keys("root") if k.name == "laptop"]
         details = (await client.get(f"/admin/api-key/details/{key.id}")).text
         assert key.prefix in details and "secret_hash" not in details
         for identity in ("user", "api-key", "audit-entry", "prediction-record", "model-alias"):
@@ -352,7 +359,7 @@ async def test_tables_are_read_only_and_hide_secrets(sec: SecureApp) -> None:
         response = await client.delete(f"/admin/user/delete?pks={root.id}", headers={"X-CSRF-Token": token})
         assert response.status_code == 403
         assert (await sec.store.get_user("root")) == root
-        assert len(await sec.store.list_keys()) == 1
+        assert len(await sec.store.list_keys()) == 2
 
 
 async def test_time_range_filter_of_the_logs(sec_db: SecureApp) -> None:

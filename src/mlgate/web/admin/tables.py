@@ -7,6 +7,7 @@ keys shown once, changes audited and rollouts warmed. Secrets (password hashes, 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 from fastapi import Request
@@ -41,6 +42,11 @@ class ReadOnly(RoleGate, ModelView):
         except ValueError:  # sqladmin converts the id in the address without checking it
             raise HTTPException(404, "No such row.") from None
         return query
+
+    async def get_object_filepath(self, identifier: str, column_name: str) -> Path:
+        # sqladmin would serve any file under the working directory named by a column's text (a key's name,
+        # a request id); none of our columns is a file.
+        raise HTTPException(404, "No files here.")
 
 
 class UserTable(ReadOnly, model=User):
