@@ -280,7 +280,9 @@ async def test_push_promote_roll_back_and_traffic_through_the_admin(sec_db: Secu
         for v in (1, 2):
             response = await _push(client, token, versioned_model(tmp_path, v))
             assert response.status_code == 303, response.text
-        assert "Pushed sum version 2." in (await client.get("/admin/models")).text
+        page = (await client.get("/admin/models")).text
+        assert "Pushed sum version 2." in page and '<tr data-model="sum">' in page
+        assert "<td>breast-cancer</td><td>1</td>" in page  # the folder's models, apart
         for version in ("1", "2"):
             response = await client.post("/admin/models/alias", data={
                 "model": "sum", "alias": "production", "version": version, "csrf_token": token})

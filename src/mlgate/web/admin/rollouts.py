@@ -41,8 +41,11 @@ class ModelsPage(Page):
     roles = DEPLOYERS
 
     async def _page(self, request: Request, status_code: int = 200, **values: object) -> Response:
-        snapshot = await self.context.control.catalog.snapshot()
-        return await self.render(request, TEMPLATE, status_code, models=list(snapshot.models.values()), **values)
+        control = self.context.control
+        snapshot = await control.catalog.snapshot()
+        folder = {name: [source.version for source in sources] for name, sources in control.folder_sources.items()}
+        return await self.render(request, TEMPLATE, status_code, models=list(snapshot.models.values()),
+                                 folder=dict(sorted(folder.items())), **values)
 
     @expose("/models", methods=["GET"], identity="models")
     async def page(self, request: Request) -> Response:
