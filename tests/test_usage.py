@@ -97,6 +97,15 @@ async def test_report_matches_numbers_computed_from_the_records(database_url: st
         assert {m.name: _row(m) for m in report.models} == {n: _expected(rs, n, 300) for n, rs in by_model.items()}
         assert {k.name: _row(k) for k in report.keys} == {n: _expected(rs, n, 300) for n, rs in by_caller.items()}
         assert [m.requests for m in report.models] == sorted((m.requests for m in report.models), reverse=True)
+        # A requests/s series per model and per caller (all of them here: fewer than SERIES).
+        def per_bucket(rows: list[Prediction]) -> list[Any]:
+            edges = [T0 + timedelta(seconds=60 * i) for i in range(6)]
+            return [pytest.approx(sum(edges[i] <= r.at < edges[i + 1] for r in rows) / 60) for i in range(5)]
+
+        assert {s.name: s.requests_per_s for s in report.model_series} == {
+            n: per_bucket(rs) for n, rs in by_model.items()}
+        assert {s.name: s.requests_per_s for s in report.key_series} == {
+            n: per_bucket(rs) for n, rs in by_caller.items()}
         assert not report.sampled and report.latencies_read == sum(r.status != 429 for r in live)
 
         # Filters: one model; the anonymous caller; a key by its prefix; a caller as the log names it.
@@ -182,9 +191,19 @@ async def test_usage_endpoint_is_for_admins_and_counts_real_requests(examples_re
         assert await error(start=now.isoformat(), end=(now - timedelta(hours=1)).isoformat()) == (400, "end")
         assert await error(step_s="0") == (400, "step_s")
         assert await error(step_s="1") == (400, "step_s")  # 3600 buckets > 1440
+        assert await error(step_s=str(10**15)) == (400, "step_s")  # not an overflow in the database (500)
+        assert await error(step_s=str(10**30)) == (400, "step_s")
+        assert await error(start="0001-01-01T00:00:00", step_s=str(366 * 86400)) == (400, "step_s")  # buckets
+        far = await sec.client.get("/api/v1/usage", params={"start": "1970-01-01T00:00:00Z", "step_s": 366 * 86400},
+                                   headers=admin)
+        assert far.status_code == 200 and far.json()["totals"]["requests"] >= 4
         assert await error(step_s="soon") == (400, "query.step_s")  # FastAPI's own check of the type
         assert await error(start="yesterday") == (400, "start")
         assert await error(end="2026-13-01T00:00:00") == (400, "end")
+        assert await error(end="9999-12-31T23:59:59-05:00") == (400, "end")
+        year_9999 = {"start": "9999-01-01T00:00:00", "end": "9999-12-31T00:00:00", "step_s": 366 * 86400}
+        last = await sec.client.get("/api/v1/usage", params=year_9999, headers=admin)
+        assert last.status_code == 200 and last.json()["totals"]["requests"] == 0
 
 
 async def test_dashboard_panel_renders_the_report_safely(sqlite_url: str) -> None:

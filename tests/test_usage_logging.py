@@ -50,6 +50,8 @@ async def test_429_and_bad_input_are_logged_once_and_unknown_models_never(exampl
         assert (await sec.client.post(INFER, json=v2_body(), headers=auth)).status_code == 200
         refused = await sec.client.post(INFER, json=v2_body(), headers=auth)
         assert refused.status_code == 429
+        # Not inference: metadata over the limit is refused too, but it is not a prediction.
+        assert (await sec.client.get("/v2/models/breast-cancer", headers=auth)).status_code == 429
         # A made-up model name over the limit: 429 (or 404), never a row.
         invented = await sec.client.post("/v2/models/no-such-model-xyz/infer", json=v2_body(), headers=auth)
         assert invented.status_code in (404, 429)

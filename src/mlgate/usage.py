@@ -11,9 +11,9 @@ for an API key, ``user:<name>`` for an access token (a signed-in user), ``anonym
 
 Counts are SQL ``GROUP BY`` queries (``mlgate.db.usage_query``). Percentiles are computed here (numpy's
 ``percentile``, linear interpolation) from the latencies of answered requests (every status but 429, which
-never ran), read at most ``LATENCY_ROWS`` in all (an even share per bucket, the earliest rows of each): when
-a bucket holds more, its percentiles (and those of the models and keys) come from that sample and the
-report says ``sampled: true``.
+never ran), read at most ``LATENCY_ROWS`` in all: every one when they fit, else an even share per bucket (the
+earliest rows of each; a bucket with fewer gives all its rows). Then the percentiles of the fuller buckets
+(and of the models and keys) come from that sample, and the report says ``sampled: true``.
 """
 
 from __future__ import annotations
@@ -28,18 +28,23 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from mlgate.db.engine import Database
-from mlgate.db.usage_query import Counts, UsageWindow, count_by, latency_sample, shadow_count
+from mlgate.db.usage_query import Counts, UsageWindow, count_by, count_series, latency_sample, shadow_count
 from mlgate.errors import InvalidInput
 
-__all__ = ["ANONYMOUS", "DEFAULT_RANGE_S", "DEFAULT_STEP_S", "LATENCY_ROWS", "MAX_BUCKETS", "MAX_KEYS",
-           "UsageBucket", "UsageReport", "UsageRow", "parse_time", "usage_report", "usage_report_from_query"]
+__all__ = ["ANONYMOUS", "DEFAULT_RANGE_S", "DEFAULT_STEP_S", "LATENCY_ROWS", "MAX_BUCKETS", "MAX_KEYS", "MAX_STEP_S",
+           "SERIES", "UsageBucket", "UsageReport", "UsageRow", "UsageSeries", "parse_time", "usage_report",
+           "usage_report_from_query"]
 
 MAX_BUCKETS = 1440
 """Most buckets in one report (a day by the minute)."""
+MAX_STEP_S = 366 * 86400
+"""The widest bucket (larger numbers would overflow the database's integers)."""
 LATENCY_ROWS = 200_000
 """Most latencies read for the percentiles of one report."""
 MAX_KEYS = 100
 """Most callers listed (those with the most requests); ``keys_truncated`` says when there were more."""
+SERIES = 8
+"""Models and callers with a requests/s series of their own (those with the most requests)."""
 ANONYMOUS = "anonymous"
 DEFAULT_RANGE_S = 3600
 """The range of a report when no start is given: the last hour."""
@@ -70,6 +75,11 @@ class UsageRow(UsageCounts):
                       "`anonymous`); `all` for the totals.")
 
 
+class UsageSeries(BaseModel):
+    name: str = Field(description="The model or the caller.")
+    requests_per_s: list[float] = Field(description="Requests per second in each bucket (the buckets' order).")
+
+
 class UsageReport(BaseModel):
     """A usage report: ``buckets`` over time, ``totals`` over the range, and one row per model and per caller."""
 
@@ -83,6 +93,8 @@ class UsageReport(BaseModel):
     models: list[UsageRow]
     keys: list[UsageRow]
     keys_truncated: bool = Field(description=f"More than {MAX_KEYS} callers: only those with the most requests.")
+    model_series: list[UsageSeries] = Field(description=f"Requests/s per bucket of the {SERIES} busiest models.")
+    key_series: list[UsageSeries] = Field(description=f"Requests/s per bucket of the {SERIES} busiest callers.")
     shadow_requests: int
     sampled: bool = Field(description=f"Percentiles come from a sample (at most {LATENCY_ROWS} latencies read).")
     latencies_read: int
@@ -101,8 +113,8 @@ def _window(start: datetime, end: datetime, step_s: int, model: str | None, key:
     start, end = _utc(start).replace(microsecond=0), _utc(end)
     if end <= start:
         raise InvalidInput("'end' must be after 'start'", field="end")
-    if step_s < 1:
-        raise InvalidInput("'step_s' must be at least 1 (seconds)", field="step_s")
+    if not 1 <= step_s <= MAX_STEP_S:
+        raise InvalidInput(f"'step_s' must be 1 to {MAX_STEP_S} seconds (a year)", field="step_s")
     buckets = math.ceil((end - start).total_seconds() / step_s)
     if buckets > MAX_BUCKETS:
         raise InvalidInput(f"{buckets} buckets of {step_s} s between start and end; at most {MAX_BUCKETS}: "
@@ -142,6 +154,17 @@ def _sum(groups: Iterable[Counts]) -> Counts:
     return total
 
 
+async def _series(database: Database, window: UsageWindow, by: str, names: list[str | None],
+                  durations: list[float]) -> list[UsageSeries]:
+    if not names:
+        return []
+    counts = {(name, bucket): n for bucket, name, n in await count_series(database, window, by, names)}
+    return [UsageSeries(name=name or ANONYMOUS,
+                        requests_per_s=[round(counts.get((name, i), 0) / d, 6) if d > 0 else 0.0
+                                        for i, d in enumerate(durations)])
+            for name in names]
+
+
 async def usage_report(database: Database, *, start: datetime, end: datetime, step_s: int,
                        model: str | None = None, key: str | None = None,
                        latency_rows: int = LATENCY_ROWS) -> UsageReport:
@@ -152,8 +175,9 @@ async def usage_report(database: Database, *, start: datetime, end: datetime, st
     caller as the log names it, ``anonymous``, or an API key's prefix (``mlg_<12 hex>`` or ``key:mlg_...``:
     that key whoever its user). Rates are per second of each bucket (the last one: up to ``end``).
     ``latency_rows`` bounds the latencies read for the percentiles (see the module's docstring).
-    Raises InvalidInput (400, with ``field``) when ``end`` is not after ``start``, ``step_s`` < 1, or the
-    range holds more than ``MAX_BUCKETS`` buckets; DatabaseUnavailable (503) when the database cannot be read.
+    Raises InvalidInput (400, with ``field``) when ``end`` is not after ``start``, ``step_s`` is not 1 to
+    ``MAX_STEP_S``, or the range holds more than ``MAX_BUCKETS`` buckets; DatabaseUnavailable (503) when the
+    database cannot be read.
     """
     window = _window(start, end, step_s, model, key)
     n_buckets = math.ceil((window.end - window.start).total_seconds() / step_s)
@@ -162,7 +186,8 @@ async def usage_report(database: Database, *, start: datetime, end: datetime, st
     by_model = await count_by(database, window, "model")
     by_caller = await count_by(database, window, "caller", limit=MAX_KEYS + 1)
     shadows = await shadow_count(database, window)
-    sample = await latency_sample(database, window, per_bucket)
+    answered = sum(c.requests - c.rate_limited for c in by_bucket.values())
+    sample = await latency_sample(database, window, None if answered <= latency_rows else per_bucket)
 
     bucket_lat: dict[int, list[float]] = defaultdict(list)
     model_lat: dict[str, list[float]] = defaultdict(list)
@@ -174,10 +199,11 @@ async def usage_report(database: Database, *, start: datetime, end: datetime, st
     sampled = any(c.requests - c.rate_limited > len(bucket_lat.get(b, ())) for b, c in by_bucket.items())
 
     seconds = (window.end - window.start).total_seconds()
-    buckets = []
+    buckets, durations = [], []
     for i in range(n_buckets):
         b_start = window.start + timedelta(seconds=i * step_s)
-        b_seconds = (min(window.end, b_start + timedelta(seconds=step_s)) - b_start).total_seconds()
+        b_seconds = min(float(step_s), (window.end - b_start).total_seconds())  # no datetime past the end
+        durations.append(b_seconds)
         buckets.append(UsageBucket.model_validate(
             _counts(by_bucket.get(i), b_seconds, bucket_lat.get(i, []), start=b_start)))
     totals = UsageRow.model_validate(
@@ -187,19 +213,21 @@ async def usage_report(database: Database, *, start: datetime, end: datetime, st
     keys = [UsageRow.model_validate(_counts(c, seconds, caller_lat.get(c.group or ANONYMOUS, []),
                                             name=c.group or ANONYMOUS))
             for c in by_caller[:MAX_KEYS]]
+    model_series = await _series(database, window, "model", [m.name for m in models[:SERIES]], durations)
+    key_series = await _series(database, window, "caller", [c.group for c in by_caller[:SERIES]], durations)
     return UsageReport(start=window.start, end=window.end, step_s=step_s, model=model, key=key, buckets=buckets,
                        totals=totals, models=models, keys=keys, keys_truncated=len(by_caller) > MAX_KEYS,
+                       model_series=model_series, key_series=key_series,
                        shadow_requests=shadows, sampled=sampled, latencies_read=len(sample))
 
 
 def parse_time(value: str, field: str) -> datetime:
     """An ISO 8601 time (``2026-11-21T15:00:00Z``; naive means UTC). InvalidInput (400, ``field``) otherwise."""
     try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
+        return _utc(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
+    except (ValueError, OverflowError):  # OverflowError: in UTC, the time is past year 9999
         raise InvalidInput(f"{field} {value[:64]!r} is not an ISO 8601 time, e.g. 2026-11-21T15:00:00Z",
                            field=field) from None
-    return _utc(parsed)
 
 
 async def usage_report_from_query(database: Database, *, start: str | None = None, end: str | None = None,

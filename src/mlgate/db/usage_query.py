@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Select, and_, case, func, literal, select
+from sqlalchemy import BigInteger, ColumnElement, Select, and_, case, func, literal, or_, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -24,7 +24,7 @@ from mlgate.db.engine import Database
 from mlgate.db.predlog_table import PredictionRecord
 from mlgate.errors import DatabaseUnavailable
 
-__all__ = ["Counts", "UsageWindow", "count_by", "latency_sample", "shadow_count"]
+__all__ = ["Counts", "UsageWindow", "count_by", "count_series", "latency_sample", "shadow_count"]
 
 
 class epoch_s(FunctionElement[int]):  # noqa: N801 - a SQL function, named like one
@@ -120,6 +120,18 @@ async def count_by(database: Database, window: UsageWindow, by: str, *, limit: i
     return [Counts(row[0], int(row[1]), int(row[2]), int(row[3]), int(row[4])) for row in await _rows(database, stmt)]
 
 
+async def count_series(database: Database, window: UsageWindow, by: str,
+                       names: Sequence[str | None]) -> list[tuple[int, str | None, int]]:
+    """``(bucket, name, requests)`` for the models (``by="model"``) or callers (``by="caller"``; None: the
+    anonymous caller) in ``names``: one ``GROUP BY bucket, <by>``."""
+    column = getattr(PredictionRecord, by)
+    bucket = window.bucket()
+    named = [n for n in names if n is not None]
+    chosen = or_(column.in_(named), column.is_(None)) if None in names else column.in_(named)
+    stmt = window.where(select(bucket, column, func.count())).where(chosen).group_by(bucket, column)
+    return [(int(b), n, int(c)) for b, n, c in await _rows(database, stmt)]
+
+
 async def shadow_count(database: Database, window: UsageWindow) -> int:
     """Shadow requests (copies of live traffic sent to a shadow version) in the window."""
     rows = await _rows(database, window.where(select(func.count()), shadow=True))
@@ -127,13 +139,19 @@ async def shadow_count(database: Database, window: UsageWindow) -> int:
 
 
 async def latency_sample(database: Database, window: UsageWindow,
-                         per_bucket: int) -> list[tuple[int, str, str | None, float]]:
-    """``(bucket, model, caller, latency_ms)`` of the requests that were answered (every status but 429),
-    at most ``per_bucket`` per bucket (the earliest of each, by id): ``ROW_NUMBER() OVER (PARTITION BY
-    bucket)``, a window function both SQLite (3.25+) and PostgreSQL have."""
+                         per_bucket: int | None) -> list[tuple[int, str, str | None, float]]:
+    """``(bucket, model, caller, latency_ms)`` of the requests that were answered (every status but 429):
+    all of them with ``per_bucket=None``, else at most ``per_bucket`` per bucket (the earliest of each, by id)
+    with ``ROW_NUMBER() OVER (PARTITION BY bucket)``, a window function both SQLite (3.25+) and PostgreSQL
+    have (it sorts the range's rows: use it only when they do not all fit)."""
     t = PredictionRecord
     bucket = window.bucket()
-    rank = func.row_number().over(partition_by=bucket, order_by=t.id).label("rank")
-    inner = window.where(select(bucket, t.model, t.caller, t.latency_ms, rank)).where(t.status != 429).subquery()
-    stmt = select(inner.c.bucket, inner.c.model, inner.c.caller, inner.c.latency_ms).where(inner.c.rank <= per_bucket)
+    columns: list[Any] = [bucket, t.model, t.caller, t.latency_ms]
+    if per_bucket is None:
+        stmt = window.where(select(*columns)).where(t.status != 429)
+    else:
+        rank = func.row_number().over(partition_by=bucket, order_by=t.id).label("rank")
+        inner = window.where(select(*columns, rank)).where(t.status != 429).subquery()
+        stmt = select(inner.c.bucket, inner.c.model, inner.c.caller, inner.c.latency_ms).where(
+            inner.c.rank <= per_bucket)
     return [(int(b), m, c, float(v)) for b, m, c, v in await _rows(database, stmt)]

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mlgate.auth.caller import Caller
+from mlgate.auth.caller import Action, Caller
 from mlgate.codecs.json import dumps
 from mlgate.codecs.v2 import validation_error
 from mlgate.control import ControlPlane
@@ -53,13 +53,15 @@ def error_response(status: int, message: str, code: str, field: str | None = Non
 
 
 def _log_refused(request: Request, status: int) -> None:
-    """Put an error answer on a model into the prediction log (``ControlPlane.record_refused``): a 429 or a bad
-    request of a caller authorized on a model (``rate_model``, set by ``security.authorize``) that the data
-    plane did not serve. Unauthorized callers (401/403) and unknown model names are never logged."""
+    """Put an error answer to an inference request into the prediction log (``ControlPlane.record_refused``):
+    a 429 or a bad request on a POST whose caller was authorized to predict with a model (``security.authorize``
+    sets ``rate_model``) that the data plane did not serve. Unauthorized callers (401/403), unknown model names
+    and other routes (metadata, the registry API) are never logged."""
     state = request.scope.get("state", {})
     model = state.get("rate_model")
     control = getattr(request.app.state, "control", None)
-    if not isinstance(model, str) or not isinstance(control, ControlPlane):
+    if (not isinstance(model, str) or state.get("authorized_action") != Action.PREDICT or request.method != "POST"
+            or not isinstance(control, ControlPlane)):
         return
     caller = state.get("caller")
     started = state.get(STATE_STARTED)

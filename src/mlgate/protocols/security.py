@@ -85,6 +85,7 @@ async def authorize(request: Request, action: Action, model: str | None = None) 
     service = security(request)
     service.policy.check(caller, action, model)
     request.state.rate_model = model
+    request.state.authorized_action = action
     await _consume(request, caller, model, "requests", 1)
     return caller
 

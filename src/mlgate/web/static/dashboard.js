@@ -1,7 +1,7 @@
 // The usage dashboard's charts (templates/dashboard_panel.html): reads the usage report (mlgate.usage.UsageReport
-// as JSON) from <script type="application/json" id="usage-data"> and draws three uPlot charts: requests per
-// second, p50 and p99 latency (ms), and 4xx / 5xx / 429 counts per bucket. The tables are rendered on the
-// server; this file only draws. No inline script, no CDN: uPlot is vendored under static/vendor/uplot/.
+// as JSON) from <script type="application/json" id="usage-data"> and draws uPlot charts: requests per second,
+// p50 and p99 latency (ms), 4xx / 5xx / 429 counts per bucket, and requests per second of the busiest models
+// and callers. The tables are rendered on the server; this file only draws. No inline script, no CDN: uPlot is vendored under static/vendor/uplot/.
 (function () {
   "use strict";
 
@@ -42,6 +42,16 @@
     return plot;
   }
 
+  var PALETTE = ["#2457c5", "#177245", "#b3261e", "#8a5a00", "#6b3fa0", "#0f7c8c", "#c2410c", "#4b5563"];
+
+  // One line per model (or caller): its requests per second.
+  function byName(id, title, x, series) {
+    if (!series.length) return null;
+    return chart(id, title,
+      series.map(function (s, i) { return { label: s.name, stroke: PALETTE[i % PALETTE.length], width: 2 }; }),
+      [x].concat(series.map(function (s) { return s.requests_per_s; })));
+  }
+
   function draw(report) {
     var buckets = report.buckets || [];
     var x = buckets.map(function (b) { return seconds(b.start); });
@@ -51,14 +61,17 @@
       [{ label: "req/s", stroke: "#2457c5", fill: "rgba(36,87,197,0.08)", width: 2 }],
       [x, col("requests_per_s")]));
     plots.push(chart("usage-latency", "Latency in ms",
-      [{ label: "p50 ms", stroke: "#177245", width: 2, spanGaps: false },
-       { label: "p99 ms", stroke: "#8a5a00", width: 2, spanGaps: false }],
+      // Points as well as lines: a bucket between two empty ones has no line to draw.
+      [{ label: "p50 ms", stroke: "#177245", width: 2, spanGaps: false, points: { show: true, size: 5 } },
+       { label: "p99 ms", stroke: "#8a5a00", width: 2, spanGaps: false, points: { show: true, size: 5 } }],
       [x, col("p50_ms"), col("p99_ms")]));
     plots.push(chart("usage-errors", "Errors per bucket",
       [{ label: "4xx", stroke: "#8a5a00", width: 2 },
        { label: "5xx", stroke: "#b3261e", width: 2 },
        { label: "429", stroke: "#6b3fa0", width: 2, dash: [6, 4] }],
       [x, col("errors_4xx"), col("errors_5xx"), col("rate_limited")]));
+    plots.push(byName("usage-models-rps", "Requests per second by model", x, report.model_series || []));
+    plots.push(byName("usage-keys-rps", "Requests per second by caller", x, report.key_series || []));
     window.addEventListener("resize", function () {
       plots.forEach(function (plot) {
         if (plot) plot.setSize({ width: width(plot.root.parentNode), height: 220 });
