@@ -46,6 +46,7 @@ from mlgate.registry import ModelRegistry
 from mlgate.repository import group_by_name, scan_repository
 from mlgate.settings import Settings, default_examples_dir
 from mlgate.web import install_web
+from mlgate.web.admin import install_admin
 from mlgate.web.openapi import ModelSchemas
 
 __all__ = ["create_app"]
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # -- web routes --
     install_web(app, docs=settings.public_docs)
+    install_admin(app, settings)
 
     if settings.public_docs:
         @app.get("/", include_in_schema=False)
