@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import itsdangerous
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from mlgate.archives import pack_to_bytes
 from mlgate.auth import Action, Role
@@ -308,6 +308,11 @@ async def test_push_promote_roll_back_and_traffic_through_the_admin(sec_db: Secu
         assert await _answer(sec_db, admin_token) == "2"  # the refused changes changed nothing
         changes = (await client.get("/admin/registry-change/list?by=user:dora&by_op=equals")).text
         assert "alias production -&gt; 2" in changes and "rollback production 2 -&gt; 1" in changes
+    # Each change is in the audit log too, with the deployer who made it from the admin.
+    async with sec_db.store.database.session() as session:
+        rows = (await session.execute(select(AuditEntry.action).where(AuditEntry.actor == "user:dora"))).scalars()
+        actions = set(rows)
+    assert {"model.push", "alias.set", "alias.rollback", "traffic.set"} <= actions, actions
 
 
 async def test_prediction_log_filters(sec_db: SecureApp) -> None:

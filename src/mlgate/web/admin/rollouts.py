@@ -2,8 +2,9 @@
 
 Every change goes through ``ControlPlane``, exactly as the registry REST API's: a version is loaded and
 warmed before an alias, canary or shadow moves to it, the old one drains, the change is recorded in the
-catalog (``registry_changes``, with ``by = user:<name>``) and followed by the other replicas. Admins and
-deployers. A push through this page is limited to ``max_body_bytes`` (the REST API takes larger archives).
+catalog (``registry_changes``, with ``by = user:<name>``) with its audit-log row in the same transaction,
+and followed by the other replicas. Admins and deployers. A push through this page is limited to
+``max_body_bytes`` (the REST API takes larger archives).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fastapi.responses import Response
 from sqladmin import expose
 from starlette.datastructures import FormData, UploadFile
 
+from mlgate.db.audit import Actor
 from mlgate.errors import InvalidInput, MlgateError
 from mlgate.web.admin.access import DEPLOYERS, require
 from mlgate.web.admin.context import actor_of
@@ -24,8 +26,9 @@ __all__ = ["ModelsPage"]
 
 TEMPLATE = "mlgate/models.html"
 
-Change = Callable[[FormData, str], Awaitable[str]]
-"""A change made from a submitted form by an actor (``user:<name>``); returns the notice to show."""
+Change = Callable[[FormData, Actor], Awaitable[str]]
+"""A change made from a submitted form by an actor (``user:<name>``, its address and request id); returns the
+notice to show."""
 
 
 def _percent(text: str) -> float:
@@ -53,11 +56,11 @@ class ModelsPage(Page):
         return await self._page(request)
 
     async def _apply(self, request: Request, change: Change) -> Response:
-        """Run ``change`` (form, actor name -> notice) and redirect back, or show the page with its error."""
+        """Run ``change`` (form, actor -> notice) and redirect back, or show the page with its error."""
         require(request, self.roles)
         form = await request.form()
         try:
-            notice = await change(form, actor_of(request).name)
+            notice = await change(form, actor_of(request))
         except MlgateError as exc:
             return await self._page(request, int(exc.status), error=exc.message)
         finally:
@@ -66,7 +69,7 @@ class ModelsPage(Page):
 
     @expose("/models/push", methods=["POST"], identity="models-push")
     async def push(self, request: Request) -> Response:
-        async def change(form: FormData, by: str) -> str:
+        async def change(form: FormData, by: Actor) -> str:
             upload = form.get("archive")
             if not isinstance(upload, UploadFile) or not upload.filename:
                 raise InvalidInput("choose a model archive (.tar.gz or .zip) to push", field="archive")
@@ -78,7 +81,7 @@ class ModelsPage(Page):
 
     @expose("/models/alias", methods=["POST"], identity="models-alias")
     async def set_alias(self, request: Request) -> Response:
-        async def change(form: FormData, by: str) -> str:
+        async def change(form: FormData, by: Actor) -> str:
             name, version = form_text(form, "model"), form_text(form, "version")
             alias = form_text(form, "alias") or "production"
             previous = await self.context.control.set_alias(name, alias, version, by=by)
@@ -88,7 +91,7 @@ class ModelsPage(Page):
 
     @expose("/models/rollback", methods=["POST"], identity="models-rollback")
     async def rollback(self, request: Request) -> Response:
-        async def change(form: FormData, by: str) -> str:
+        async def change(form: FormData, by: Actor) -> str:
             name, alias = form_text(form, "model"), form_text(form, "alias") or "production"
             left, now = await self.context.control.rollback(name, alias, by=by)
             return f"{name}@{alias} rolled back from version {left} to {now}."
@@ -97,7 +100,7 @@ class ModelsPage(Page):
 
     @expose("/models/traffic", methods=["POST"], identity="models-traffic")
     async def traffic(self, request: Request) -> Response:
-        async def change(form: FormData, by: str) -> str:
+        async def change(form: FormData, by: Actor) -> str:
             name = form_text(form, "model")
             canary = form_text(form, "canary_version") or None
             shadow = form_text(form, "shadow_version") or None
