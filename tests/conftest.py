@@ -4,12 +4,20 @@ Anonymous access is off by default in mlgate. The default test app opens it for 
 (``anonymous_models=["*"]``), so that the protocol tests stay about the protocols; they still pass through
 authentication, authorization (as anonymous callers) and the anonymous tier's rate limits. Tests of security
 itself (tests/test_security_*.py) pass their own settings, where anonymous access is closed.
+
+The registry routes never serve anonymous callers, so the default test app also creates a first admin and
+an API key of theirs, and its client sends that key on the registry routes (``/api/v1`` itself,
+``/api/v1/models...``, ``/api/v1/predictions...``, ``/v2/repository...``) unless a request carries its own
+``Authorization`` header; every other request stays anonymous. tests/test_registry_security.py tests the
+registry's security without that help.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,10 +27,11 @@ import httpx
 import pytest
 
 from mlgate.app import create_app
+from mlgate.auth import Actor
 from mlgate.examples import build_examples, missing_requirement
 from mlgate.logs import configure_logging
 from mlgate.settings import Settings
-from tests.processes import serve_process
+from tests.processes import ADMIN_PASSWORD, ADMIN_USERNAME, serve_process
 from tests.services import database_url, postgres_url, redis_url, sqlite_url  # noqa: F401 - fixtures
 
 # Route structlog through the standard library, as `mlgate serve` does, so caplog sees every line.
@@ -107,20 +116,39 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+REGISTRY_PATH = re.compile(r"^/api/v\d+(?:$|/models|/predictions)|^/v2/repository/")
+
+
+class RegistryAuth(httpx.Auth):
+    """Sends ``Authorization: Bearer <key>`` on registry routes, unless the request has its own."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        if "authorization" not in request.headers and REGISTRY_PATH.match(request.url.path):
+            request.headers["Authorization"] = f"Bearer {self.key}"
+        yield request
+
+
 @asynccontextmanager
 async def serve_app(repository: Path, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
     """The real app with its lifespan run, behind an httpx client speaking HTTP to it in-process."""
     if "data_dir" not in settings:
         settings["data_dir"] = Path(tempfile.mkdtemp(prefix="mlgate-data-"))
     settings.setdefault("anonymous_models", ["*"])
-    settings.setdefault("registry_api", True)  # the registry tests drive it; it is off by default
     # No anonymous rate limit here: rollout and prediction-log tests send hundreds of requests. The limits
     # themselves are tested through tests/secure.py and with explicit tiers.
     settings.setdefault("rate_limit_tiers", {"anonymous": {"requests": "", "rows": ""}})
+    settings.setdefault("admin_username", ADMIN_USERNAME)
+    settings.setdefault("admin_password", ADMIN_PASSWORD)
     app = create_app(Settings(model_repository=repository, **settings))
     async with app.router.lifespan_context(app):
+        key, _ = await app.state.security.store.create_key(
+            settings["admin_username"], f"tests {uuid.uuid4().hex[:8]}", actor=Actor("test", client="local"))
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://mlgate.test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://mlgate.test",
+                                     auth=RegistryAuth(key)) as client:
             yield client
 
 

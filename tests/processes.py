@@ -1,4 +1,8 @@
-"""A real `mlgate serve` process on a free port, for tests that need real sockets or a real client."""
+"""A real `mlgate serve` process on a free port, for tests that need real sockets or a real client.
+
+The server has a first admin (``ADMIN_USERNAME``); ``admin_key(url)`` signs in as them and makes an API key,
+for the registry routes (never open to anonymous callers).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+ADMIN_USERNAME, ADMIN_PASSWORD = "admin", "test admin password"
+"""The first admin of the test servers (here and the in-process app of tests/conftest.py)."""
 
 
 def free_port() -> int:
@@ -32,7 +39,8 @@ def serve_process(repository: Path, log_path: Path, env: dict[str, str] | None =
     # says otherwise (tests of security itself pass their own MLGATE_ANONYMOUS_MODELS), and serve from one
     # HTTP process unless the test asks for more (tests/test_serve_workers.py).
     full_env = {**os.environ, "MLGATE_LOG_FORMAT": "json", "MLGATE_ANONYMOUS_MODELS": '["*"]', "MLGATE_WORKERS": "1",
-                "MLGATE_REGISTRY_API": "true", "MLGATE_RATE_LIMIT_TIERS": '{"anonymous": {"requests": "", "rows": ""}}',
+                "MLGATE_RATE_LIMIT_TIERS": '{"anonymous": {"requests": "", "rows": ""}}',
+                "MLGATE_ADMIN_USERNAME": ADMIN_USERNAME, "MLGATE_ADMIN_PASSWORD": ADMIN_PASSWORD,
                 **(env or {})}
     if "MLGATE_DATA_DIR" not in full_env:  # keep the test's database out of the user's data dir
         (log_path.parent / "data").mkdir(exist_ok=True)
@@ -60,3 +68,16 @@ def serve_process(repository: Path, log_path: Path, env: dict[str, str] | None =
     # uvicorn re-raises SIGTERM after its graceful shutdown, so -15 is a clean stop too.
     assert proc.returncode in (0, -15), log_path.read_text()[-3000:]
     assert "Application shutdown complete" in log_path.read_text()
+
+
+def admin_key(address: str, name: str = "tests") -> str:
+    """A new API key of the first admin of the server at ``address`` (``host:port`` or a URL), made over HTTP."""
+    url = address if address.startswith("http") else f"http://{address}"
+    signed_in = httpx.post(f"{url}/api/v1/auth/token", timeout=10,
+                           data={"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD})
+    assert signed_in.status_code == 200, signed_in.text
+    made = httpx.post(f"{url}/api/v1/keys", json={"name": name}, timeout=10,
+                      headers={"Authorization": f"Bearer {signed_in.json()['access_token']}"})
+    assert made.status_code == 201, made.text
+    key: str = made.json()["key"]
+    return key

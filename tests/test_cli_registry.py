@@ -8,13 +8,15 @@ import httpx
 from typer.testing import CliRunner
 
 from mlgate.cli import app
+from tests.processes import admin_key
 from tests.registry_helpers import API, ZEROS, versioned_model
 from tests.test_replicas import replica
 
 
 def test_push_promote_rollback_from_the_command_line(tmp_path: Path, sqlite_url: str) -> None:
-    runner = CliRunner()
     with replica("cli", tmp_path, {"MLGATE_DATABASE_URL": sqlite_url}) as url:
+        key = admin_key(url)
+        runner = CliRunner(env={"MLGATE_API_KEY": key})  # as a deployer's shell would have it
         first = runner.invoke(app, ["models", "push", str(versioned_model(tmp_path, 1)), "--url", url,
                                     "--promote", "production"])
         assert first.exit_code == 0, first.output
@@ -32,6 +34,7 @@ def test_push_promote_rollback_from_the_command_line(tmp_path: Path, sqlite_url:
         again = runner.invoke(app, ["models", "push", str(versioned_model(tmp_path, 3)), "--url", url,
                                     "--version", "1"])
         assert again.exit_code == 1 and "immutable" in again.output
-        assert httpx.get(f"{url}{API}/models/sum").json()["aliases"] == {"production": "1"}
+        shown = httpx.get(f"{url}{API}/models/sum", headers={"Authorization": f"Bearer {key}"})
+        assert shown.json()["aliases"] == {"production": "1"}
     down = runner.invoke(app, ["models", "promote", "sum", "2", "--url", url])
     assert down.exit_code == 1 and "cannot reach" in down.output

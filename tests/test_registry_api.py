@@ -129,8 +129,8 @@ async def test_a_folder_model_keeps_its_name(app_client: Callable[..., Any], exa
 
 
 @pytest.mark.anyio
-async def test_registry_api_is_off_unless_turned_on(examples_repo: Path, app_client: ClientFactory) -> None:
-    """It checks no credentials yet, so a server that did not ask for it does not serve it."""
+async def test_the_operator_can_turn_the_registry_api_off(examples_repo: Path, app_client: ClientFactory) -> None:
+    """registry_api=False: the registry routes are gone (even for an admin), inference still serves."""
     async with app_client(examples_repo, registry_api=False) as client:
         for method, path in (("GET", "/api/v1/models"), ("POST", "/api/v1/models/x/versions"),
                              ("GET", "/api/v1/predictions"), ("POST", "/v2/repository/index")):

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from mlgate.archives import pack_to_bytes
-from tests.processes import serve_process
+from tests.processes import admin_key, serve_process
 from tests.registry_helpers import API, ZEROS, versioned_model
 
 AGREE_WITHIN_S = 2.0
@@ -53,18 +53,21 @@ def _seconds_until(url: str, version: str, limit_s: float = 10.0) -> float:
 def test_a_promote_on_one_replica_is_in_effect_on_the_other(tmp_path: Path, database_url: str) -> None:
     env = {"MLGATE_DATABASE_URL": database_url, "MLGATE_ARTIFACT_STORE": str(tmp_path / "artifacts")}
     with replica("a", tmp_path, env) as a, replica("b", tmp_path, env) as b:
+        auth = {"Authorization": f"Bearer {admin_key(a)}"}  # one database: the key works on both replicas
         for v in (1, 2):
             archive = pack_to_bytes(versioned_model(tmp_path, v))
-            pushed = httpx.post(f"{a}{API}/models/sum/versions", files={"file": ("m.tar.gz", io.BytesIO(archive))})
+            pushed = httpx.post(f"{a}{API}/models/sum/versions", files={"file": ("m.tar.gz", io.BytesIO(archive))},
+                                headers=auth)
             assert pushed.status_code == 201, pushed.text
-        assert httpx.post(f"{a}{API}/models/sum/promote", json={"version": "1"}).status_code == 200
+        assert httpx.post(f"{a}{API}/models/sum/promote", json={"version": "1"}, headers=auth).status_code == 200
         assert _version(a) == "1"  # in effect on the replica that took the change when it answers
         assert _seconds_until(b, "1") < AGREE_WITHIN_S
 
-        assert httpx.post(f"{a}{API}/models/sum/promote", json={"version": "2"}, timeout=30).status_code == 200
+        assert httpx.post(f"{a}{API}/models/sum/promote", json={"version": "2"}, timeout=30,
+                          headers=auth).status_code == 200
         assert _seconds_until(b, "2") < AGREE_WITHIN_S
 
-        assert httpx.post(f"{b}{API}/models/sum/rollback", timeout=30).status_code == 200
+        assert httpx.post(f"{b}{API}/models/sum/rollback", timeout=30, headers=auth).status_code == 200
         assert _version(b) == "1"
         assert _seconds_until(a, "1") < AGREE_WITHIN_S
 

@@ -37,7 +37,7 @@ from mlgate.middleware.deprecation import DeprecationMiddleware
 from mlgate.middleware.rate_limit import RateLimitHeadersMiddleware
 from mlgate.middleware.request_id import RequestIdMiddleware
 from mlgate.middleware.security_headers import SecurityHeadersMiddleware
-from mlgate.protocols import auth, openai, predictions_api, registry_api, repository_ext, v1, v2
+from mlgate.protocols import auth, openai, predictions_api, registry_api, repository_ext, usage_api, v1, v2
 from mlgate.protocols import metrics as metrics_routes
 from mlgate.protocols.errors import install_error_handlers
 from mlgate.protocols.versioning import include_versioned
@@ -46,6 +46,7 @@ from mlgate.registry import ModelRegistry
 from mlgate.repository import group_by_name, scan_repository
 from mlgate.settings import Settings, default_examples_dir
 from mlgate.web import install_web
+from mlgate.web.admin import install_admin
 from mlgate.web.openapi import ModelSchemas
 
 __all__ = ["create_app"]
@@ -124,9 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.metrics:
         app.include_router(metrics_routes.router)
 
-    # -- registry routes --
-    # Not yet behind authentication: served only when the operator turns them on (trusted networks only),
-    # like Triton's explicit model-control mode. Registry models still serve inference either way.
+    # -- registry routes (behind security; registry_api=False turns them off, models still serve) --
     if settings.registry_api:
         app.include_router(repository_ext.router)
         include_versioned(app, registry_api.router)
@@ -134,9 +133,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # -- security routes --
     app.include_router(auth.router)
+    include_versioned(app, usage_api.router)  # admins only: usage from the prediction log
 
     # -- web routes --
     install_web(app, docs=settings.public_docs)
+    install_admin(app, settings)
 
     if settings.public_docs:
         @app.get("/", include_in_schema=False)

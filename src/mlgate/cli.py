@@ -140,6 +140,9 @@ def _registry_call(url: str, api_key: str | None, call: Any) -> Any:
         return call(client)
     except RegistryError as exc:
         err.print(f"[red]error:[/red] {exc.message} ({exc.status} {exc.code or ''})")
+        if exc.status == 401:
+            err.print("The registry needs an API key with the deploy right: pass --api-key or set MLGATE_API_KEY "
+                      "(make one with: mlgate keys create --user NAME --name cli --action deploy --plain).")
         raise typer.Exit(1) from None
     except (OSError, httpx.TransportError) as exc:
         err.print(f"[red]error:[/red] cannot reach {url}: {exc}")

@@ -5,12 +5,16 @@ prediction log, shadow traffic and the change follower. Each change is written t
 applied on this server before the call returns (``Rollouts.sync``), so "200 OK" means "in effect here";
 other replicas follow within ``registry_poll_interval_s`` (at once on PostgreSQL).
 Moving traffic to a version first loads and warms it here, so a version that cannot load never gets any.
+Changes take ``by``, the ``Actor`` of the audit log: the catalog writes its entry in the change's own
+transaction; a V2 load or unload (this server only) is audited right after it takes effect.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import BinaryIO
 
@@ -18,6 +22,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter
 
 from mlgate.dataplane import Call, DataPlane
+from mlgate.db.audit import Actor
 from mlgate.db.catalog import Catalog, ModelInfo, VersionInfo, version_key
 from mlgate.db.engine import Database
 from mlgate.errors import InvalidInput, MlgateError, ModelVersionNotFound
@@ -32,6 +37,9 @@ from mlgate.store import ArtifactStore
 __all__ = ["ControlPlane"]
 
 log = structlog.get_logger("mlgate.control")
+
+_logged_request: ContextVar[str | None] = ContextVar("mlgate_logged_request", default=None)
+"""The request id whose answer the data plane's observer has logged (so ``record_refused`` does not log it twice)."""
 
 
 class ControlPlane:
@@ -98,14 +106,19 @@ class ControlPlane:
 
     # -- registry operations ----------------------------------------------------------------------
 
-    async def push(self, name: str, fh: BinaryIO, *, version: str | None = None, by: str | None = None) -> VersionInfo:
+    async def push(self, name: str, fh: BinaryIO, *, version: str | None = None, by: Actor | None = None,
+                   check_file: Callable[[str], None] | None = None) -> VersionInfo:
+        """Check, store and record an archive as a version of ``name`` (see ``push_archive``, which calls
+        ``check_file`` on each file of the archive before anything is unpacked or recorded)."""
         info = await push_archive(self.catalog, self.store, name, fh, version=version, by=by,
-                                  max_unpacked_bytes=self.settings.registry_max_unpacked_bytes)
-        log.info("version pushed", model=name, version=info.version, checksum=info.checksum, by=by)
+                                  max_unpacked_bytes=self.settings.registry_max_unpacked_bytes,
+                                  check_file=check_file)
+        log.info("version pushed", model=name, version=info.version, checksum=info.checksum,
+                 by=by.name if by else None)
         await self._changed()
         return info
 
-    async def delete_version(self, name: str, version: str, *, by: str | None = None) -> None:
+    async def delete_version(self, name: str, version: str, *, by: Actor | None = None) -> None:
         info = await self.catalog.delete_version(name, version, by=by)
         await self._changed()
         try:
@@ -113,7 +126,7 @@ class ControlPlane:
         except OSError as exc:
             log.warning("artifact not removed from the store", uri=info.artifact_uri, error=str(exc))
 
-    async def set_alias(self, name: str, alias: str, version: str, *, by: str | None = None) -> str | None:
+    async def set_alias(self, name: str, alias: str, version: str, *, by: Actor | None = None) -> str | None:
         """Point ``alias`` at ``version`` (loaded and warmed first); returns the version it left."""
         await self.rollouts.prepare(name, version)
         try:
@@ -131,7 +144,7 @@ class ControlPlane:
         except MlgateError as exc:
             log.warning("could not unload versions prepared for a failed change", error=exc.message)
 
-    async def rollback(self, name: str, alias: str, *, by: str | None = None) -> tuple[str, str]:
+    async def rollback(self, name: str, alias: str, *, by: Actor | None = None) -> tuple[str, str]:
         info = await self.catalog.model(name)
         # Load the version we go back to before the alias moves (it may have been unloaded since).
         target = await self.catalog.rollback_target(name, alias)
@@ -141,12 +154,12 @@ class ControlPlane:
         await self._changed()
         return moved
 
-    async def delete_alias(self, name: str, alias: str, *, by: str | None = None) -> None:
+    async def delete_alias(self, name: str, alias: str, *, by: Actor | None = None) -> None:
         await self.catalog.delete_alias(name, alias, by=by)
         await self._changed()
 
     async def set_traffic(self, name: str, *, canary_version: str | None, canary_percent: float,
-                          shadow_version: str | None, by: str | None = None) -> None:
+                          shadow_version: str | None, by: Actor | None = None) -> None:
         if canary_version is not None and not 0 < canary_percent <= 100:
             raise InvalidInput("canary percent must be > 0 and <= 100", field="canary.percent")
         info = await self.catalog.model(name)
@@ -164,7 +177,7 @@ class ControlPlane:
         await self._changed()
 
     async def update_model(self, name: str, *, log_sample_rate: float | None = None,
-                           description: str | None = None, by: str | None = None) -> None:
+                           description: str | None = None, by: Actor | None = None) -> None:
         await self.catalog.update_model(name, log_sample_rate=log_sample_rate, description=description, by=by)
         await self._changed()
 
@@ -194,8 +207,14 @@ class ControlPlane:
                 "reason": "failed to load; the server log says why" if handle.reason else ""}
         return [entries[k] for k in sorted(entries, key=lambda k: (k[0], version_key(k[1])))]
 
-    async def load(self, name: str) -> None:
-        """Load a model on this server: a folder model from its directory, or a registry model's route."""
+    async def load(self, name: str, *, by: Actor | None = None) -> None:
+        """Load a model on this server: a folder model from its directory, or a registry model's route.
+
+        Audited once loaded, in a transaction of its own (a load changes this server, not the catalog)."""
+        await self._load(name)
+        await self.catalog.audit(by, action="model.load", model=name)
+
+    async def _load(self, name: str) -> None:
         if name in self.folder_sources:
             registry = self.plane.registry
             for source in self.folder_sources[name]:
@@ -212,8 +231,14 @@ class ControlPlane:
             return
         await self.rollouts.load(name)
 
-    async def unload(self, name: str) -> None:
-        """Unload a model on this server; its requests in flight finish first (up to the drain timeout)."""
+    async def unload(self, name: str, *, by: Actor | None = None) -> None:
+        """Unload a model on this server; its requests in flight finish first (up to the drain timeout).
+
+        Audited once unloaded, in a transaction of its own."""
+        await self._unload(name)
+        await self.catalog.audit(by, action="model.unload", model=name)
+
+    async def _unload(self, name: str) -> None:
         if name in self.folder_sources:
             handles = [h for h in self.plane.registry if h.name == name]
             for handle in handles:
@@ -230,11 +255,25 @@ class ControlPlane:
         assert self.predlog is not None
         keep = self.predlog.wants_tensors(call.handle.name)
         request_id = structlog.contextvars.get_contextvars().get("request_id")
+        if not shadow:
+            _logged_request.set(request_id)
         self.predlog.record(Prediction(
             at=datetime.now(UTC), model=call.handle.name, version=call.handle.version, caller=call.caller,
             status=status, latency_ms=round(latency_ms, 3), batch_size=call.batch_size, request_id=request_id,
             shadow=shadow, inputs=call.inputs if keep else None,
             outputs=call.outputs if (keep or shadow) else None))
+
+    def record_refused(self, model: str, caller: str | None, status: int, latency_ms: float,
+                       request_id: str | None) -> None:
+        """Log a request on ``model`` answered with an error before (or after) the data plane served it: a
+        429 from the rate limiter, bad input read before the model was looked up. Only for a model this server
+        has (never a name a caller made up), and only if the data plane has not logged this request already."""
+        if self.predlog is None or not self.plane.registry.versions(model):
+            return
+        if request_id is not None and _logged_request.get() == request_id:
+            return
+        self.predlog.record(Prediction(at=datetime.now(UTC), model=model, version=None, caller=caller, status=status,
+                                       latency_ms=round(latency_ms, 3), batch_size=None, request_id=request_id))
 
     def _shadow_call(self, call: Call, status: int, latency_ms: float) -> None:
         route = self.plane.registry.route(call.handle.name)

@@ -109,10 +109,10 @@ class Settings(BaseSettings):
 
     # -- registry: database, artifact store, rollouts, prediction log -------------------------------
     registry_api: bool = Field(
-        default=False,
+        default=True,
         description="Serve the registry REST API (/api/v1/models, /api/v1/predictions) and the V2 repository "
-        "extension (/v2/repository). They do not check credentials yet: turn them on only where every "
-        "client is trusted (a private network, behind an authenticating proxy).",
+        "extension (/v2/repository); never to anonymous callers (changes need the deploy right on the model, "
+        "the prediction log admin). False: the operator's off switch (registry models are still served).",
     )
     data_dir: Path = Field(
         default_factory=default_data_dir,
@@ -257,6 +257,20 @@ class Settings(BaseSettings):
         return proxies
 
     # -- web: docs, playground, admin, dashboard ----------------------------------------------------
+    admin_enabled: bool = Field(
+        default=True, description="Serve the admin pages and the usage dashboard at /admin/ (admins sign in there)."
+    )
+    admin_session_secret: SecretStr | None = Field(
+        default=None, min_length=32,
+        description="Key that signs the admin session cookie; unset: generated once into "
+        "data_dir/admin-session-secret. Replicas must share it.",
+    )
+    admin_session_ttl_s: int = Field(
+        default=8 * 3600, ge=60, le=7 * 86400, description="Lifetime of an admin session cookie, seconds."
+    )
+    admin_cookie_secure: bool = Field(
+        default=False, description="Mark the admin session cookie Secure (sent over HTTPS only): on behind TLS."
+    )
 
     @classmethod
     def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:

@@ -5,7 +5,7 @@ stored hash in constant time, refused when expired, revoked or its user deactiva
 access token from the token route, refused when forged, tampered with or expired. Anything else (another
 scheme, an empty value, two Authorization headers) is refused: a request never falls back to anonymous
 because its credentials were bad. The caller learns only "invalid credentials"; the log and the
-``mlgate_auth_failures_total`` counter say why.
+``mlgate_auth_failures_total`` counter say why. A database that cannot be reached is a 503 (DatabaseUnavailable).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import NoReturn
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy.exc import DBAPIError
 
 from mlgate.access import DEFAULT_TIER
 from mlgate.auth.caller import ROLE_ACTIONS, Caller, CallerKind, Role
@@ -23,7 +24,7 @@ from mlgate.auth.keys import KEY_MARK, hash_key, key_matches, parse_key
 from mlgate.auth.store import AuthStore, UserInfo
 from mlgate.auth.tokens import TokenIssuer
 from mlgate.db.base import utcnow
-from mlgate.errors import InvalidCredentials
+from mlgate.errors import DatabaseUnavailable, InvalidCredentials
 
 __all__ = ["TOUCH_INTERVAL", "AuthMetrics", "Authenticator"]
 
@@ -62,9 +63,13 @@ class Authenticator:
         credentials = credentials.strip()
         if scheme.lower() != "bearer" or not credentials or " " in credentials:
             self._fail("malformed authorization header", address)
-        if credentials.startswith(KEY_MARK):
-            return await self._key(credentials, address)
-        return await self._token(credentials, address)
+        try:
+            if credentials.startswith(KEY_MARK):
+                return await self._key(credentials, address)
+            return await self._token(credentials, address)
+        except (DBAPIError, OSError) as exc:  # 503 with Retry-After, not a 500: the client may retry
+            raise DatabaseUnavailable("credentials cannot be checked: the database cannot be reached; "
+                                      "try again shortly") from exc
 
     async def _key(self, key: str, address: str) -> Caller:
         prefix = parse_key(key)

@@ -21,7 +21,7 @@ from mlgate.access import DEFAULT_TIER
 from mlgate.auth.caller import ROLE_ACTIONS, Action, Role, valid_pattern
 from mlgate.auth.keys import new_key
 from mlgate.auth.passwords import check_password_strength, hash_password, verify_password
-from mlgate.db.audit import record_audit
+from mlgate.db.audit import Actor, record_audit
 from mlgate.db.auth import ApiKey, Group, GroupMember, User
 from mlgate.db.base import utcnow
 from mlgate.db.engine import Database
@@ -30,15 +30,6 @@ from mlgate.errors import BadRequest, Conflict, NotFound
 __all__ = ["Actor", "AuthStore", "KeyInfo", "KeyRecord", "UserInfo"]
 
 _USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who makes a change, for the audit log: ``name`` (e.g. ``user:alice``), client address, request id."""
-
-    name: str
-    client: str | None = None
-    request_id: str | None = None
 
 
 @dataclass(frozen=True)

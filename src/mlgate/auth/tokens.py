@@ -31,9 +31,10 @@ MIN_SECRET_CHARS = 32
 LEEWAY_S = 5
 
 
-def load_or_create_secret(data_dir: Path) -> str:
-    """The key in ``data_dir/jwt-secret``, created (random, 0600) if absent. Safe against a racing replica."""
-    path = data_dir / SECRET_FILE
+def load_or_create_secret(data_dir: Path, name: str = SECRET_FILE, setting: str = "MLGATE_JWT_SECRET") -> str:
+    """The key in ``data_dir/<name>`` (``jwt-secret``), created (random, 0600) if absent. Safe against a racing
+    replica. ``setting`` is the variable named in the error about a short key."""
+    path = data_dir / name
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -49,7 +50,7 @@ def load_or_create_secret(data_dir: Path) -> str:
             fh.write(secret + "\n")
     if len(secret) < MIN_SECRET_CHARS:
         raise RuntimeError(f"{path} holds a key shorter than {MIN_SECRET_CHARS} characters; delete it or "
-                           "set MLGATE_JWT_SECRET")
+                           f"set {setting}")
     return secret
 
 

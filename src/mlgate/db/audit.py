@@ -10,11 +10,13 @@ Record a change in the same transaction as the change itself, so that neither ex
 ``actor`` is who did it (``user:<name>``, ``key:<prefix> (user:<name>)``, ``cli:<os user>``, ``system``);
 ``action`` a dotted verb (``user.create``, ``key.revoke``, ``model.push``, ``alias.set``); ``target`` what was
 changed; ``client`` the client address (or ``local`` for the CLI). Never put secrets in ``detail``.
+``Actor`` carries who, from where and in which request (``mlgate.db.catalog`` takes one for each change).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +26,16 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from mlgate.db.base import Base, UTCDateTime, utcnow
 
-__all__ = ["AuditEntry", "record_audit"]
+__all__ = ["Actor", "AuditEntry", "record_audit"]
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a change, for the audit log: ``name`` (e.g. ``user:alice``), client address, request id."""
+
+    name: str
+    client: str | None = None
+    request_id: str | None = None
 
 
 class AuditEntry(Base):

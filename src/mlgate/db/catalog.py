@@ -1,7 +1,9 @@
 """The model catalog in the database: reads and changes of models, versions, aliases and traffic.
 
 Every change runs in one transaction that also appends a ``registry_changes`` row and, on PostgreSQL,
-sends ``NOTIFY mlgate_registry`` with the change id, so other replicas apply it at once (they also poll).
+sends ``NOTIFY mlgate_registry`` with the change id, so other replicas apply it at once (they also poll),
+and writes the change's audit entry (``mlgate.db.audit``: who, from which address, in which request; actor
+``system`` when no ``by`` is given), so neither exists without the other.
 SQLAlchemy's exceptions become mlgate errors here: a duplicate version is VersionExists (409), a lost
 database DatabaseUnavailable (503).
 """
@@ -18,6 +20,7 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mlgate.db.audit import Actor, record_audit
 from mlgate.db.engine import Database
 from mlgate.db.registry_tables import (
     AliasHistory,
@@ -109,9 +112,14 @@ class Catalog:
         except (DBAPIError, OSError) as exc:
             raise DatabaseUnavailable("the registry database cannot be reached; try again shortly") from exc
 
-    async def _change(self, session: AsyncSession, model: str, what: str, by: str | None) -> None:
-        change = RegistryChange(model=model, what=what[:256], by=by)
+    async def _change(self, session: AsyncSession, model: str, what: str, by: Actor | None, *, action: str,
+                      target: str, detail: dict[str, Any] | None = None) -> None:
+        """Record a change (``registry_changes``) and its audit entry in ``session``'s transaction."""
+        change = RegistryChange(model=model, what=what[:256], by=by.name if by else None)
         session.add(change)
+        actor = by or Actor("system")
+        record_audit(session, actor=actor.name, action=action, target=f"model:{target}", detail=detail,
+                     client=actor.client, request_id=actor.request_id)
         await session.flush()
         if not self.database.is_sqlite:
             await session.execute(text("SELECT pg_notify(:channel, :payload)"),
@@ -173,7 +181,7 @@ class Catalog:
 
     # -- changes ------------------------------------------------------------------------------------
 
-    async def add_version(self, info: VersionInfo, *, description: str = "") -> None:
+    async def add_version(self, info: VersionInfo, *, description: str = "", by: Actor | None = None) -> None:
         """Record a pushed version (creating the model on its first push). VersionExists (409) if taken."""
         try:
             async with self._session() as session:
@@ -188,9 +196,19 @@ class Catalog:
                     checksum=info.checksum, size_bytes=info.size_bytes, manifest=info.manifest,
                     created_by=info.created_by))
                 await session.flush()
-                await self._change(session, info.name, f"push {info.version}", info.created_by)
+                await self._change(session, info.name, f"push {info.version}", by, action="model.push",
+                                   target=f"{info.name}/{info.version}",
+                                   detail={"checksum": info.checksum, "size_bytes": info.size_bytes})
         except IntegrityError as exc:
             raise VersionExists(info.name, info.version) from exc
+
+    async def audit(self, by: Actor | None, *, action: str, model: str, detail: dict[str, Any] | None = None) -> None:
+        """Write one audit entry in a transaction of its own: for changes to this server only, outside the
+        catalog (a V2 repository load or unload)."""
+        actor = by or Actor("system")
+        async with self._session() as session:
+            record_audit(session, actor=actor.name, action=action, target=f"model:{model}", detail=detail,
+                         client=actor.client, request_id=actor.request_id)
 
     async def next_version(self, name: str) -> str:
         """One more than the highest numeric version of ``name`` ("1" for a new model)."""
@@ -201,7 +219,7 @@ class Catalog:
             numbers = [int(v) for v in await self._versions(session, row) if v.isdigit()]
         return str(max(numbers, default=0) + 1)
 
-    async def delete_version(self, name: str, version: str, *, by: str | None = None) -> VersionInfo:
+    async def delete_version(self, name: str, version: str, *, by: Actor | None = None) -> VersionInfo:
         """Forget a version; Conflict (409) while an alias, the canary or the shadow points at it.
 
         The check and the delete run in one transaction, with the model row locked on PostgreSQL, so an
@@ -225,10 +243,11 @@ class Catalog:
                                "move those first", field="version")
             info = _version(name, row)
             await session.delete(row)
-            await self._change(session, name, f"delete {version}", by)
+            await self._change(session, name, f"delete {version}", by, action="version.delete",
+                               target=f"{name}/{version}")
         return info
 
-    async def set_alias(self, name: str, alias: str, version: str, *, by: str | None = None) -> str | None:
+    async def set_alias(self, name: str, alias: str, version: str, *, by: Actor | None = None) -> str | None:
         """Point ``alias`` at ``version`` (recorded in the alias history); returns the version it left."""
         async with self._session() as session:
             model = await self._model(session, name, lock=True)
@@ -239,8 +258,10 @@ class Catalog:
                 session.add(ModelAlias(model_id=model.id, alias=alias, version=version))
             else:
                 row.version = version
-            session.add(AliasHistory(model_id=model.id, alias=alias, version=version, changed_by=by))
-            await self._change(session, name, f"alias {alias} -> {version}", by)
+            session.add(AliasHistory(model_id=model.id, alias=alias, version=version,
+                                     changed_by=by.name if by else None))
+            await self._change(session, name, f"alias {alias} -> {version}", by, action="alias.set",
+                               target=f"{name}@{alias}", detail={"version": version, "previous": previous})
         return previous
 
     async def rollback_target(self, name: str, alias: str) -> str | None:
@@ -252,7 +273,7 @@ class Catalog:
                 .order_by(AliasHistory.id.desc()).limit(2))).scalars().all()
         return rows[1] if len(rows) == 2 else None
 
-    async def rollback(self, name: str, alias: str, *, by: str | None = None) -> tuple[str, str]:
+    async def rollback(self, name: str, alias: str, *, by: Actor | None = None) -> tuple[str, str]:
         """Move ``alias`` back to the version it pointed at before its last move: (from, to).
 
         The last history entry is dropped, so repeated rollbacks walk further back. Conflict (409) when
@@ -274,10 +295,12 @@ class Catalog:
             await session.delete(current)
             left = row.version
             row.version = previous.version
-            await self._change(session, name, f"rollback {alias} {left} -> {previous.version}", by)
+            await self._change(session, name, f"rollback {alias} {left} -> {previous.version}", by,
+                               action="alias.rollback", target=f"{name}@{alias}",
+                               detail={"version": previous.version, "previous": left})
         return left, previous.version
 
-    async def delete_alias(self, name: str, alias: str, *, by: str | None = None) -> None:
+    async def delete_alias(self, name: str, alias: str, *, by: Actor | None = None) -> None:
         async with self._session() as session:
             model = await self._model(session, name, lock=True)
             row = await session.get(ModelAlias, (model.id, alias))
@@ -286,10 +309,11 @@ class Catalog:
             await session.delete(row)
             await session.execute(delete(AliasHistory).where(
                 AliasHistory.model_id == model.id, AliasHistory.alias == alias))
-            await self._change(session, name, f"alias {alias} removed", by)
+            await self._change(session, name, f"alias {alias} removed", by, action="alias.delete",
+                               target=f"{name}@{alias}", detail={"version": row.version})
 
     async def set_traffic(self, name: str, *, canary_version: str | None, canary_percent: float,
-                          shadow_version: str | None, by: str | None = None) -> None:
+                          shadow_version: str | None, by: Actor | None = None) -> None:
         """Set (or clear, with None) the canary split and the shadow version of a model."""
         async with self._session() as session:
             model = await self._model(session, name, lock=True)
@@ -304,14 +328,18 @@ class Catalog:
             row.canary_percent = canary_percent if canary_version else 0.0
             row.shadow_version = shadow_version
             await self._change(session, name, f"traffic canary={canary_version}@{canary_percent} "
-                                              f"shadow={shadow_version}", by)
+                                              f"shadow={shadow_version}", by, action="traffic.set", target=name,
+                               detail={"canary_version": canary_version, "canary_percent": row.canary_percent,
+                                       "shadow_version": shadow_version})
 
     async def update_model(self, name: str, *, log_sample_rate: float | None = None,
-                           description: str | None = None, by: str | None = None) -> None:
+                           description: str | None = None, by: Actor | None = None) -> None:
         async with self._session() as session:
             model = await self._model(session, name)
             if log_sample_rate is not None:
                 model.log_sample_rate = log_sample_rate
             if description is not None:
                 model.description = description
-            await self._change(session, name, "settings", by)
+            await self._change(session, name, "settings", by, action="model.update", target=name,
+                               detail={"log_sample_rate": log_sample_rate,
+                                       "description": None if description is None else "changed"})

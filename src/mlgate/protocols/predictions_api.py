@@ -1,5 +1,10 @@
 """The prediction log over REST (under ``/api/<version>``): a filtered, cursor-paginated query, and an
 export as JSON lines (``application/x-ndjson``, one record per line, oldest first, streamed).
+
+Security: the log holds callers' inputs and outputs, so it is for admins: the ``admin`` right on every model
+(server-wide), or the ``deploy`` right on the model the query filters on (``?model=churn``: a model's
+deployer may read that model's log, which its own code could record anyway). Never anonymous; 401 without
+credentials, 403 otherwise.
 """
 
 from __future__ import annotations
@@ -14,16 +19,30 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
+from mlgate.auth.caller import Action
+from mlgate.auth.caller import Caller as AuthCaller
 from mlgate.codecs.json import dumps
 from mlgate.db.engine import Database
 from mlgate.db.predlog_query import PredictionFilter, export_predictions, query_predictions
 from mlgate.errors import InvalidInput
 from mlgate.protocols.body import json_response
 from mlgate.protocols.errors import ERROR_RESPONSES
+from mlgate.protocols.security import Bearer, authenticate, authorize, security
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["Prediction log"], responses=ERROR_RESPONSES)
+
+
+async def log_reader(request: Request, _: Bearer) -> AuthCaller:
+    """Authorize a read of the log: ``deploy`` on the ``model`` filter, else ``admin`` server-wide."""
+    model = request.query_params.get("model")
+    caller = await authenticate(request)
+    if model and security(request).policy.allows(caller, Action.DEPLOY, model):
+        return await authorize(request, Action.DEPLOY, model)
+    return await authorize(request, Action.ADMIN, None)
+
+
+router = APIRouter(tags=["Prediction log"], responses=ERROR_RESPONSES, dependencies=[Depends(log_reader)])
 _STATUS = re.compile(r"^([1-5])(?:\d\d|xx)$")
 
 

@@ -3,6 +3,16 @@ promote and rollback; canary and shadow traffic; per-model settings.
 
 Routes are thin: they parse, call ``ControlPlane``, and answer JSON. Changes answer once they are in
 effect on this server (other replicas follow within the poll interval).
+
+Security (``mlgate.protocols.security``; never anonymous, whatever ``anonymous_models`` says):
+
+- Changes (push, delete a version, set/remove an alias, promote, rollback, traffic, model settings) need
+  the ``deploy`` right on the model of the path: 401 without credentials, 403 without the right (the same
+  for a model that does not exist). Each is audited (``mlgate.db.audit``: actor, client address, request
+  id) in the same transaction as the change itself (``mlgate.db.catalog``). A push also passes every file
+  of the archive to ``Policy.check_artifact`` before anything is stored or recorded.
+- Reads (``GET /api/v1``, list, show a model or version, traffic) need a signed-in caller. Showing a model
+  needs ``deploy`` or ``predict`` on it (403 otherwise); the list holds only such models.
 """
 
 from __future__ import annotations
@@ -15,17 +25,29 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
+from mlgate.auth.caller import Action
+from mlgate.auth.caller import Caller as AuthCaller
 from mlgate.control import ControlPlane
+from mlgate.db.audit import Actor
 from mlgate.db.catalog import ModelInfo, VersionInfo
-from mlgate.errors import InvalidInput, MlgateError, ModelVersionNotFound
+from mlgate.errors import InvalidInput, MlgateError, ModelVersionNotFound, Unauthenticated
 from mlgate.manifest import NAME_PATTERN, is_valid_name
 from mlgate.protocols.body import json_response
-from mlgate.protocols.caller import Caller
 from mlgate.protocols.errors import ERROR_RESPONSES
+from mlgate.protocols.security import (
+    Bearer,
+    audit_actor,
+    authenticate,
+    authorize,
+    may_use,
+    require,
+    require_caller,
+    security,
+)
 from mlgate.protocols.versioning import ApiVersionDep
 from mlgate.registry import ModelRegistry
 
-__all__ = ["router"]
+__all__ = ["DEPLOY", "READ", "SIGNED_IN", "By", "readable", "router"]
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
     **ERROR_RESPONSES,
@@ -43,6 +65,36 @@ def control_plane(request: Request) -> ControlPlane:
 
 Control = Annotated[ControlPlane, Depends(control_plane)]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+async def read_model(request: Request, _: Bearer) -> AuthCaller:
+    """Authorize a read of the path's model: a signed-in caller with ``deploy`` or ``predict`` on it."""
+    caller = await authenticate(request)
+    if caller.anonymous:
+        raise Unauthenticated()
+    model = request.path_params.get("model_name")
+    model = model if isinstance(model, str) else None
+    deployer = model is not None and security(request).policy.allows(caller, Action.DEPLOY, model)
+    return await authorize(request, Action.DEPLOY if deployer else Action.PREDICT, model)
+
+
+async def readable(request: Request, model: str) -> bool:
+    """Whether the request's caller may see ``model`` in a registry list (deploy or predict on it)."""
+    return await may_use(request, model, Action.DEPLOY) or await may_use(request, model, Action.PREDICT)
+
+
+DEPLOY = require(Action.DEPLOY)
+"""Route dependency of every registry change: the ``deploy`` right on the path's ``model_name``."""
+READ = Depends(read_model)
+"""Route dependency of reads of one model: signed in, with ``deploy`` or ``predict`` on it."""
+SIGNED_IN = require_caller(signed_in=True)
+"""Route dependency of lists: any signed-in caller (the list is filtered with ``readable``)."""
+async def _actor(request: Request) -> Actor:
+    return audit_actor(request)  # async: FastAPI would run a plain function in its thread pool
+
+
+By = Annotated[Actor, Depends(_actor)]
+"""Who makes a change, for the audit log (after ``DEPLOY`` authorized the request)."""
 
 
 class AliasBody(BaseModel):
@@ -111,25 +163,28 @@ def model_json(info: ModelInfo, registry: ModelRegistry, *, full: bool = True) -
     return body
 
 
-@router.get("", summary="This API version")
+@router.get("", summary="This API version", dependencies=[SIGNED_IN])
 async def index(version: ApiVersionDep) -> Response:
     return json_response({"api_version": version.name, "deprecated": version.deprecated})
 
 
-@router.get("/models", summary="List registry models")
-async def list_models(control: Control) -> Response:
+@router.get("/models", summary="List the registry models you may deploy or predict with",
+            dependencies=[SIGNED_IN])
+async def list_models(request: Request, control: Control) -> Response:
     snapshot = await control.catalog.snapshot()
     registry = control.plane.registry
-    return json_response({"models": [model_json(m, registry, full=False) for m in snapshot.models.values()]})
+    return json_response({"models": [model_json(m, registry, full=False) for m in snapshot.models.values()
+                                     if await readable(request, m.name)]})
 
 
-@router.get("/models/{model_name}", summary="Show a model: versions, aliases, traffic")
+@router.get("/models/{model_name}", summary="Show a model: versions, aliases, traffic", dependencies=[READ])
 async def show_model(control: Control, model_name: str) -> Response:
     return json_response(model_json(await control.model(model_name), control.plane.registry))
 
 
-@router.patch("/models/{model_name}", summary="Change a model's settings (prediction log sample rate)")
-async def patch_model(control: Control, caller: Caller, model_name: str, body: ModelPatch) -> Response:
+@router.patch("/models/{model_name}", summary="Change a model's settings (prediction log sample rate)",
+              dependencies=[DEPLOY])
+async def patch_model(control: Control, caller: By, model_name: str, body: ModelPatch) -> Response:
     await control.update_model(model_name, log_sample_rate=body.log_sample_rate, description=body.description,
                                by=caller)
     return json_response(model_json(await control.model(model_name), control.plane.registry))
@@ -152,8 +207,14 @@ _PUSH_BODY = {
 
 
 @router.post("/models/{model_name}/versions", status_code=201, openapi_extra=_PUSH_BODY,
-             summary="Push a version (multipart upload of a model directory archive)")
-async def push_version(request: Request, control: Control, caller: Caller, model_name: str) -> Response:
+             summary="Push a version (multipart upload of a model directory archive)", dependencies=[DEPLOY])
+async def push_version(request: Request, control: Control, caller: By, model_name: str) -> Response:
+    who = await authenticate(request)
+    policy = security(request).policy
+
+    def check_file(path: str) -> None:
+        policy.check_artifact(who, model_name, path)  # 403 for pickle & co. without deploy on the model
+
     # The form is parsed here rather than by FastAPI, so that a body over the upload limit stays a 413.
     form = await request.form(max_files=1, max_fields=4)
     try:
@@ -166,13 +227,13 @@ async def push_version(request: Request, control: Control, caller: Caller, model
         with tempfile.TemporaryFile() as fh:
             while chunk := await upload.read(1 << 20):
                 fh.write(chunk)
-            info = await control.push(model_name, fh, version=version or None, by=caller)
+            info = await control.push(model_name, fh, version=version or None, by=caller, check_file=check_file)
     finally:
         await form.close()
     return json_response(version_json(info, control.plane.registry), 201)
 
 
-@router.get("/models/{model_name}/versions/{model_version}", summary="Show a version")
+@router.get("/models/{model_name}/versions/{model_version}", summary="Show a version", dependencies=[READ])
 async def show_version(control: Control, model_name: str, model_version: str) -> Response:
     info = await control.model(model_name)
     if model_version not in info.versions:
@@ -181,46 +242,52 @@ async def show_version(control: Control, model_name: str, model_version: str) ->
 
 
 @router.delete("/models/{model_name}/versions/{model_version}", status_code=204,
-               summary="Delete a version (409 while an alias, the canary or the shadow points at it)")
-async def delete_version(control: Control, caller: Caller, model_name: str, model_version: str) -> Response:
+               summary="Delete a version (409 while an alias, the canary or the shadow points at it)",
+               dependencies=[DEPLOY])
+async def delete_version(control: Control, caller: By, model_name: str, model_version: str) -> Response:
     await control.delete_version(model_name, model_version, by=caller)
     return Response(status_code=204)
 
 
-@router.put("/models/{model_name}/aliases/{alias}", summary="Point an alias at a version")
-async def set_alias(control: Control, caller: Caller, model_name: str, alias: str, body: AliasBody) -> Response:
+@router.put("/models/{model_name}/aliases/{alias}", summary="Point an alias at a version", dependencies=[DEPLOY])
+async def set_alias(control: Control, caller: By, model_name: str, alias: str, body: AliasBody) -> Response:
     previous = await control.set_alias(model_name, _name(alias, "alias"), body.version, by=caller)
     return json_response({"model": model_name, "alias": alias, "version": body.version, "previous": previous})
 
 
-@router.delete("/models/{model_name}/aliases/{alias}", status_code=204, summary="Remove an alias")
-async def delete_alias(control: Control, caller: Caller, model_name: str, alias: str) -> Response:
+@router.delete("/models/{model_name}/aliases/{alias}", status_code=204, summary="Remove an alias",
+               dependencies=[DEPLOY])
+async def delete_alias(control: Control, caller: By, model_name: str, alias: str) -> Response:
     await control.delete_alias(model_name, alias, by=caller)
     return Response(status_code=204)
 
 
-@router.post("/models/{model_name}/promote", summary="Move an alias (default production) to a version")
-async def promote(control: Control, caller: Caller, model_name: str, body: PromoteBody) -> Response:
+@router.post("/models/{model_name}/promote", summary="Move an alias (default production) to a version",
+             dependencies=[DEPLOY])
+async def promote(control: Control, caller: By, model_name: str, body: PromoteBody) -> Response:
     previous = await control.set_alias(model_name, body.alias, body.version, by=caller)
     return json_response({"model": model_name, "alias": body.alias, "version": body.version, "previous": previous})
 
 
-@router.post("/models/{model_name}/rollback", summary="Move an alias back to its previous version")
-async def rollback(control: Control, caller: Caller, model_name: str, body: RollbackBody | None = None) -> Response:
+@router.post("/models/{model_name}/rollback", summary="Move an alias back to its previous version",
+             dependencies=[DEPLOY])
+async def rollback(control: Control, caller: By, model_name: str, body: RollbackBody | None = None) -> Response:
     alias = body.alias if body else "production"
     left, version = await control.rollback(model_name, alias, by=caller)
     return json_response({"model": model_name, "alias": alias, "version": version, "previous": left})
 
 
-@router.get("/models/{model_name}/traffic", summary="Show the canary split and the shadow version")
+@router.get("/models/{model_name}/traffic", summary="Show the canary split and the shadow version",
+            dependencies=[READ])
 async def get_traffic(control: Control, model_name: str) -> Response:
     info = await control.model(model_name)
     canary = {"version": info.canary_version, "percent": info.canary_percent} if info.canary_version else None
     return json_response({"canary": canary, "shadow": info.shadow_version})
 
 
-@router.put("/models/{model_name}/traffic", summary="Set (or clear) the canary split and the shadow version")
-async def set_traffic(control: Control, caller: Caller, model_name: str, body: TrafficBody) -> Response:
+@router.put("/models/{model_name}/traffic", summary="Set (or clear) the canary split and the shadow version",
+            dependencies=[DEPLOY])
+async def set_traffic(control: Control, caller: By, model_name: str, body: TrafficBody) -> Response:
     await control.set_traffic(
         model_name, canary_version=body.canary.version if body.canary else None,
         canary_percent=body.canary.percent if body.canary else 0.0, shadow_version=body.shadow, by=caller)

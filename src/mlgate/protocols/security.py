@@ -21,6 +21,7 @@ decide for themselves, and ``audit_actor(request)`` the ``Actor`` to record chan
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
@@ -38,6 +39,9 @@ __all__ = ["audit_actor", "authenticate", "authorize", "authorize_version", "cha
            "require_caller", "rows_of", "security"]
 
 _STATE_QUOTA = "rate_limit"
+STATE_STARTED = "security_started"
+"""``time.perf_counter()`` when the request's caller was first authenticated (the prediction log's latency of a
+request refused before it was served)."""
 _bearer = HTTPBearer(auto_error=False, description="An API key (mlg_...) or an access token from "
                      "POST /api/v1/auth/token.")
 
@@ -67,6 +71,7 @@ async def authenticate(request: Request) -> Caller:
     caller = getattr(request.state, "caller", None)
     if isinstance(caller, Caller):
         return caller
+    request.scope.setdefault("state", {}).setdefault(STATE_STARTED, time.perf_counter())
     caller = await security(request).authenticator.authenticate(
         request.headers.getlist("authorization"), client_address(request))
     request.state.caller = caller
@@ -80,6 +85,7 @@ async def authorize(request: Request, action: Action, model: str | None = None) 
     service = security(request)
     service.policy.check(caller, action, model)
     request.state.rate_model = model
+    request.state.authorized_action = action
     await _consume(request, caller, model, "requests", 1)
     return caller
 

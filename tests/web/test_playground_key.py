@@ -1,0 +1,244 @@
+"""The playground with an API key, in a real browser (Debian's Chromium, headless, driven by Playwright).
+
+A real ``mlgate serve`` opens only digits to anonymous callers: breast-cancer is closed. A browser without a
+key sees digits only; with a key typed into the field at the top of the page (kept in sessionStorage, sent
+as ``Authorization: Bearer`` to this origin only) it sees and uses breast-cancer; without it, a prediction
+shows the 401 clearly. Screenshots go to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import joblib
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from mlgate.usage import UsageReport
+from mlgate.web.playground import templates
+from tests.processes import serve_process
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def _missing() -> str | None:
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing (apt-get install -y chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is missing (pip install -e '.[test]')"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    missing = _missing()
+    if missing is not None:
+        if os.environ.get("MLGATE_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"browser tests required (MLGATE_REQUIRE_SERVICES=1) but {missing}")
+        pytest.skip(f"browser tests need Chromium and Playwright: {missing}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("key-web-data")
+
+
+@pytest.fixture(scope="module")
+def keys(data_dir: Path) -> str:
+    """API keys of a user and of an admin, made with the CLI (its own process: Playwright's loop runs in this one)."""
+    env = {**os.environ, "MLGATE_DATA_DIR": str(data_dir)}
+
+    def mlgate(*args: str, stdin: str = "") -> str:
+        done = subprocess.run([sys.executable, "-m", "mlgate", *args], input=stdin, capture_output=True, text=True,
+                              timeout=120, env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    mlgate("users", "create", "ada", "--password-stdin", stdin="ada's password\n")
+    mlgate("users", "create", "root", "--role", "admin", "--password-stdin", stdin="root's password\n")
+    keys = [mlgate("keys", "create", "--user", user, "--name", "playground", "--plain").strip()
+            for user in ("ada", "root")]
+    return " ".join(keys)
+
+
+@pytest.fixture(scope="module")
+def api_key(keys: str) -> str:
+    """ada's key (a user)."""
+    return keys.split()[0]
+
+
+@pytest.fixture(scope="module")
+def admin_key(keys: str) -> str:
+    """root's key (an admin)."""
+    return keys.split()[1]
+
+
+@pytest.fixture(scope="module")
+def server(browser: Browser, examples_repo: Path, data_dir: Path, keys: str,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log_path = tmp_path_factory.mktemp("serve-key") / "serve.log"
+    env = {"MLGATE_DATA_DIR": str(data_dir), "MLGATE_ANONYMOUS_MODELS": '["digits"]'}
+    with serve_process(examples_repo, log_path, env) as url:
+        yield f"http://{url}"
+
+
+@pytest.fixture
+def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A fresh page; its JavaScript errors fail the test, and a screenshot is kept in test-artifacts/."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield tab
+    finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        tab.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+        context.close()
+    assert not errors, errors
+
+
+def _use_key(page: Page, key: str) -> None:
+    page.fill("#api-key", key)
+    page.click("#api-key-use")
+
+
+def test_a_closed_model_is_used_with_a_key_and_refused_without(page: Page, server: str, examples_repo: Path,
+                                                                api_key: str) -> None:
+    # Without a key: only the public model is listed, and the closed one looks like no model at all.
+    page.goto(f"{server}/ui/")
+    page.wait_for_selector("tr[data-model='digits']")
+    assert page.locator("tr[data-model='breast-cancer']").count() == 0
+    page.goto(f"{server}/ui/models/breast-cancer")
+    assert page.text_content("h1") == "Not found"
+
+    # The key, typed on that page: it becomes the model's page.
+    _use_key(page, api_key)
+    page.wait_for_selector("#model-name")
+    assert page.text_content("#model-name") == "breast-cancer"
+    assert page.text_content("#api-key-state") == "Using your API key"
+    assert page.input_value("#api-key") == ""  # the secret is not left in the field
+    assert page.evaluate("() => [localStorage.length, sessionStorage.getItem('mlgate.apiKey')]") == [0, api_key]
+
+    data = load_breast_cancer().data
+    model = joblib.load(examples_repo / "breast-cancer" / "model.joblib")
+    row = data[0]
+    fields = page.locator("fieldset[data-index='0'] table.features tbody input")
+    for i, value in enumerate(row):
+        fields.nth(i).fill(repr(float(value)))
+    with page.expect_request(lambda r: r.url.endswith("/infer")) as sent:
+        page.click("#predict")
+    assert sent.value.headers["authorization"] == f"Bearer {api_key}"
+    page.wait_for_selector(".predicted-label")
+    predicted = int(model.predict(row[None])[0])
+    assert page.text_content(".predicted-label") == ["malignant", "benign"][predicted]
+    proba = model.predict_proba(row[None])[0]
+    assert page.text_content(".predicted-probability") == f"{proba[predicted]:.4f}"
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.evaluate("() => window.scrollTo(0, 0)")
+    page.screenshot(path=str(ARTIFACTS / "playground_with_key.png"))
+
+    # The snippets name the key by its environment variable, never the secret, and work as shown.
+    curl = page.text_content("#snippet-curl") or ""
+    python = page.text_content("#snippet-python") or ""
+    assert "$MLGATE_API_KEY" in curl and 'os.environ["MLGATE_API_KEY"]' in python
+    assert api_key not in curl and api_key not in python
+    shown = json.loads(page.text_content("#raw-json") or "")
+    env = {**os.environ, "MLGATE_API_KEY": api_key}
+    if shutil.which("curl") is not None:
+        by_curl = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=30, check=True, env=env)
+        assert json.loads(by_curl.stdout) == shown
+    by_python = subprocess.run([sys.executable, "-c", python], capture_output=True, text=True, timeout=30,
+                               check=True, env=env)
+    assert ast.literal_eval(by_python.stdout) == shown
+
+    # The list, with the key kept for this tab: the closed model is there too.
+    page.goto(f"{server}/ui/")
+    page.wait_for_selector("tr[data-model='breast-cancer']")
+    page.click("tr[data-model='breast-cancer'] td.name a")
+    page.wait_for_selector("#model-name")
+
+    # Forget the key: the page stays, and a prediction is refused with a clear 401.
+    page.click("#api-key-forget")
+    assert page.evaluate("() => sessionStorage.getItem('mlgate.apiKey')") is None
+    for i, value in enumerate(row):
+        page.locator("fieldset[data-index='0'] table.features tbody input").nth(i).fill(repr(float(value)))
+    page.click("#predict")
+    page.wait_for_selector("#status.error")
+    status = page.text_content("#status") or ""
+    assert status.startswith("Error 401") and "API key" in status
+    assert page.locator(".predicted-label").count() == 0
+    page.evaluate("() => window.scrollTo(0, 0)")
+    page.screenshot(path=str(ARTIFACTS / "playground_without_key_401.png"))
+    # A fresh visit without the key: not found again.
+    page.reload()
+    assert page.text_content("h1") == "Not found"
+
+
+def test_a_wrong_key_is_reported_and_public_models_stay(page: Page, server: str) -> None:
+    page.goto(f"{server}/ui/models/digits")
+    page.wait_for_selector("#model-name")
+    _use_key(page, "mlg_000000000000_not-a-real-key")
+    page.wait_for_selector("#api-key-state.error")
+    assert (page.text_content("#api-key-state") or "").startswith("Key not accepted (401)")
+    assert page.text_content("#model-name") == "digits"  # the page is left as it was
+    assert page.evaluate("() => sessionStorage.getItem('mlgate.apiKey')") is None  # a refused key is not kept
+
+
+def test_dashboard_panel_draws_this_servers_usage(page: Page, server: str, api_key: str, admin_key: str) -> None:
+    # Traffic of two callers (one refused: no key), then the report of GET /api/v1/usage, rendered by the
+    # dashboard partial into a page of this origin (the CSP of /ui pages applies), drawn by uPlot.
+    body = {"inputs": [{"name": "features", "shape": [1, 30], "datatype": "FP64",
+                        "data": load_breast_cancer().data[0].tolist()}]}
+    infer = f"{server}/v2/models/breast-cancer/infer"
+    for _ in range(3):
+        assert httpx.post(infer, json=body, headers={"Authorization": f"Bearer {api_key}"}).status_code == 200
+    assert httpx.post(infer, json={"inputs": []}, headers={"Authorization": f"Bearer {api_key}"}).status_code == 400
+    admin = {"Authorization": f"Bearer {admin_key}"}
+    deadline = time.monotonic() + 10
+    while True:
+        response = httpx.get(f"{server}/api/v1/usage", params={"step_s": 60}, headers=admin)
+        assert response.status_code == 200, response.text
+        report = UsageReport.model_validate(response.json())
+        if report.totals.requests >= 4 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert report.totals.requests >= 4 and report.totals.errors_4xx >= 1
+    html = templates.env.get_template("dashboard_panel.html").render(report=report, static="/ui/static")
+    page.goto(f"{server}/ui/")
+    page.set_content('<!doctype html><html><head><title>Usage</title><link rel="stylesheet" '
+                     f'href="/ui/static/style.css"></head><body><main>{html}</main></body></html>')
+    page.wait_for_selector("#usage[data-charts='drawn']")
+    for chart in ("usage-rps", "usage-latency", "usage-errors", "usage-models-rps", "usage-keys-rps"):
+        assert page.locator(f"#{chart} canvas").count() == 1
+        assert page.get_attribute(f"#{chart}", "data-points") == str(len(report.buckets))
+    caller = page.text_content("#usage-keys tbody th") or ""
+    assert caller.startswith("key:mlg_") and caller.endswith("(user:ada)")
+    page.screenshot(path=str(ARTIFACTS / "dashboard_panel.png"), full_page=True)
