@@ -4,14 +4,17 @@ within 2 s on another server sharing the database (SQLite and PostgreSQL; a real
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
 import httpx
 import pytest
+from sqlalchemy import update
 
 from mlgate.auth import Role
 from mlgate.auth.authenticator import Authenticator
+from mlgate.db.auth import ApiKey
 from tests.processes import serve_process
 from tests.secure import TEST_ACTOR, SecureApp, bearer, secure_app, v2_body
 
@@ -164,3 +167,29 @@ async def test_changes_reach_another_server_within_two_seconds(
 
                 await sec.store.update_user("root", role=Role.USER, actor=TEST_ACTOR)
                 assert await _refused_within(other, root_key, "/api/v1/keys?user=bob", 403) < AGREE_WITHIN_S
+
+
+async def test_a_cached_key_still_expires_on_time(examples_repo: Path) -> None:
+    async with secure_app(examples_repo, auth_cache_ttl_s=300) as sec:
+        await sec.user("alice")
+        expires_at = datetime.now(UTC) + timedelta(seconds=2)
+        key = await sec.key("alice", expires_at=expires_at)
+        assert await _infer(sec.client, key) == 200
+        assert len(_authenticator(sec).keys) == 1
+        await anyio.sleep((expires_at - datetime.now(UTC)).total_seconds() + 0.1)
+        assert await _infer(sec.client, key) == 401
+
+
+async def test_the_ttl_bounds_a_change_no_follower_sees(examples_repo: Path, database_url: str) -> None:
+    """A row edited by hand (no change recorded) is in effect once the cached entry's TTL has run out."""
+    async with secure_app(examples_repo, database_url=database_url, auth_cache_ttl_s=1) as sec:
+        await sec.user("alice")
+        key = await sec.key("alice")
+        assert await _infer(sec.client, key) == 200
+        async with sec.store.database.session() as session:
+            await session.execute(update(ApiKey).where(ApiKey.prefix == key[:16]).values(revoked_at=datetime.now(UTC)))
+        started = time.monotonic()
+        while await _infer(sec.client, key) == 200:
+            assert time.monotonic() - started < 1 + AGREE_WITHIN_S, "the TTL did not bound the cached entry"
+            await anyio.sleep(0.05)
+        assert await _infer(sec.client, key) == 401
