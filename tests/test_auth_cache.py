@@ -3,6 +3,7 @@ within 2 s on another server sharing the database (SQLite and PostgreSQL; a real
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ from mlgate.auth import Role
 from mlgate.auth.authenticator import Authenticator
 from mlgate.db.auth import ApiKey
 from tests.processes import serve_process
-from tests.secure import TEST_ACTOR, SecureApp, bearer, secure_app, v2_body
+from tests.secure import PASSWORD, TEST_ACTOR, SecureApp, bearer, secure_app, v2_body
 
 pytestmark = pytest.mark.anyio
 
@@ -193,3 +194,36 @@ async def test_the_ttl_bounds_a_change_no_follower_sees(examples_repo: Path, dat
             assert time.monotonic() - started < 1 + AGREE_WITHIN_S, "the TTL did not bound the cached entry"
             await anyio.sleep(0.05)
         assert await _infer(sec.client, key) == 401
+
+
+async def test_a_revoke_reaches_every_http_process_of_one_server(
+    examples_repo: Path, tmp_path: Path, sqlite_url: str
+) -> None:
+    env = {"MLGATE_DATABASE_URL": sqlite_url, "MLGATE_WORKERS": "2", "MLGATE_ANONYMOUS_MODELS": "[]",
+           "MLGATE_AUTH_CACHE_TTL_S": "60"}
+    log = tmp_path / "serve.log"
+    async with secure_app(examples_repo, database_url=sqlite_url) as sec:
+        await sec.user("alice")
+        key = await sec.key("alice")
+        with serve_process(examples_repo, log, env=env) as url:
+
+            async def fresh(credential: str) -> int:  # a new connection: either HTTP process may answer
+                async with httpx.AsyncClient(base_url=f"http://{url}", timeout=10) as client:
+                    return await _infer(client, credential)
+
+            assert [await fresh(key) for _ in range(30)] == [200] * 30  # cached in both processes
+            async with httpx.AsyncClient(base_url=f"http://{url}", timeout=10) as client:
+                signed_in = await client.post("/api/v1/auth/token", data={"username": "alice", "password": PASSWORD})
+                token = signed_in.json()["access_token"]
+                assert (await client.delete(f"/api/v1/keys/{key[:16]}", headers=bearer(token))).status_code == 200
+            started, refused_since, refused_in_a_row = time.monotonic(), 0.0, 0
+            while refused_in_a_row < 20:  # 20 fresh connections in a row refused: both processes refuse it
+                code = await fresh(key)
+                assert code in (200, 401), code
+                if code == 401 and refused_in_a_row == 0:
+                    refused_since = time.monotonic()
+                refused_in_a_row = refused_in_a_row + 1 if code == 401 else 0
+                assert time.monotonic() - started < 10, "a process still takes the revoked key"
+            assert refused_since - started < AGREE_WITHIN_S
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    assert len({line["pid"] for line in lines if line.get("path") == INFER and line.get("status") == 401}) == 2
