@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from mlgate.cli import app
 from mlgate.db.audit import AuditEntry
 from mlgate.db.engine import Database
+from mlgate.db.registry_tables import RegistryChange
 
 
 @pytest.fixture
@@ -87,3 +88,27 @@ def test_groups_and_keys_life_cycle(run: CliRunner, tmp_path: Path) -> None:
     actions = [a for _, a, _, _ in _audit(tmp_path)]
     assert actions == ["group.create", "user.create", "user.create", "group.add_member", "key.create", "key.create",
                        "key.revoke"]
+
+
+def test_users_update_changes_role_and_activation_and_tells_the_servers(run: CliRunner, tmp_path: Path) -> None:
+    assert run.invoke(app, ["users", "create", "ann", "--role", "admin", "--password-stdin"],
+                      input="ann's password\n").exit_code == 0
+    changed = run.invoke(app, ["users", "update", "ann", "--role", "user", "--inactive"])
+    assert changed.exit_code == 0 and "role user, inactive" in changed.output, changed.output
+    listed = run.invoke(app, ["users", "list"]).output
+    assert "ann" in listed and "user" in listed and "no" in listed
+    assert "role user, active" in run.invoke(app, ["users", "update", "ann", "--active"]).output
+    missing = run.invoke(app, ["users", "update", "nobody", "--inactive"])
+    assert missing.exit_code != 0 and "no user" in missing.output
+    assert [a for _, a, _, _ in _audit(tmp_path)] == ["user.create", "user.update", "user.update"]
+
+    async def changes() -> list[str]:  # what the servers' change followers see (they clear their caches)
+        database = Database(f"sqlite+aiosqlite:///{tmp_path / 'mlgate.db'}")
+        try:
+            async with database.session() as session:
+                return list((await session.execute(select(RegistryChange.what).order_by(RegistryChange.id)))
+                            .scalars())
+        finally:
+            await database.dispose()
+
+    assert asyncio.run(changes()) == ["auth: user.update user:ann", "auth: user.update user:ann"]

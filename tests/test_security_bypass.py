@@ -310,7 +310,9 @@ async def test_invalid_version_names_are_404_after_authorization(sqlite_sec: Sec
 
 
 async def test_rate_limit_is_shared_across_v1_v2_versions_and_encodings(examples_repo: Path) -> None:
-    async with secure_app(examples_repo, rate_limit_tiers={"default": {"requests": "4/minute"}}) as sec:
+    # Hour windows: the sliding window weights the previous window down, so with minute windows a run slowed
+    # past a window boundary could let a call through that this test expects refused.
+    async with secure_app(examples_repo, rate_limit_tiers={"default": {"requests": "4/hour"}}) as sec:
         await sec.user("alice")
         key = await sec.key("alice")
         probes = [("POST", INFER), ("POST", PREDICT), ("POST", "/v2/models/breast%2Dcancer/versions/1/infer"),
@@ -328,7 +330,8 @@ async def test_rate_limit_is_shared_across_v1_v2_versions_and_encodings(examples
 
 
 async def test_rows_limit_is_shared_across_v1_and_v2(examples_repo: Path) -> None:
-    async with secure_app(examples_repo, rate_limit_tiers={"default": {"rows": "8/minute"}}) as sec:
+    # An hour window (see above): 6 rows counted in a previous minute window could weigh only ~4 under load.
+    async with secure_app(examples_repo, rate_limit_tiers={"default": {"rows": "8/hour"}}) as sec:
         await sec.user("alice")
         key = await sec.key("alice")
         assert len(ROWS) == 3

@@ -94,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # -- registry: database models, rollouts, prediction log, replicas --
         control = ControlPlane(settings, database, plane, metrics.registry)
         control.folder_sources = group_by_name(sources)
+        control.change_listeners.append(security.authenticator.clear_cache)  # identity changes of other replicas
         app.state.control = control
         await control.start()
         plane.loaded = True

@@ -103,6 +103,21 @@ def users_list(config: ConfigOption = None, database_url: DatabaseOption = None)
     out.print(table)
 
 
+@users_app.command("update")
+def users_update(
+    username: Annotated[str, typer.Argument(help="The user to change.")],
+    role: Annotated[Role | None, typer.Option(help="New role: admin, deployer or user.")] = None,
+    active: Annotated[bool | None, typer.Option("--active/--inactive", help="Let the user sign in, or stop them "
+                                                "(their keys and tokens are refused too).")] = None,
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Change a user's role or deactivate them; running servers apply it within about a second."""
+    user = _run(config, database_url, lambda store: store.update_user(username, role=role, active=active,
+                                                                      actor=_actor()))
+    out.print(f"user {user.username}: role {user.role.value}, {'active' if user.is_active else 'inactive'}")
+
+
 @groups_app.command("create")
 def groups_create(
     name: Annotated[str, typer.Argument(help="Group name.")],
@@ -182,6 +197,6 @@ def keys_list(
 @keys_app.command("revoke")
 def keys_revoke(prefix: Annotated[str, typer.Argument(help="The key's prefix (mlg_...), from keys list.")],
                 config: ConfigOption = None, database_url: DatabaseOption = None) -> None:
-    """Revoke an API key at once (it is refused from the next request on)."""
+    """Revoke an API key at once (running servers refuse it within about a second)."""
     info = _run(config, database_url, lambda store: store.revoke_key(prefix, actor=_actor()))
     out.print(f"key {info.prefix} ({info.name}, user {info.username}) revoked at {_when(info.revoked_at)}")

@@ -52,6 +52,9 @@ class ControlPlane:
                                    max_unpacked_bytes=settings.registry_max_unpacked_bytes)
         self.rollouts = Rollouts(plane.registry, self.catalog, self.store, drain_timeout_s=settings.drain_timeout_s)
         self.follower = ChangeFollower(database, self.refresh, poll_interval_s=settings.registry_poll_interval_s)
+        self.change_listeners: list[Callable[[], None]] = []
+        """Called when any change (registry or identities) is seen; the credential cache clears itself."""
+        self._seen_change = 0
         self.predlog: PredictionLog | None = None
         if settings.prediction_log:
             self.predlog = PredictionLog(
@@ -81,7 +84,12 @@ class ControlPlane:
 
     async def refresh(self) -> bool:
         """Apply the catalog if another replica (or this one) changed it; True when something was applied."""
-        if await self.catalog.last_change() == self.rollouts.applied_change:
+        last = await self.catalog.last_change()
+        if last != self._seen_change:
+            self._seen_change = last
+            for listener in self.change_listeners:
+                listener()
+        if last == self.rollouts.applied_change:
             return False
         applied = await self.rollouts.sync()
         self._apply_sample_rates()

@@ -4,6 +4,8 @@ Each change appends a row to ``registry_changes``; on PostgreSQL it also sends `
 The follower listens on that channel (a dedicated asyncpg connection, reconnected when lost) and wakes the
 sync at once; independently it polls the highest change id every ``registry_poll_interval_s``, which is all
 it does on SQLite and what keeps it right when a notification is missed or the listener is down.
+Identity changes (``mlgate.auth.store``) append to the same table, so the same follower clears every
+server's credential cache (``mlgate.auth.cache``).
 """
 
 from __future__ import annotations

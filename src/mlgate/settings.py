@@ -195,6 +195,16 @@ class Settings(BaseSettings):
         "Replicas must share it.",
     )
     jwt_ttl_s: int = Field(default=900, ge=30, le=86400, description="Lifetime of an access token, seconds.")
+    auth_cache_size: int = Field(
+        default=10_000, ge=0, le=1_000_000,
+        description="Resolved API keys and token users kept in each process (0: off; every request reads the "
+        "database). Identity changes clear it on every replica within about registry_poll_interval_s.",
+    )
+    auth_cache_ttl_s: float = Field(
+        default=5.0, ge=0, le=300,
+        description="Longest time a cached credential is trusted, seconds (0: off): the bound on staleness "
+        "when a replica cannot see changes (database unreachable, rows edited by hand).",
+    )
     admin_username: str | None = Field(
         default=None, description="Create this admin user at start-up if it does not exist (with admin_password)."
     )

@@ -6,6 +6,8 @@ access token from the token route, refused when forged, tampered with or expired
 scheme, an empty value, two Authorization headers) is refused: a request never falls back to anonymous
 because its credentials were bad. The caller learns only "invalid credentials"; the log and the
 ``mlgate_auth_failures_total`` counter say why. A database that cannot be reached is a 503 (DatabaseUnavailable).
+Resolved keys and token users are cached briefly in the process (``mlgate.auth.cache``: keyed on the whole
+key's hash, cleared on any identity change here or on another replica); expiry is checked on every request.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ from datetime import timedelta
 from typing import NoReturn
 
 import structlog
+from cachetools import TTLCache
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy.exc import DBAPIError
 
 from mlgate.access import DEFAULT_TIER
+from mlgate.auth.cache import CredentialCache
 from mlgate.auth.caller import ROLE_ACTIONS, Caller, CallerKind, Role
 from mlgate.auth.keys import KEY_MARK, hash_key, key_matches, parse_key
-from mlgate.auth.store import AuthStore, UserInfo
+from mlgate.auth.store import AuthStore, KeyRecord, UserInfo
 from mlgate.auth.tokens import TokenIssuer
 from mlgate.db.base import utcnow
 from mlgate.errors import DatabaseUnavailable, InvalidCredentials
@@ -44,14 +48,26 @@ class AuthMetrics:
 
 
 class Authenticator:
-    """Resolves credentials against the identity store. ``user_models``: models every signed-in user may use."""
+    """Resolves credentials against the identity store. ``user_models``: models every signed-in user may use;
+    ``cache_size``/``cache_ttl_s``: the credential cache (0: off). The cache is cleared whenever ``store``
+    changes an identity (and by ``ControlPlane.refresh`` when another process did)."""
 
     def __init__(self, store: AuthStore, tokens: TokenIssuer, user_models: Sequence[str] = ("*",),
-                 metrics: AuthMetrics | None = None) -> None:
+                 metrics: AuthMetrics | None = None, *, cache_size: int = 0, cache_ttl_s: float = 0) -> None:
         self.store = store
         self.tokens = tokens
         self.user_models = tuple(user_models)
         self.metrics = metrics or AuthMetrics()
+        self.keys: CredentialCache[KeyRecord] = CredentialCache(cache_size, cache_ttl_s)
+        self.users: CredentialCache[UserInfo] = CredentialCache(cache_size, cache_ttl_s)
+        self._touched: TTLCache[int, bool] = TTLCache(max(cache_size, 1024), TOUCH_INTERVAL.total_seconds())
+        """Keys whose last use this process wrote in the last TOUCH_INTERVAL (a cached record's is not updated)."""
+        store.listeners.append(self.clear_cache)
+
+    def clear_cache(self) -> None:
+        """Forget every cached key and user (an identity changed, here or on another replica)."""
+        self.keys.clear()
+        self.users.clear()
 
     async def authenticate(self, authorization: Sequence[str], address: str) -> Caller:
         """The caller behind the ``Authorization`` header values of a request (usually zero or one)."""
@@ -75,11 +91,14 @@ class Authenticator:
         prefix = parse_key(key)
         if prefix is None:
             self._fail("malformed key", address)
-        record = await self.store.key_record(prefix)
+        digest = hash_key(key)
+        cached = self.keys.get(digest)  # under the whole key's hash: a wrong secret never finds an entry
+        generation = self.keys.generation
+        record = cached or await self.store.key_record(prefix)
         if record is None:
             key_matches(key, _DUMMY_HASH)  # same work as for a known prefix
             self._fail("unknown key", address, prefix)
-        if not key_matches(key, record.secret_hash):
+        if not key_matches(key, record.secret_hash):  # on a cache hit too: it costs about a microsecond
             self._fail("wrong key secret", address, prefix)
         now = utcnow()
         info = record.key
@@ -89,7 +108,10 @@ class Authenticator:
             self._fail("expired key", address, prefix)
         if not record.user.is_active:
             self._fail("inactive user", address, prefix)
-        if info.last_used_at is None or now - info.last_used_at >= TOUCH_INTERVAL:
+        if cached is None:
+            self.keys.put(digest, record, generation)
+        if (info.last_used_at is None or now - info.last_used_at >= TOUCH_INTERVAL) and info.id not in self._touched:
+            self._touched[info.id] = True
             try:
                 await self.store.touch_key(info.id, now)
             except Exception:  # noqa: BLE001 - a missed last-used write must not refuse a valid key
@@ -104,9 +126,13 @@ class Authenticator:
         user_id = self.tokens.verify(token)
         if user_id is None:
             self._fail("invalid access token", address)
-        user = await self.store.get_user_by_id(user_id)
-        if user is None or not user.is_active:
-            self._fail("access token of an unknown or inactive user", address)
+        user = self.users.get(user_id)
+        if user is None:
+            generation = self.users.generation
+            user = await self.store.get_user_by_id(user_id)
+            if user is None or not user.is_active:
+                self._fail("access token of an unknown or inactive user", address)
+            self.users.put(user_id, user, generation)
         return Caller(CallerKind.TOKEN, address, user_id=user.id, username=user.username, role=user.role,
                       actions=ROLE_ACTIONS[user.role], model_scopes=(self._user_scope(user),), tier=DEFAULT_TIER)
 

@@ -3,17 +3,21 @@
 Every change writes an audit entry in the same transaction (``mlgate.db.audit``). Password hashing runs on
 a worker thread (argon2 takes tens of milliseconds on purpose). Errors are mlgate's: BadRequest for invalid
 values, Conflict for a name already taken, NotFound for an unknown user, group or key.
+A change that can narrow what existing credentials may do (revoke a key, change a key's scopes, a user's
+role, activation or groups) also appends a ``registry_changes`` row (model ``""``, what ``auth: ...``) and,
+on PostgreSQL, notifies ``mlgate_registry``, so every replica's change follower clears its credential cache
+(``mlgate.auth.cache``); after the commit, ``listeners`` (this process's caches) are called at once.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import anyio
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,7 +28,9 @@ from mlgate.auth.passwords import check_password_strength, hash_password, verify
 from mlgate.db.audit import Actor, record_audit
 from mlgate.db.auth import ApiKey, Group, GroupMember, User
 from mlgate.db.base import utcnow
+from mlgate.db.catalog import NOTIFY_CHANNEL
 from mlgate.db.engine import Database
+from mlgate.db.registry_tables import RegistryChange
 from mlgate.errors import BadRequest, Conflict, NotFound
 
 __all__ = ["Actor", "AuthStore", "KeyInfo", "KeyRecord", "UserInfo"]
@@ -92,6 +98,8 @@ class AuthStore:
     def __init__(self, database: Database, tiers: Collection[str] = (DEFAULT_TIER,)) -> None:
         self.database = database
         self.tiers = frozenset(tiers)
+        self.listeners: list[Callable[[], None]] = []
+        """Called after each committed identity change (the authenticator clears its cache)."""
 
     # -- users and groups ---------------------------------------------------------------------------
 
@@ -149,6 +157,36 @@ class AuthStore:
                 session.add(GroupMember(group_id=row.id, user_id=user.id))
                 record_audit(session, actor=actor.name, action="group.add_member", target=f"group:{group}",
                              detail={"user": username}, client=actor.client, request_id=actor.request_id)
+                await self._auth_change(session, f"group.add_member group:{group} user:{username}", actor)
+        self._notify()
+
+    async def update_user(self, username: str, *, role: Role | str | None = None, active: bool | None = None,
+                          actor: Actor) -> UserInfo:
+        """Change a user's role and/or activation (None: unchanged); in effect on every replica within ~1 s.
+
+        Raises NotFound for an unknown user, BadRequest for an unknown role.
+        """
+        try:
+            new_role = None if role is None else Role(role)
+        except ValueError:
+            raise BadRequest(f"a role is one of {', '.join(Role)}", field="role") from None
+        async with self.database.session() as session:
+            user = await self._user_row(session, username)
+            detail: dict[str, object] = {}
+            if new_role is not None and user.role != new_role.value:
+                detail["role"] = [user.role, new_role.value]
+                user.role = new_role.value
+            if active is not None and user.is_active != active:
+                detail["active"] = active
+                user.is_active = active
+            if detail:
+                record_audit(session, actor=actor.name, action="user.update", target=f"user:{username}",
+                             detail=detail, client=actor.client, request_id=actor.request_id)
+                await self._auth_change(session, f"user.update user:{username}", actor)
+        self._notify()
+        found = await self.get_user(username)
+        assert found is not None
+        return found
 
     async def list_users(self) -> list[UserInfo]:
         async with self.database.session() as session:
@@ -235,7 +273,42 @@ class AuthStore:
                 record_audit(session, actor=actor.name, action="key.revoke", target=f"key:{prefix}",
                              detail={"user": username, "name": row.name}, client=actor.client,
                              request_id=actor.request_id)
-            return _key_info(row, username)
+                await self._auth_change(session, f"key.revoke key:{prefix}", actor)
+            info = _key_info(row, username)
+        self._notify()
+        return info
+
+    async def update_key_scopes(self, prefix: str, *, models: Iterable[str] | None = None,
+                                actions: Iterable[Action | str] | None = None, actor: Actor) -> KeyInfo:
+        """Narrow or widen a key's models and/or actions (None: unchanged; actions within its user's role).
+
+        Raises NotFound for an unknown key, BadRequest for invalid scopes.
+        """
+        async with self.database.session() as session:
+            found = (await session.execute(select(ApiKey, User).join(User, User.id == ApiKey.user_id)
+                                           .where(ApiKey.prefix == prefix))).one_or_none()
+            if found is None:
+                raise NotFound(f"no key with prefix '{prefix}'", field="prefix")
+            row, user = found
+            if models is not None:
+                row.models = _patterns(models, "key models")
+            if actions is not None:
+                allowed = ROLE_ACTIONS[Role(user.role)]
+                try:
+                    wanted = sorted({Action(a) for a in actions})
+                except ValueError:
+                    raise BadRequest(f"actions are {', '.join(Action)}", field="actions") from None
+                if not wanted or not set(wanted) <= allowed:
+                    raise BadRequest(f"user '{user.username}' (role {user.role}) can grant only "
+                                     f"{', '.join(sorted(allowed))}", field="actions")
+                row.actions = [a.value for a in wanted]
+            record_audit(session, actor=actor.name, action="key.update", target=f"key:{prefix}",
+                         detail={"models": row.models, "actions": row.actions}, client=actor.client,
+                         request_id=actor.request_id)
+            await self._auth_change(session, f"key.update key:{prefix}", actor)
+            info = _key_info(row, user.username)
+        self._notify()
+        return info
 
     async def key_record(self, prefix: str) -> KeyRecord | None:
         """The key with ``prefix`` and its user (in any state), for the authenticator."""
@@ -254,6 +327,18 @@ class AuthStore:
             await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
 
     # -- helpers ------------------------------------------------------------------------------------
+
+    async def _auth_change(self, session: AsyncSession, what: str, actor: Actor) -> None:
+        """Tell every replica (in ``session``'s transaction) that cached credentials may be stale."""
+        session.add(RegistryChange(model="", what=f"auth: {what}"[:256], by=actor.name))
+        await session.flush()
+        if not self.database.is_sqlite:
+            await session.execute(text("SELECT pg_notify(:channel, :payload)"),
+                                  {"channel": NOTIFY_CHANNEL, "payload": "auth"})
+
+    def _notify(self) -> None:
+        for listener in self.listeners:
+            listener()
 
     async def _user_row(self, session: AsyncSession, username: str) -> User:
         row = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
