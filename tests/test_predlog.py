@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
+from mlgate.auth import Role
 from mlgate.db.engine import Database
 from mlgate.db.predlog_table import PredictionRecord
 from tests.registry_helpers import API, ZEROS, promote, push, versioned_model
@@ -34,10 +35,13 @@ async def _count(url: str) -> int:
         await db.dispose()
 
 
-async def _wait_for_records(client: httpx.AsyncClient, n: int, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+async def _wait_for_records(client: httpx.AsyncClient, n: int, timeout_s: float = 10.0,
+                            headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
     with anyio.fail_after(timeout_s):
         while True:
-            items = (await client.get(f"{API}/predictions", params={"limit": 1000})).json()["items"]
+            response = await client.get(f"{API}/predictions", params={"limit": 1000}, headers=headers)
+            assert response.status_code == 200, response.text
+            items = response.json()["items"]
             if len(items) >= n:
                 return list(items)
             await anyio.sleep(0.05)
@@ -172,12 +176,17 @@ async def test_the_caller_is_recorded_when_authentication_knows_it(examples_repo
                           registry_api=True) as secure:
         await secure.user("alice")
         key = await secure.key("alice")
+        # The prediction log holds inputs and outputs: only an admin reads it (alice's own key is refused).
+        await secure.user("root", Role.ADMIN)
+        admin = bearer(await secure.key("root"))
+        assert (await secure.client.get(f"{API}/predictions", headers=bearer(key))).status_code == 403
         rows = {"instances": [[0.0] * 30]}
         response = await secure.client.post("/v1/models/breast-cancer:predict", json=rows, headers=bearer(key))
         assert response.status_code == 200, response.text
-        items = await _wait_for_records(secure.client, 1)
+        items = await _wait_for_records(secure.client, 1, headers=admin)
         caller = items[0]["caller"]
         assert caller.startswith("key:") and caller.endswith(" (user:alice)"), caller
-        got = (await secure.client.get(f"{API}/predictions", params={"caller": caller})).json()["items"]
-        assert [item["request_id"] for item in got] == [items[0]["request_id"]]
-        assert (await secure.client.get(f"{API}/predictions", params={"caller": "bob"})).json()["items"] == []
+        got = (await secure.client.get(f"{API}/predictions", params={"caller": caller}, headers=admin)).json()
+        assert [item["request_id"] for item in got["items"]] == [items[0]["request_id"]]
+        nobody = await secure.client.get(f"{API}/predictions", params={"caller": "bob"}, headers=admin)
+        assert nobody.json()["items"] == []
