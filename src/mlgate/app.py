@@ -1,15 +1,17 @@
 """``create_app(settings)``: the ASGI application, with its lifespan, routes, middleware and error handlers.
 
-Middleware, outermost first: request id (and access log) -> security headers -> CORS (when origins are
-configured) -> client address (trusted proxies) -> rate-limit headers -> body limit -> FastAPI's own stack,
-where the error handlers of ``mlgate.protocols.errors`` answer every error. Routes check their callers with
-the dependencies of ``mlgate.protocols.security`` (authenticate -> authorize -> rate limit).
+Middleware, outermost first: the edge (``mlgate.middleware.edge``: request id and access log, client address,
+body limit, then the response's deprecation, rate-limit, security and request-id headers) -> FastAPI's own
+stack with CORS when origins are configured, where the error handlers of ``mlgate.protocols.errors`` answer
+every error. The inference routes are served by the edge itself (``mlgate.protocols.fast_path``) unless CORS
+is configured. Routes check their callers with ``mlgate.protocols.security`` (authenticate -> authorize ->
+rate limit).
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,6 +21,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mlgate import __version__
 from mlgate.auth.authenticator import AuthMetrics
@@ -31,15 +34,14 @@ from mlgate.db.migrate import upgrade
 from mlgate.engine import InferenceEngine
 from mlgate.examples import ensure_examples
 from mlgate.metrics import EngineMetrics
-from mlgate.middleware.body_limit import BodyLimitMiddleware
-from mlgate.middleware.client_address import ClientAddressMiddleware
-from mlgate.middleware.deprecation import DeprecationMiddleware
-from mlgate.middleware.rate_limit import RateLimitHeadersMiddleware
-from mlgate.middleware.request_id import RequestIdMiddleware
-from mlgate.middleware.security_headers import SecurityHeadersMiddleware
+from mlgate.middleware.body_limit import BodyLimit
+from mlgate.middleware.deprecation import DeprecationHeaders
+from mlgate.middleware.edge import EdgeMiddleware
+from mlgate.middleware.security_headers import SecurityHeaders
 from mlgate.protocols import auth, openai, predictions_api, registry_api, repository_ext, usage_api, v1, v2
 from mlgate.protocols import metrics as metrics_routes
 from mlgate.protocols.errors import install_error_handlers
+from mlgate.protocols.fast_path import FastPath
 from mlgate.protocols.versioning import include_versioned
 from mlgate.ratelimit.limiter import RateLimitMetrics
 from mlgate.registry import ModelRegistry
@@ -62,6 +64,24 @@ Every error is JSON: `{"error": "...", "code": "...", "field": "..."}`. Every re
 Try every model in the browser in the [playground](/ui/).
 An inference request may carry `X-Request-Timeout-Ms` (milliseconds) to shorten the model's timeout (504 past it).
 """
+
+
+class MlgateApp(FastAPI):
+    """FastAPI behind ``edge`` (``mlgate.middleware.edge``): every HTTP request passes the edge first, then
+    FastAPI's own stack (its native telemetry, error middleware, routes), so every response, a 500 of an
+    unexpected error too, carries what the edge adds. The edge answers the inference routes itself."""
+
+    edge: Callable[[ASGIApp], ASGIApp] | None = None
+    _edge_app: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.edge is None:
+            await super().__call__(scope, receive, send)
+            return
+        if self._edge_app is None:
+            self._edge_app = self.edge(super().__call__)
+        scope["app"] = self
+        await self._edge_app(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -111,7 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await security.limits.aclose()
             await database.dispose()
 
-    app = FastAPI(title="mlgate", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+    app = MlgateApp(title="mlgate", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url="/openapi.json" if settings.public_docs else None)
     app.state.dataplane = plane
     app.state.settings = settings
@@ -146,12 +166,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return RedirectResponse("/docs")
 
     install_error_handlers(app)
-    app.add_middleware(DeprecationMiddleware, versions={
-        v: (d.deprecated, d.sunset) for v, d in settings.deprecated_api_versions.items()})
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes,
-                       path_limits={"/api/": (settings.registry_max_upload_bytes, "registry_max_upload_bytes")})
-    app.add_middleware(RateLimitHeadersMiddleware)
-    app.add_middleware(ClientAddressMiddleware, resolver=ClientAddressResolver(settings.trusted_proxies))
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_credentials=settings.cors_allow_credentials,
@@ -159,8 +173,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
                            expose_headers=["X-Request-ID", "X-Model-Version", "Retry-After", "RateLimit-Limit",
                                            "RateLimit-Remaining", "RateLimit-Reset"])
-    app.add_middleware(SecurityHeadersMiddleware, hsts_max_age_s=settings.hsts_max_age_s)
-    app.add_middleware(RequestIdMiddleware, access_log=settings.access_log)
+    # -- inference engine: the inference routes are served by the edge itself unless CORS must see them --
+    fast_path = None if settings.cors_origins else FastPath([*v2.ROUTES, *v1.ROUTES])
+    app.edge = lambda stack: EdgeMiddleware(
+        stack, body_limit=BodyLimit(settings.max_body_bytes, path_limits={
+            "/api/": (settings.registry_max_upload_bytes, "registry_max_upload_bytes")}),
+        resolver=ClientAddressResolver(settings.trusted_proxies),
+        security_headers=SecurityHeaders(hsts_max_age_s=settings.hsts_max_age_s),
+        deprecation=DeprecationHeaders({
+            v: (d.deprecated, d.sunset) for v, d in settings.deprecated_api_versions.items()}),
+        access_log=settings.access_log, fast_path=fast_path)
 
     def base_openapi() -> dict[str, Any]:
         schema = get_openapi(title=app.title, version=app.version, description=app.description,

@@ -9,25 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope
 
 from mlgate.errors import BadRequest, PayloadTooLarge
 
-__all__ = ["BodyLimitMiddleware"]
+__all__ = ["BodyLimit"]
 
 
-class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int,
-                 path_limits: Mapping[str, tuple[int, str]] | None = None) -> None:
-        self.app = app
+class BodyLimit:
+    def __init__(self, max_body_bytes: int, path_limits: Mapping[str, tuple[int, str]] | None = None) -> None:
         self.limit = max_body_bytes
         self.path_limits = dict(path_limits or {})
         """Other limits (bytes, setting name) for paths starting with a prefix (e.g. uploads under /api/)."""
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def wrap(self, scope: Scope, receive: Receive) -> Receive:
+        """``receive`` for the HTTP request ``scope``, raising BadRequest (a Content-Length that is not a
+        number) or PayloadTooLarge (over the path's limit) on the read that finds it."""
         declared: int | None = None
         for key, value in scope["headers"]:
             if key == b"content-length":
@@ -53,4 +50,4 @@ class BodyLimitMiddleware:
                     raise PayloadTooLarge(limit, setting)
             return message
 
-        await self.app(scope, limited_receive, send)
+        return limited_receive

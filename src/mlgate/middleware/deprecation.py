@@ -1,4 +1,4 @@
-"""Mark responses of deprecated API versions with ``Deprecation`` (RFC 9745) and ``Sunset`` (RFC 8594).
+"""``Deprecation`` (RFC 9745) and ``Sunset`` (RFC 8594) on responses of deprecated API versions.
 
 Every response under ``/api/<version>/`` of a version in the map gets both headers, errors included, so
 a client learns of the deprecation on whatever call it makes.
@@ -10,9 +10,7 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from email.utils import format_datetime
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-__all__ = ["DeprecationMiddleware"]
+__all__ = ["DeprecationHeaders"]
 
 
 def _headers(deprecated: date, sunset: date) -> list[tuple[bytes, bytes]]:
@@ -22,22 +20,13 @@ def _headers(deprecated: date, sunset: date) -> list[tuple[bytes, bytes]]:
             (b"sunset", format_datetime(until, usegmt=True).encode())]
 
 
-class DeprecationMiddleware:
-    def __init__(self, app: ASGIApp, *, versions: Mapping[str, tuple[date, date]], prefix: str = "/api/") -> None:
-        self.app = app
+class DeprecationHeaders:
+    def __init__(self, versions: Mapping[str, tuple[date, date]], prefix: str = "/api/") -> None:
         self.prefix = prefix
         self.headers = {f"{prefix}{v}/": _headers(d, s) for v, (d, s) in versions.items()}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "") if scope["type"] == "http" else ""
-        extra = next((h for p, h in self.headers.items() if path.startswith(p) or path + "/" == p), None)
-        if extra is None:
-            await self.app(scope, receive, send)
-            return
-
-        async def send_marked(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *extra]
-            await send(message)
-
-        await self.app(scope, receive, send_marked)
+    def of(self, path: str) -> list[tuple[bytes, bytes]]:
+        """The headers of a response to ``path``: both, under a deprecated version; else none."""
+        if not self.headers or not path.startswith(self.prefix):
+            return []
+        return next((h for p, h in self.headers.items() if path.startswith(p) or path + "/" == p), [])

@@ -9,9 +9,9 @@ application set itself are left alone.
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+__all__ = ["SecurityHeaders"]
 
-__all__ = ["SecurityHeadersMiddleware"]
+Headers = list[tuple[bytes, bytes]]
 
 _ALWAYS = (
     (b"x-content-type-options", b"nosniff"),
@@ -19,30 +19,26 @@ _ALWAYS = (
     (b"referrer-policy", b"no-referrer"),
     (b"cross-origin-opener-policy", b"same-origin"),
 )
+_CSP = b"content-security-policy"
 _CSP_API = b"default-src 'none'; frame-ancestors 'none'"
 _CSP_HTML = b"frame-ancestors 'none'"
 
 
-class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp, *, hsts_max_age_s: int = 0) -> None:
-        self.app = app
-        self.hsts = f"max-age={hsts_max_age_s}; includeSubDomains".encode() if hsts_max_age_s > 0 else None
+class SecurityHeaders:
+    def __init__(self, *, hsts_max_age_s: int = 0) -> None:
+        hsts = ((b"strict-transport-security", f"max-age={hsts_max_age_s}; includeSubDomains".encode()),)
+        extra = (*_ALWAYS, *(hsts if hsts_max_age_s > 0 else ()))
+        self._api: Headers = [*extra, (_CSP, _CSP_API)]
+        self._html: Headers = [*extra, (_CSP, _CSP_HTML)]
+        self.names = frozenset(name for name, _ in self._api)
+        """The headers this adds (lower case)."""
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def api(self) -> Headers:
+        """The headers of an API (non-HTML) response that sets none of them itself (a new list)."""
+        return list(self._api)
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {key.lower() for key, _ in headers}
-                html = any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers)
-                extra = [*_ALWAYS, (b"content-security-policy", _CSP_HTML if html else _CSP_API)]
-                if self.hsts is not None:
-                    extra.append((b"strict-transport-security", self.hsts))
-                headers.extend((k, v) for k, v in extra if k not in present)
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+    def add(self, headers: Headers) -> None:
+        """Add the headers ``headers`` (a response's, lower- or mixed-case names) lacks, in place."""
+        present = {key.lower() for key, _ in headers}
+        html = any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers)
+        headers.extend((k, v) for k, v in (self._html if html else self._api) if k not in present)

@@ -24,7 +24,8 @@ from mlgate.errors import MlgateError, Unauthenticated
 from mlgate.protocols.security import STATE_STARTED
 from mlgate.types import ErrorBody
 
-__all__ = ["ERROR_RESPONSES", "error_response", "install_error_handlers"]
+__all__ = ["ERROR_RESPONSES", "error_response", "install_error_handlers", "mlgate_error_response",
+           "unexpected_error_response"]
 
 log = structlog.get_logger("mlgate.errors")
 
@@ -71,14 +72,19 @@ def _log_refused(request: Request, status: int) -> None:
                            status, latency_ms, request_id if isinstance(request_id, str) else None)
 
 
-async def _mlgate_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, MlgateError)
+def mlgate_error_response(request: Request, exc: MlgateError) -> Response:
+    """The response to a MlgateError (and its prediction-log record when it refuses an inference request)."""
     if 400 <= exc.status < 600:
         _log_refused(request, int(exc.status))
     if exc.status >= 500:
         log.warning("request failed", code=exc.code, status=int(exc.status), path=request.url.path)
     headers = {"WWW-Authenticate": exc.challenge} if isinstance(exc, Unauthenticated) else None
     return error_response(int(exc.status), exc.message, exc.code, exc.field, exc.retry_after_s, headers)
+
+
+async def _mlgate_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, MlgateError)
+    return mlgate_error_response(request, exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -99,10 +105,15 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return error_response(400, err.message, err.code, err.field)
 
 
-async def _unexpected(request: Request, exc: Exception) -> Response:
+def unexpected_error_response(request: Request, exc: Exception) -> Response:
+    """The generic 500 of an error that is a bug; the traceback goes to the log under the request id."""
     log.error("unhandled error", path=request.url.path, exc_info=exc)
     return error_response(500, "internal server error; the server log has the details under this "
                           "request's X-Request-ID", "internal_error")
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    return unexpected_error_response(request, exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:
