@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -37,7 +37,12 @@ EXTENSIONS = ["classification", "binary_tensor_data"]
 
 @dataclass(eq=False)
 class Call:
-    """One request being served by ``handle``: what the observers (prediction log, shadow) see after it."""
+    """One request being served by ``handle``: what the observers (prediction log, shadow) see after it.
+
+    ``DataPlane.serving`` makes one; as an async context manager it holds ``handle`` (its in-flight count)
+    from entry to exit, then tells the data plane's observers the outcome: 200, or the status of the
+    MlgateError that left the block (500 for any other exception).
+    """
 
     plane: DataPlane
     handle: ModelHandle
@@ -63,6 +68,16 @@ class Call:
         outputs = await self.plane.infer(self.handle, inputs, parameters, timeout_ms=timeout_ms)
         self.outputs = outputs
         return outputs
+
+    async def __aenter__(self) -> Call:
+        self.handle.acquire()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        traceback: TracebackType | None) -> None:
+        self.handle.release()
+        status = 200 if exc is None else int(exc.status) if isinstance(exc, MlgateError) else 500
+        self.plane.observe(self, status, (time.perf_counter() - self.started) * 1000)
 
 
 Observer = Callable[[Call, int, float], None]
@@ -131,34 +146,26 @@ class DataPlane:
         limit = manifest_ms if manifest_ms is not None else self.settings.request_timeout_ms
         return min(limit, requested_ms) if requested_ms is not None else limit
 
-    @asynccontextmanager
-    async def serving(
+    def serving(
         self, name: str, version: str | None = None, *, caller: str | None = None, key: str | None = None
-    ) -> AsyncIterator[Call]:
-        """Look up the model for one request and hold it until the request is answered.
+    ) -> Call:
+        """Look up the model for one request; use the answer as ``async with plane.serving(...) as call:``,
+        which holds the model until the request is answered.
 
-        The lookup and the in-flight count happen together (no ``await`` between), so a rollout that
-        moves traffic away from a version and then waits for it to drain never unloads it under a request.
-        Observers are told the outcome (status 200, or the error's status) when the block exits.
+        The lookup and the in-flight count happen together (no ``await`` between the lookup here and
+        ``Call.__aenter__``), so a rollout that moves traffic away from a version and then waits for it to
+        drain never unloads it under a request. Observers are told the outcome when the block exits.
+        Raises what ``model`` raises (404, 503).
         """
-        handle = self.model(name, version, key)
-        handle.acquire()
-        call = Call(self, handle, caller)
-        status = 500
-        try:
-            yield call
-            status = 200
-        except MlgateError as exc:
-            status = int(exc.status)
-            raise
-        finally:
-            handle.release()
-            latency_ms = (time.perf_counter() - call.started) * 1000
-            for observer in self.observers:
-                try:
-                    observer(call, status, latency_ms)
-                except Exception:  # noqa: BLE001 - an observer's bug must not fail the request
-                    log.exception("request observer failed", model=handle.name)
+        return Call(self, self.model(name, version, key), caller)
+
+    def observe(self, call: Call, status: int, latency_ms: float) -> None:
+        """Tell every observer about a finished call; an observer's bug is logged, never raised."""
+        for observer in self.observers:
+            try:
+                observer(call, status, latency_ms)
+            except Exception:  # noqa: BLE001 - an observer's bug must not fail the request
+                log.exception("request observer failed", model=call.handle.name)
 
     async def infer(
         self, handle: ModelHandle, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any] | None = None,

@@ -52,6 +52,7 @@ A manifest can open its model to callers without credentials and set its own rat
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import tomllib
@@ -74,6 +75,7 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 _NAME_RE = re.compile(NAME_PATTERN)
 
 
+@functools.lru_cache(maxsize=4096)  # asked several times per request, of a few names
 def is_valid_name(value: str) -> bool:
     """Whether ``value`` is a legal model name or version (see ``NAME_PATTERN``)."""
     return bool(_NAME_RE.fullmatch(value)) and ".." not in value

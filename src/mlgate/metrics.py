@@ -62,6 +62,7 @@ class EngineMetrics:
                                  buckets=_SECONDS, registry=r)
         self.worker_restarts = Counter("mlgate_worker_restarts", "Worker processes restarted after dying.",
                                        _LABELS, registry=r)
+        self._request_children: dict[tuple[str, str, int], Counter] = {}
 
     def model(self, name: str, version: str) -> ModelMetrics:
         """The series of model ``name`` at ``version`` (created on first use)."""
@@ -75,13 +76,18 @@ class EngineMetrics:
 
     def request(self, name: str, version: str, status: int) -> None:
         """Count one inference request answered with HTTP ``status``."""
-        self.requests.labels(name, version, str(status)).inc()
+        key = (name, version, status)
+        child = self._request_children.get(key)
+        if child is None:  # labels() costs a lock and a tuple of strings: look each series up once
+            child = self._request_children[key] = self.requests.labels(name, version, str(status))
+        child.inc()
 
     def forget(self, name: str, version: str) -> None:
         """Drop the series of an unloaded model version, so /metrics stops reporting it."""
         for metric in (self.queue_depth, self.batch_size, self.queue_wait, self.compute, self.worker_restarts):
             with contextlib.suppress(KeyError):
                 metric.remove(name, version)
+        self._request_children = {k: c for k, c in self._request_children.items() if k[:2] != (name, version)}
         stale = [labels for labels in self._request_labels() if labels[:2] == (name, version)]
         for labels in stale:
             self.requests.remove(*labels)

@@ -10,6 +10,7 @@ its user's rights to its own scopes (models and actions); it never widens them.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -52,6 +53,11 @@ def valid_pattern(pattern: str) -> bool:
 
 def matches(patterns: Iterable[str], model: str) -> bool:
     """Whether a valid model name ``model`` matches one of ``patterns`` (case-sensitive, whole name)."""
+    return _matches(tuple(patterns), model)
+
+
+@functools.lru_cache(maxsize=4096)  # asked on every request, of a few (patterns, model) pairs
+def _matches(patterns: tuple[str, ...], model: str) -> bool:
     return is_valid_name(model) and any(fnmatchcase(model, p) for p in patterns if valid_pattern(p))
 
 

@@ -20,6 +20,7 @@ from mlgate.auth.store import Actor, AuthStore
 from mlgate.auth.tokens import TokenIssuer, load_or_create_secret
 from mlgate.db.engine import Database
 from mlgate.errors import Conflict, MlgateError
+from mlgate.manifest import ModelManifest
 from mlgate.ratelimit.limiter import RateLimitMetrics, RateLimits
 from mlgate.registry import ModelRegistry
 from mlgate.settings import Settings
@@ -86,7 +87,12 @@ async def ensure_first_admin(settings: Settings, store: AuthStore) -> None:
 
 
 def registry_policies(registry: ModelRegistry) -> Callable[[str], ModelPolicy | None]:
-    """``lookup`` for ``build_security``: a served model's policy, from its newest version's manifest."""
+    """``lookup`` for ``build_security``: a served model's policy, from its newest version's manifest.
+
+    Asked several times per request, so each manifest's policy is built once (manifests never change; a new
+    version or a reload brings a new manifest object).
+    """
+    built: dict[int, tuple[ModelManifest, ModelPolicy]] = {}
 
     def lookup(name: str) -> ModelPolicy | None:
         try:
@@ -95,6 +101,12 @@ def registry_policies(registry: ModelRegistry) -> Callable[[str], ModelPolicy | 
             return None
         if manifest is None:
             return None
-        return ModelPolicy(anonymous=manifest.access.anonymous, rate_limits=manifest.rate_limit)
+        entry = built.get(id(manifest))
+        if entry is None or entry[0] is not manifest:
+            if len(built) > 4096:
+                built.clear()
+            entry = built[id(manifest)] = (
+                manifest, ModelPolicy(anonymous=manifest.access.anonymous, rate_limits=manifest.rate_limit))
+        return entry[1]
 
     return lookup

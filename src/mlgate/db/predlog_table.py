@@ -33,5 +33,6 @@ class PredictionRecord(Base):
     batch_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
     shadow: Mapped[bool] = mapped_column(Boolean, default=False)
     request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    inputs: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    outputs: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # none_as_null: an unsampled record stores SQL NULL, not the JSON text 'null' (no encoding per record).
+    inputs: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    outputs: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)

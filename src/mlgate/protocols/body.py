@@ -13,6 +13,7 @@ from mlgate.codecs import binary
 from mlgate.codecs.json import dumps, loads
 from mlgate.dataplane import DataPlane
 from mlgate.errors import BadRequest, MalformedJSON, UnsupportedFeature
+from mlgate.protocols.headers import header
 
 __all__ = ["TIMEOUT_HEADER", "binary_response", "dataplane", "json_response", "read_json", "read_v2_body",
            "request_timeout_ms"]
@@ -22,6 +23,8 @@ _OFFLOAD_BYTES = 256 * 1024
 
 TIMEOUT_HEADER = "X-Request-Timeout-Ms"
 """Request header: the caller's timeout in milliseconds; it can lower the model's timeout, never raise it."""
+_TIMEOUT_HEADER = TIMEOUT_HEADER.lower().encode()
+_BINARY_HEADER = binary.HEADER.lower().encode()
 
 
 async def dataplane(request: Request) -> DataPlane:
@@ -33,7 +36,7 @@ async def dataplane(request: Request) -> DataPlane:
 
 async def read_json(request: Request, plane: DataPlane) -> Any:
     """The parsed JSON body. Raises MalformedJSON, JSONTooDeep, PayloadTooLarge, UnsupportedFeature."""
-    if binary.HEADER in request.headers:
+    if header(request, _BINARY_HEADER) is not None:
         raise UnsupportedFeature(
             f"the binary tensor data extension ({binary.HEADER}) is supported on V2 inference only; send JSON",
             field="headers.inference-header-content-length")
@@ -47,13 +50,13 @@ async def read_v2_body(request: Request, plane: DataPlane) -> tuple[Any, memoryv
     are writable numpy arrays without a further copy. Raises what ``read_json`` raises, and InvalidInput
     for a bad ``Inference-Header-Content-Length``.
     """
-    header = request.headers.get(binary.HEADER)
-    if header is None:
+    length = header(request, _BINARY_HEADER)
+    if length is None:
         return await _parse(await request.body(), plane), None
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-    json_part, binary_part = binary.split_body(body, header)
+    json_part, binary_part = binary.split_body(body, length)
     return await _parse(json_part, plane), binary_part
 
 
@@ -80,7 +83,7 @@ def binary_response(content: Any, chunks: list[bytes]) -> Response:
 
 def request_timeout_ms(request: Request) -> float | None:
     """The ``X-Request-Timeout-Ms`` header as a number of ms, or None. BadRequest unless a number > 0."""
-    raw = request.headers.get(TIMEOUT_HEADER)
+    raw = header(request, _TIMEOUT_HEADER)
     if raw is None:
         return None
     try:

@@ -14,15 +14,17 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from mlgate.auth.caller import Caller as AuthCaller
+from mlgate.protocols.headers import header
 
 __all__ = ["Caller", "current_caller", "routing_key"]
 
 ROUTING_KEY_HEADER = "x-routing-key"
+_ROUTING_KEY = ROUTING_KEY_HEADER.encode()
 
 
 async def current_caller(request: Request) -> str | None:
     """The authenticated caller's identity, or None (anonymous or not authenticated on this route)."""
-    caller = getattr(request.state, "caller", None)
+    caller = request.scope.get("state", {}).get("caller")
     if isinstance(caller, AuthCaller) and not caller.anonymous:
         return caller.actor
     return None
@@ -33,5 +35,5 @@ Caller = Annotated[str | None, Depends(current_caller)]
 
 def routing_key(request: Request, caller: str | None) -> str | None:
     """The key that makes canary routing sticky: ``X-Routing-Key`` (at most 256 characters), else the caller."""
-    key = request.headers.get(ROUTING_KEY_HEADER)
+    key = header(request, _ROUTING_KEY)
     return key[:256] if key else caller

@@ -33,6 +33,7 @@ from mlgate.auth.service import Security as SecurityService
 from mlgate.auth.store import Actor
 from mlgate.errors import NotFound, Unauthenticated
 from mlgate.manifest import is_valid_name
+from mlgate.protocols.headers import header_values
 from mlgate.ratelimit.limiter import LimitExceeded, Quota, Unit
 
 __all__ = ["audit_actor", "authenticate", "authorize", "authorize_version", "charge", "may_use", "require",
@@ -57,10 +58,16 @@ def security(request: Request) -> SecurityService:
     return service
 
 
+def _state(request: Request) -> dict[str, Any]:
+    """The request's state (``request.state``'s dict, read without Starlette's ``State`` wrapper: a missing
+    attribute there costs a raised and caught KeyError)."""
+    state: dict[str, Any] = request.scope.setdefault("state", {})
+    return state
+
+
 def client_address(request: Request) -> str:
-    """The client address (trusted proxies applied by ``ClientAddressMiddleware``)."""
-    state = request.scope.get("state", {})
-    address = state.get("client_address")
+    """The client address (trusted proxies applied by the edge, ``mlgate.middleware.edge``)."""
+    address = _state(request).get("client_address")
     if isinstance(address, str):
         return address
     return request.client.host if request.client else "unknown"
@@ -68,13 +75,14 @@ def client_address(request: Request) -> str:
 
 async def authenticate(request: Request) -> Caller:
     """The request's caller (once per request). 401 InvalidCredentials for bad credentials."""
-    caller = getattr(request.state, "caller", None)
+    state = _state(request)
+    caller = state.get("caller")
     if isinstance(caller, Caller):
         return caller
-    request.scope.setdefault("state", {}).setdefault(STATE_STARTED, time.perf_counter())
+    state.setdefault(STATE_STARTED, time.perf_counter())
     caller = await security(request).authenticator.authenticate(
-        request.headers.getlist("authorization"), client_address(request))
-    request.state.caller = caller
+        header_values(request, b"authorization"), client_address(request))
+    state["caller"] = caller
     return caller
 
 
@@ -84,18 +92,20 @@ async def authorize(request: Request, action: Action, model: str | None = None) 
     caller = await authenticate(request)
     service = security(request)
     service.policy.check(caller, action, model)
-    request.state.rate_model = model
-    request.state.authorized_action = action
+    state = _state(request)
+    state["rate_model"] = model
+    state["authorized_action"] = action
     await _consume(request, caller, model, "requests", 1)
     return caller
 
 
 async def charge(request: Request, cost: int) -> None:
     """Charge ``cost`` rows (or tokens) to the caller authorized on this request. 429 when over."""
-    caller = getattr(request.state, "caller", None)
-    if not isinstance(caller, Caller) or not hasattr(request.state, "rate_model"):
+    state = _state(request)
+    caller = state.get("caller")
+    if not isinstance(caller, Caller) or "rate_model" not in state:
         raise RuntimeError("charge() before authorize(): authorize the request first")
-    await _consume(request, caller, request.state.rate_model, "rows", cost)
+    await _consume(request, caller, state["rate_model"], "rows", cost)
 
 
 async def _consume(request: Request, caller: Caller, model: str | None, unit: Unit, cost: int) -> None:
@@ -103,7 +113,7 @@ async def _consume(request: Request, caller: Caller, model: str | None, unit: Un
     if not service.settings.rate_limit_enabled:
         return
     tier_name, tier = service.policy.tier(caller, model)
-    state = request.scope.setdefault("state", {})
+    state = _state(request)
     try:
         quota = await service.limits.consume(tier_name, tier, caller.rate_identity, model or "-", unit, cost)
     except LimitExceeded as exc:
@@ -171,7 +181,7 @@ def require_caller(*, signed_in: bool = False, count: bool = True) -> Any:
             raise Unauthenticated()
         security(request).policy.check_any(caller)
         if count:
-            request.state.rate_model = None
+            _state(request)["rate_model"] = None
             await _consume(request, caller, None, "requests", 1)
         return caller
 
@@ -180,7 +190,7 @@ def require_caller(*, signed_in: bool = False, count: bool = True) -> Any:
 
 def audit_actor(request: Request) -> Actor:
     """The ``Actor`` of this request for ``record_audit`` / ``AuthStore``: caller, client address, request id."""
-    caller = getattr(request.state, "caller", None)
+    caller = _state(request).get("caller")
     name = caller.actor if isinstance(caller, Caller) else "anonymous"
     state = request.scope.get("state", {})
     request_id = state.get("request_id")
