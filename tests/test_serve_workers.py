@@ -56,6 +56,11 @@ def test_two_workers_answer_from_two_processes(examples_repo: Path, tmp_path: Pa
                 and line.get("path") == "/v1/models/breast-cancer:predict"}
     assert len(loaded) == 2, loaded
     assert answered == loaded, (answered, loaded)
+    # One access line per request, mlgate's own: uvicorn's access logger stays quiet in the worker processes
+    # too (it once wrote a second line per request there, through the whole logging chain).
+    predictions = [line for line in lines if line.get("path") == "/v1/models/breast-cancer:predict"]
+    assert len(predictions) == 200, len(predictions)
+    assert not [line for line in lines if line.get("logger") == "uvicorn.access"]
 
 
 def test_workers_setting_defaults_to_one_process(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,6 +26,7 @@ from mlgate.db.audit import Actor
 from mlgate.db.catalog import Catalog, ModelInfo, VersionInfo, version_key
 from mlgate.db.engine import Database
 from mlgate.errors import InvalidInput, MlgateError, ModelVersionNotFound
+from mlgate.logs import REQUEST_ID
 from mlgate.predlog import Prediction, PredictionLog
 from mlgate.push import push_archive
 from mlgate.replicas import ChangeFollower
@@ -262,7 +263,7 @@ class ControlPlane:
     def _log_call(self, call: Call, status: int, latency_ms: float, *, shadow: bool = False) -> None:
         assert self.predlog is not None
         keep = self.predlog.wants_tensors(call.handle.name)
-        request_id = structlog.contextvars.get_contextvars().get("request_id")
+        request_id = REQUEST_ID.get()
         if not shadow:
             _logged_request.set(request_id)
         self.predlog.record(Prediction(

@@ -9,13 +9,18 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import structlog
 
-__all__ = ["configure_logging", "log_access"]
+__all__ = ["REQUEST_ID", "configure_logging", "log_access"]
+
+REQUEST_ID: ContextVar[str | None] = ContextVar("mlgate_request_id", default=None)
+"""The id of the HTTP request being served (set by the edge, beside structlog's ``request_id`` binding): for
+code that needs the id itself, such as the prediction log, without scanning structlog's context."""
 
 _access = structlog.get_logger("mlgate.access")
 _access_std = logging.getLogger("mlgate.access")
@@ -59,14 +64,23 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # mlgate writes its own access line (the edge's); uvicorn's would be a second one per request (it logs
+    # whenever its logger has handlers, including the root's through propagation).
+    uvicorn_access = logging.getLogger("uvicorn.access")
+    uvicorn_access.handlers[:] = []
+    uvicorn_access.propagate = False
+
+
+_PID = os.getpid()
+os.register_at_fork(after_in_child=lambda: globals().update(_PID=os.getpid()))
 
 
 def _add_pid(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
     """Name the process: with ``workers > 1`` several HTTP processes write to the same stream."""
-    event["pid"] = os.getpid()
+    event["pid"] = _PID
     return event
 
 
@@ -74,15 +88,15 @@ def _identity(logger: Any, method: str, event: Any) -> Any:
     return event
 
 
-def log_access(method: str, path: str, status: int, duration_ms: float) -> None:
+def log_access(method: str, path: str, status: int, duration_ms: float, request_id: str) -> None:
     """One access-log line (event ``request``; the duration in ms), at info level on logger ``mlgate.access``.
 
     With JSON logs the line is built here, with orjson, with the fields the structlog chain of
-    ``configure_logging`` gives every line (the request's context variables such as ``request_id``, ``level``,
-    ``logger``, an ISO-8601 UTC ``timestamp``, ``pid``) and written to the same handler under its lock: the
-    full chain (structlog, a stdlib LogRecord, the formatter, the standard library's JSON) was ~10 % of the
-    CPU of a prediction. Otherwise (console logs, logging not configured by it, or the root logger's handlers
-    changed since) it goes through structlog.
+    ``configure_logging`` gives every line (``request_id``, ``level``, ``logger``, an ISO-8601 UTC
+    ``timestamp``, ``pid``) and written to the same handler under its lock: the full chain (structlog, a
+    stdlib LogRecord, the formatter, the standard library's JSON) was ~10 % of the CPU of a prediction.
+    Otherwise (console logs, logging not configured by it, or the root logger's handlers changed since) it
+    goes through structlog, which adds whatever else is bound in the request's context.
     """
     handler = _json_handler
     if handler is None or logging.root.handlers != [handler]:  # logging reconfigured since: the slow path
@@ -90,14 +104,9 @@ def log_access(method: str, path: str, status: int, duration_ms: float) -> None:
         return
     if not _access_std.isEnabledFor(logging.INFO):
         return
-    event: dict[str, Any] = {"method": method, "path": path, "status": status, "duration_ms": duration_ms,
-                             "event": "request"}
-    for key, value in structlog.contextvars.get_contextvars().items():
-        event.setdefault(key, value)
-    event["level"] = "info"
-    event["logger"] = "mlgate.access"
-    event["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    event["pid"] = os.getpid()
+    event = {"method": method, "path": path, "status": status, "duration_ms": duration_ms, "event": "request",
+             "request_id": request_id, "level": "info", "logger": "mlgate.access",
+             "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"), "pid": _PID}
     line = orjson.dumps(event, default=str, option=orjson.OPT_APPEND_NEWLINE).decode()
     handler.acquire()
     try:

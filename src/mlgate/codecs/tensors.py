@@ -65,6 +65,8 @@ def from_json_data(data: Any, datatype: str, field: str) -> np.ndarray:
     if datatype in FLOAT_DATATYPES:
         if kind not in "iuf":
             raise InvalidInput(f"{field} must hold numbers for datatype {datatype}, got {got}", field=field)
+        if raw.dtype == NUMPY_DTYPES[datatype]:
+            return raw
         with np.errstate(over="ignore"):
             converted = raw.astype(NUMPY_DTYPES[datatype], copy=False)
         if converted.dtype.itemsize < raw.dtype.itemsize and np.isinf(converted).any() and np.isfinite(raw).all():

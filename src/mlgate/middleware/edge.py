@@ -23,7 +23,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlgate.auth.client import ClientAddressResolver
-from mlgate.logs import log_access
+from mlgate.logs import REQUEST_ID, log_access
 from mlgate.middleware.body_limit import BodyLimit
 from mlgate.middleware.client_address import client_address
 from mlgate.middleware.deprecation import DeprecationHeaders
@@ -68,6 +68,7 @@ class EdgeMiddleware:
         state["request_id"] = request_id
         state["client_address"] = client_address(scope, self.resolver)
         _bind(request_id=request_id)
+        token = REQUEST_ID.set(request_id)
         tail = (HEADER, request_id.encode("ascii"))
         deprecated = self.deprecation.of(scope["path"])
         add_security_headers = self.security_headers.add
@@ -93,5 +94,7 @@ class EdgeMiddleware:
                 await self.app(scope, limited, send_with_headers)
         finally:
             if self.access_log:
-                log_access(scope["method"], scope["path"], status, round((time.perf_counter() - start) * 1000, 3))
+                log_access(scope["method"], scope["path"], status, round((time.perf_counter() - start) * 1000, 3),
+                           request_id)
             _unbind("request_id")
+            REQUEST_ID.reset(token)

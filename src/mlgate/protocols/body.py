@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
 from fastapi import Request
 from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
 
 from mlgate.codecs import binary
 from mlgate.codecs.json import dumps, loads
@@ -15,8 +17,8 @@ from mlgate.dataplane import DataPlane
 from mlgate.errors import BadRequest, MalformedJSON, UnsupportedFeature
 from mlgate.protocols.headers import header
 
-__all__ = ["TIMEOUT_HEADER", "binary_response", "dataplane", "json_response", "read_json", "read_v2_body",
-           "request_timeout_ms"]
+__all__ = ["TIMEOUT_HEADER", "binary_response", "dataplane", "json_response", "read_body", "read_json",
+           "read_v2_body", "request_timeout_ms"]
 
 _OFFLOAD_BYTES = 256 * 1024
 """Bodies larger than this are parsed on a worker thread, so the event loop keeps serving."""
@@ -40,7 +42,26 @@ async def read_json(request: Request, plane: DataPlane) -> Any:
         raise UnsupportedFeature(
             f"the binary tensor data extension ({binary.HEADER}) is supported on V2 inference only; send JSON",
             field="headers.inference-header-content-length")
-    return await _parse(await request.body(), plane)
+    return await _parse(await read_body(request), plane)
+
+
+async def read_body(request: Request) -> bytes:
+    """The whole request body, read with ``receive`` (``request.body()`` goes through an async generator,
+    which costs ~4 % of a prediction's CPU for a body that arrives, as usual, in one message). Raises
+    ClientDisconnect when the client goes away, and what the edge's body limit raises (413)."""
+    message = await request.receive()
+    chunks: list[bytes] = []
+    while True:
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        body = message.get("body", b"")
+        if not message.get("more_body", False):
+            if not chunks:
+                return bytes(body)
+            chunks.append(body)
+            return b"".join(chunks)
+        chunks.append(body)
+        message = await request.receive()
 
 
 async def read_v2_body(request: Request, plane: DataPlane) -> tuple[Any, memoryview | None]:
@@ -52,7 +73,7 @@ async def read_v2_body(request: Request, plane: DataPlane) -> tuple[Any, memoryv
     """
     length = header(request, _BINARY_HEADER)
     if length is None:
-        return await _parse(await request.body(), plane), None
+        return await _parse(await read_body(request), plane), None
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
@@ -69,9 +90,9 @@ async def _parse(body: bytes, plane: DataPlane) -> Any:
     return loads(body, max_depth=depth)
 
 
-def json_response(content: Any, status_code: int = 200) -> Response:
+def json_response(content: Any, status_code: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     """A JSON response serialised by orjson (numpy arrays included)."""
-    return Response(dumps(content), status_code=status_code, media_type="application/json")
+    return Response(dumps(content), status_code=status_code, media_type="application/json", headers=headers)
 
 
 def binary_response(content: Any, chunks: list[bytes]) -> Response:

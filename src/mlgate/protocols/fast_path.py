@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
@@ -28,18 +28,27 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class FastPath:
+    """``routes``: Starlette routes of ``POST`` endpoints whose path parameters are plain strings."""
+
     def __init__(self, routes: Sequence[Route]) -> None:
         self.routes = tuple(routes)
         self.prefixes = tuple({route.path.split("{", 1)[0] for route in self.routes})
+        self._table = [(route.path.split("{", 1)[0], route.path_regex, route.endpoint) for route in self.routes]
 
     def match(self, scope: Scope) -> tuple[Endpoint, Scope] | None:
         """The endpoint and its path parameters for a ``POST`` to one of the routes, else None."""
-        if scope["method"] != "POST" or not scope["path"].startswith(self.prefixes):
+        path = scope["path"]
+        if scope["method"] != "POST" or not path.startswith(self.prefixes):
             return None
-        for route in self.routes:
-            match, child = route.matches(scope)
-            if match is Match.FULL:
-                return route.endpoint, child
+        if scope.get("root_path"):  # mounted below a prefix: let Starlette strip it
+            for route in self.routes:
+                match, child = route.matches(scope)
+                if match is Match.FULL:
+                    return route.endpoint, child
+            return None
+        for prefix, regex, endpoint in self._table:  # Route.matches, less its generality (~2 % of a prediction)
+            if path.startswith(prefix) and (found := regex.match(path)) is not None:
+                return endpoint, {"endpoint": endpoint, "path_params": found.groupdict()}
         return None
 
     async def serve(self, matched: tuple[Endpoint, Scope], scope: Scope, receive: Receive, send: Send) -> None:
@@ -48,6 +57,8 @@ class FastPath:
         request = Request(scope, receive)
         try:
             response = await endpoint(request)
+        except ClientDisconnect:
+            return  # nobody to answer
         except MlgateError as exc:
             response = mlgate_error_response(request, exc)
         except Exception as exc:  # noqa: BLE001 - a bug: the generic 500, the traceback in the log

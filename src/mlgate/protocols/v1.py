@@ -96,9 +96,7 @@ async def _predict(request: Request, plane: Plane, caller: str | None, name: str
         inputs = codec.decode_predict(await read_json(request, plane), handle.inputs)
         await charge(request, rows_of(inputs))
         outputs = await call.infer(inputs, timeout_ms=timeout_ms)
-    response = json_response(codec.encode_predictions(outputs, handle.outputs))
-    response.headers["X-Model-Version"] = handle.version
-    return response
+    return json_response(codec.encode_predictions(outputs, handle.outputs), headers={"X-Model-Version": handle.version})
 
 
 async def _serve_predict(request: Request) -> Response:
