@@ -31,6 +31,14 @@ BARE = {
         "import os; os.environ['HF_HUB_OFFLINE'] = '1'; from sentence_transformers import SentenceTransformer; "
         "m = SentenceTransformer({path!r}, device='cpu', local_files_only=True); m.encode(['hello world'])"),
 }
+# The minilm example runs on ONNX Runtime (no PyTorch in its process): its other baseline is the exported graph
+# loaded alone in a bare onnxruntime session, with the tokenizer, embedding one sentence.
+BARE_ONNX = (
+    "import numpy as np, onnxruntime as ort; from tokenizers import Tokenizer; "
+    "t = Tokenizer.from_file({tokenizer!r}); e = t.encode('hello world'); "
+    "s = ort.InferenceSession({onnx!r}, providers=['CPUExecutionProvider']); "
+    "s.run(None, {{'input_ids': np.array([e.ids]), 'attention_mask': np.array([e.attention_mask]), "
+    "'token_type_ids': np.array([e.type_ids])}})")
 ARTIFACT = {"breast-cancer": "model.joblib", "minilm": "model"}
 REQUEST = {
     "breast-cancer": ("/v1/models/breast-cancer:predict", {"instances": [[0.0] * 30]}),
@@ -50,8 +58,8 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
-def bare(name: str, model_dir: Path) -> float:
-    code = BARE[name].format(path=str(model_dir / ARTIFACT[name]))
+def bare(name: str, model_dir: Path, code: str | None = None) -> float:
+    code = code or BARE[name].format(path=str(model_dir / ARTIFACT[name]))
     code += "; print([l for l in open('/proc/self/status') if l.startswith('VmRSS')][0].split()[1])"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     return int(out.split()[-1]) / 1024
@@ -96,8 +104,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("breast-cancer", "minilm"):
             alone, worker = bare(name, examples / name), served(name, examples / name, Path(tmp))
-            print(json.dumps({"kind": "memory", "model": name, "bare_rss_mib": round(alone, 1),
-                              "worker_rss_mib": round(worker, 1), "ratio": round(worker / alone, 3)}), flush=True)
+            record = {"kind": "memory", "model": name, "bare_rss_mib": round(alone, 1),
+                      "worker_rss_mib": round(worker, 1), "ratio": round(worker / alone, 3)}
+            if name == "minilm":
+                from mlgate.runtimes.st_onnx import _cache_key, onnx_cache_dir
+
+                artifact = examples / name / ARTIFACT[name]
+                onnx = onnx_cache_dir() / _cache_key(artifact.resolve()) / "model.onnx"
+                alone_onnx = bare(name, artifact, BARE_ONNX.format(tokenizer=str(artifact / "tokenizer.json"),
+                                                                    onnx=str(onnx)))
+                record.update(bare_onnx_rss_mib=round(alone_onnx, 1), ratio_onnx=round(worker / alone_onnx, 3))
+            print(json.dumps(record), flush=True)
 
 
 if __name__ == "__main__":

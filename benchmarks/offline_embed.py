@@ -1,6 +1,6 @@
 """Offline limit of mlgate's own embeddings runtime: ``SentenceTransformersRuntime.predict`` called in-process.
 
-Usage: python benchmarks/offline_embed.py MODEL_DIR [seconds_per_point] [batch sizes...]
+Usage: [BACKEND=torch|onnxruntime] python benchmarks/offline_embed.py MODEL_DIR [seconds_per_point] [batch sizes...]
 MODEL_DIR is a sentence-transformers directory (the harness's $BENCH_TMP/models/minilm). Prints one JSON line
 per batch size: sentences/s through the runtime (tokenize, encode, normalise, count tokens) with the process's
 default torch threads, on the harness's 200 sentences. Compare with ../shared/bench/tools/offline_encode.py
@@ -28,6 +28,9 @@ from mlgate.manifest import read_manifest  # noqa: E402
 from mlgate.runtimes.sentence_transformers import SentenceTransformersRuntime  # noqa: E402
 
 
+BACKEND = os.environ.get("BACKEND", "torch")
+
+
 def main() -> None:
     model_dir = Path(sys.argv[1])
     secs = float(sys.argv[2]) if len(sys.argv) > 2 else 5
@@ -37,7 +40,8 @@ def main() -> None:
         root.mkdir()
         (root / "model").symlink_to(model_dir.resolve())
         (root / "model.toml").write_text('name = "minilm"\nversion = "1"\nruntime = "sentence-transformers"\n'
-                                         'artifact = "model"\n[parameters]\nnormalize = true\n')
+                                         'artifact = "model"\n[parameters]\nnormalize = true\n'
+                                         f'backend = "{BACKEND}"\n')
         runtime = SentenceTransformersRuntime(read_manifest(root), root)
         runtime.load()
         import torch
@@ -53,7 +57,8 @@ def main() -> None:
                 runtime.predict({"text": batch}, {})
                 n += size
             elapsed = time.perf_counter() - start
-            print(json.dumps({"kind": "offline-mlgate", "runtime": "sentence-transformers", "batch_size": size,
+            print(json.dumps({"kind": "offline-mlgate", "runtime": "sentence-transformers", "backend": BACKEND,
+                              "batch_size": size,
                               "sent_per_s": round(n / elapsed, 1), "torch_threads": torch.get_num_threads()}),
                   flush=True)
 

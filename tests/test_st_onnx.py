@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +14,8 @@ import numpy as np
 import pytest
 
 from mlgate.errors import ModelLoadError
+from mlgate.manifest import ModelManifest
+from mlgate.runtimes import runtime_class
 from tests.test_sentence_transformers import SENTENCES, _runtime
 
 
@@ -54,3 +61,37 @@ def test_onnxruntime_export_is_cached(embeddings_repo: Path, tmp_path: Path, onn
 def test_unknown_backend_fails_to_load(embeddings_repo: Path, tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="backend must be"):
         _runtime(embeddings_repo, tmp_path, parameters={"backend": "tensorrt"}).load()
+
+
+def test_the_serving_process_never_loads_pytorch(embeddings_repo: Path, onnx_cache: Path) -> None:
+    # The minilm example (backend onnxruntime), loaded and used in a fresh interpreter: the export runs in a
+    # child process, so neither torch nor sentence-transformers is imported here (~300 MB per HTTP process).
+    code = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from pathlib import Path\n"
+        "from mlgate.manifest import read_manifest\n"
+        "from mlgate.runtimes.sentence_transformers import SentenceTransformersRuntime\n"
+        f"root = Path({str(embeddings_repo / 'minilm')!r})\n"
+        "runtime = SentenceTransformersRuntime(read_manifest(root), root)\n"
+        "runtime.load()\n"
+        "out = runtime.predict({'text': np.array([b'hello world'], dtype=object)}, {})\n"
+        "print(out['embedding'].shape, int(out['token_count'][0]), 'torch' in sys.modules,\n"
+        "      'sentence_transformers' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "XDG_CACHE_HOME": str(onnx_cache)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["(1,", "384)", "4", "False", "False"], done.stdout
+
+
+def test_a_pipeline_other_than_mean_pooling_is_refused(embeddings_repo: Path, tmp_path: Path) -> None:
+    model = tmp_path / "cls-model"
+    shutil.copytree(embeddings_repo / "minilm" / "model", model)
+    config = model / "1_Pooling" / "config.json"
+    pooling = json.loads(config.read_text())
+    pooling.update(pooling_mode_mean_tokens=False, pooling_mode_cls_token=True)
+    config.write_text(json.dumps(pooling))
+    spec = ModelManifest.model_validate({"name": "m", "runtime": "sentence-transformers", "artifact": "cls-model",
+                                         "parameters": {"backend": "onnxruntime"}})
+    with pytest.raises(ModelLoadError, match="mean pooling only"):
+        runtime_class("sentence-transformers")(spec, tmp_path).load()

@@ -7,7 +7,6 @@ written in the ``limits`` library's notation, several separated by ``;``: ``"60/
 
 from __future__ import annotations
 
-from limits import parse_many
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["ANONYMOUS_TIER", "DEFAULT_TIER", "ModelAccess", "RateLimitTier", "default_tiers"]
@@ -38,6 +37,8 @@ class RateLimitTier(BaseModel):
     @classmethod
     def _parses(cls, value: str) -> str:
         if value.strip():
+            from limits import parse_many  # here, not at import: model worker processes never need it
+
             try:
                 parse_many(value)
             except ValueError as exc:

@@ -140,7 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # -- inference engine: V2 infer and V1 predict are served by plain Starlette routes ahead of the FastAPI
     # routes above (which stay for the OpenAPI document): FastAPI's per-request dependency resolution and
     # router walk were ~30 % of the CPU of a request (benchmarks/RESULTS.md, "Perf pass 2") --
-    app.router.routes[0:0] = [*v2.ROUTES, *v1.ROUTES]
+    app.router.routes[0:0] = [*v2.ROUTES, *v1.ROUTES, *openai.ROUTES]
     # -- inference engine routes (metrics, embeddings) --
     app.include_router(openai.router)
     if settings.metrics:
@@ -174,7 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            expose_headers=["X-Request-ID", "X-Model-Version", "Retry-After", "RateLimit-Limit",
                                            "RateLimit-Remaining", "RateLimit-Reset"])
     # -- inference engine: the inference routes are served by the edge itself unless CORS must see them --
-    fast_path = None if settings.cors_origins else FastPath([*v2.ROUTES, *v1.ROUTES])
+    fast_path = None if settings.cors_origins else FastPath([*v2.ROUTES, *v1.ROUTES, *openai.ROUTES])
     app.edge = lambda stack: EdgeMiddleware(
         stack, body_limit=BodyLimit(settings.max_body_bytes, path_limits={
             "/api/": (settings.registry_max_upload_bytes, "registry_max_upload_bytes")}),

@@ -29,7 +29,7 @@ __all__ = ["EXAMPLES", "available_examples", "build_examples", "ensure_examples"
 
 EXAMPLES = ("breast-cancer", "digits", "minilm")
 
-EXAMPLES_REVISION = "2"
+EXAMPLES_REVISION = "3"
 """Bumped when the examples' manifests change; a model dir built by another revision is rebuilt."""
 _REVISION_FILE = ".example-revision"
 
@@ -170,6 +170,9 @@ shape = [-1]
 
 [parameters]
 normalize = true
+# ONNX Runtime: the model is exported once at first load (cached under ~/.cache/mlgate/onnx), then runs
+# ~1.3x faster than on PyTorch, with the same embeddings to float32 rounding.
+backend = "onnxruntime"
 
 [batching]
 max_batch_size = 64

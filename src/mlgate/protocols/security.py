@@ -36,8 +36,8 @@ from mlgate.manifest import is_valid_name
 from mlgate.protocols.headers import header_values
 from mlgate.ratelimit.limiter import LimitExceeded, Quota, Unit
 
-__all__ = ["audit_actor", "authenticate", "authorize", "authorize_version", "charge", "may_use", "require",
-           "require_caller", "rows_of", "security"]
+__all__ = ["admit_caller", "audit_actor", "authenticate", "authorize", "authorize_version", "charge", "may_use",
+           "require", "require_caller", "rows_of", "security"]
 
 _STATE_QUOTA = "rate_limit"
 STATE_STARTED = "security_started"
@@ -176,16 +176,21 @@ def require_caller(*, signed_in: bool = False, count: bool = True) -> Any:
     limits; a route that goes on to ``authorize`` on a model passes ``count=False``."""
 
     async def dependency(request: Request, _: Bearer) -> Caller:
-        caller = await authenticate(request)
-        if signed_in and caller.anonymous:
-            raise Unauthenticated()
-        security(request).policy.check_any(caller)
-        if count:
-            _state(request)["rate_model"] = None
-            await _consume(request, caller, None, "requests", 1)
-        return caller
+        return await admit_caller(request, signed_in=signed_in, count=count)
 
     return Depends(dependency)
+
+
+async def admit_caller(request: Request, *, signed_in: bool = False, count: bool = True) -> Caller:
+    """What ``require_caller`` runs, for routes served without FastAPI's dependencies (``openai.ROUTES``)."""
+    caller = await authenticate(request)
+    if signed_in and caller.anonymous:
+        raise Unauthenticated()
+    security(request).policy.check_any(caller)
+    if count:
+        _state(request)["rate_model"] = None
+        await _consume(request, caller, None, "requests", 1)
+    return caller
 
 
 def audit_actor(request: Request) -> Actor:

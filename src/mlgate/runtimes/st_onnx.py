@@ -1,19 +1,29 @@
 """ONNX Runtime backend of the sentence-transformers runtime (manifest ``parameters.backend = "onnxruntime"``).
 
-At load the model's transformer is exported once with ``torch.onnx.export`` (TorchScript exporter, dynamic
-batch and sequence axes) and cached under ``$XDG_CACHE_HOME/mlgate/onnx/<key>/model.onnx`` (else
-``~/.cache/...``); the key hashes the artifact's file names, sizes and mtimes and the torch version, so a
-changed model is exported again. Sentences are then tokenized once (the model's own tokenizer, truncation to
-``max_seq_length``), run through an ``onnxruntime.InferenceSession`` with the process's torch thread count,
-mean-pooled over the attention mask and L2-normalised in numpy: the same arithmetic as the pipeline
-``Transformer -> Pooling(mean) -> [Normalize]``, which is the only pipeline this backend accepts (others get
-ModelLoadError). Embeddings match sentence-transformers' to float32 rounding (cosine >= 0.99999, tested).
+The serving process never imports PyTorch. It reads the model directory as sentence-transformers saved it:
+``modules.json`` must name the pipeline ``Transformer -> Pooling(mean) [-> Normalize]`` (others get
+ModelLoadError), the Transformer's folder its ``sentence_bert_config.json`` (``max_seq_length``,
+``do_lower_case``) and its fast tokenizer (``tokenizer.json``, run with the ``tokenizers`` library: the very
+tokenizer ``transformers`` wraps), the Pooling folder its ``config.json``. The transformer itself is exported
+once to ONNX by a child process (``python -m mlgate.runtimes.st_onnx DIR OUT``: sentence-transformers and
+``torch.onnx.export``, TorchScript exporter, dynamic batch and sequence axes) and cached under
+``$XDG_CACHE_HOME/mlgate/onnx/<key>/model.onnx`` (else ``~/.cache/...``); the key hashes the artifact's file
+names, sizes and mtimes and the installed torch version, so a changed model is exported again.
+
+Sentences are tokenized once (truncated to ``max_seq_length``, padded to the longest of the chunk), run through
+an ``onnxruntime.InferenceSession`` with ``OMP_NUM_THREADS`` threads (else one per core), mean-pooled over the
+attention mask and L2-normalised in numpy: the arithmetic of sentence-transformers' pipeline. Embeddings match
+sentence-transformers' to float32 rounding (cosine >= 0.99999) and token counts exactly (tested).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -25,6 +35,10 @@ from mlgate.errors import ModelLoadError
 
 __all__ = ["OnnxEncoder", "onnx_cache_dir"]
 
+_TRANSFORMER, _POOLING, _NORMALIZE = ("sentence_transformers.models." + n for n in ("Transformer", "Pooling",
+                                                                                    "Normalize"))
+_EXPORT_TIMEOUT_S = 600
+
 
 def onnx_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/mlgate/onnx``, else ``~/.cache/mlgate/onnx``."""
@@ -32,41 +46,89 @@ def onnx_cache_dir() -> Path:
     return Path(cache) / "mlgate" / "onnx"
 
 
-def _cache_key(directory: Path, torch_version: str) -> str:
-    digest = hashlib.sha256(torch_version.encode())
+def _torch_version() -> str:
+    try:
+        return importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return "no torch"
+
+
+def _cache_key(directory: Path) -> str:
+    digest = hashlib.sha256(_torch_version().encode())
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         stat = path.stat()
         digest.update(f"{path.relative_to(directory)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:24]
 
 
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"backend onnxruntime: cannot read {path}: {exc}") from exc
+
+
+def _threads() -> int:
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
 class OnnxEncoder:
-    """Encode sentences with ONNX Runtime; ``model`` is a loaded ``SentenceTransformer``."""
+    """Encode sentences with ONNX Runtime, from a sentence-transformers model ``directory``.
 
-    def __init__(self, model: Any, directory: Path, normalize: bool, batch_size: int) -> None:
+    ``normalize``: True or False forces unit-length embeddings on or off; None keeps the pipeline's own
+    (normalised when it ends in Normalize). ``max_seq_length`` overrides the model's truncation length (tokens).
+    Raises ModelLoadError for a directory of another shape or a failed export.
+    """
+
+    def __init__(self, directory: Path, *, normalize: bool | None, batch_size: int,
+                 max_seq_length: int | None = None) -> None:
         import onnxruntime as ort
-        import torch
-        from sentence_transformers.models import Normalize, Pooling, Transformer
+        from tokenizers import Tokenizer
 
-        modules = list(model)
-        if (len(modules) not in (2, 3) or not isinstance(modules[0], Transformer)
-                or not isinstance(modules[1], Pooling) or _pooling_mode(modules[1]) != "mean"
-                or (len(modules) == 3 and not isinstance(modules[2], Normalize))):
-            raise ModelLoadError("backend onnxruntime needs the pipeline Transformer -> Pooling(mean) "
-                                 "[-> Normalize]; use backend = \"torch\" for this model")
-        self.normalize = normalize or len(modules) == 3
+        modules = _read_json(directory / "modules.json") if (directory / "modules.json").is_file() else None
+        types = [m.get("type") for m in modules] if isinstance(modules, list) else []
+        if types not in ([_TRANSFORMER, _POOLING], [_TRANSFORMER, _POOLING, _NORMALIZE]):
+            raise ModelLoadError("backend onnxruntime needs a sentence-transformers directory whose modules.json "
+                                 "is Transformer -> Pooling(mean) [-> Normalize]; use backend = \"torch\" for this "
+                                 "model")
+        assert isinstance(modules, list)
+        transformer_dir = directory / str(modules[0].get("path", ""))
+        pooling = _read_json(directory / str(modules[1].get("path", "")) / "config.json")
+        if _pooling_mode(pooling) != "mean":
+            raise ModelLoadError("backend onnxruntime supports mean pooling only; use backend = \"torch\" for this "
+                                 "model")
+        config_path = transformer_dir / "sentence_bert_config.json"
+        config = _read_json(config_path) if config_path.is_file() else {}
+        if not (transformer_dir / "tokenizer.json").is_file():
+            raise ModelLoadError("backend onnxruntime needs the model's fast tokenizer (tokenizer.json); use "
+                                 "backend = \"torch\" for this model")
+        self.normalize = normalize if normalize is not None else len(types) == 3
         self.batch_size = batch_size
-        self.tokenizer = model.tokenizer
-        self.max_seq_length = int(model.max_seq_length)
-        path = onnx_cache_dir() / _cache_key(directory, torch.__version__) / "model.onnx"
-        if not path.is_file():
-            _export(modules[0].auto_model, self.tokenizer, path)
+        self.lower_case = bool(config.get("do_lower_case", False))
+        self.max_seq_length = int(max_seq_length or config.get("max_seq_length") or 512)
+        self.tokenizer = Tokenizer.from_file(str(transformer_dir / "tokenizer.json"))
+        self.tokenizer.enable_truncation(self.max_seq_length)
+        self.tokenizer.enable_padding(pad_id=_pad_id(self.tokenizer, transformer_dir))
+        self.path = onnx_cache_dir() / _cache_key(directory) / "model.onnx"
+        if not self.path.is_file():
+            _export_in_child(directory, self.path)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
+        options.intra_op_num_threads = _threads()
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
-        self.path = path
+        width = pooling.get("word_embedding_dimension") or self.session.get_outputs()[0].shape[-1]
+        if not isinstance(width, int):
+            raise ModelLoadError(f"{directory}: the model does not say its embedding width")
+        self.dimensions = width
+
+    def count_tokens(self, texts: list[str]) -> np.ndarray:
+        """Tokens of each text (special tokens included, after truncation): INT64 ``[n]``."""
+        encodings = self.tokenizer.encode_batch(self._prepared(texts))
+        return np.array([sum(e.attention_mask) for e in encodings], dtype=np.int64)
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """``texts`` (n) -> embeddings FP32 ``[n, D]`` and token counts INT64 ``[n]``.
@@ -74,27 +136,68 @@ class OnnxEncoder:
         Sentences go through the session ``batch_size`` at a time, sorted by length so padding stays small.
         """
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        vectors: list[np.ndarray] = [np.empty(0, np.float32)] * len(texts)
+        prepared = self._prepared(texts)
+        vectors = np.empty((len(texts), self.dimensions), dtype=np.float32)
         counts = np.zeros(len(texts), dtype=np.int64)
         for start in range(0, len(order), self.batch_size):
             chunk = order[start:start + self.batch_size]
-            encoded = self.tokenizer([texts[i] for i in chunk], padding=True, truncation=True,
-                                     max_length=self.max_seq_length, return_tensors="np")
-            feed = {name: np.asarray(encoded[name], dtype=np.int64) for name in self.input_names}
+            encodings = self.tokenizer.encode_batch([prepared[i] for i in chunk])
+            columns = {"input_ids": [e.ids for e in encodings], "attention_mask": [e.attention_mask for e in encodings],
+                       "token_type_ids": [e.type_ids for e in encodings]}
+            feed = {name: np.array(columns[name], dtype=np.int64) for name in self.input_names}
             hidden = self.session.run(None, feed)[0]
-            mask = feed["attention_mask"][..., None].astype(np.float32)
+            mask = np.array(columns["attention_mask"], dtype=np.float32)[..., None]
             pooled = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
             if self.normalize:
                 pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
-            for row, index in enumerate(chunk):
-                vectors[index] = pooled[row]
-                counts[index] = int(feed["attention_mask"][row].sum())
-        return np.stack(vectors).astype(np.float32, copy=False), counts
+            vectors[chunk] = pooled
+            counts[chunk] = mask[..., 0].sum(axis=1)
+        return vectors, counts
+
+    def _prepared(self, texts: list[str]) -> list[str]:
+        return [t.lower() for t in texts] if self.lower_case else texts
 
 
-def _export(transformer: Any, tokenizer: Any, path: Path) -> None:
-    """Export ``transformer`` (a Hugging Face model) to ``path``, atomically (write a temp file, rename)."""
+def _pad_id(tokenizer: Any, transformer_dir: Path) -> int:
+    config_path = transformer_dir / "tokenizer_config.json"
+    config = _read_json(config_path) if config_path.is_file() else {}
+    pad = config.get("pad_token", "[PAD]")
+    if isinstance(pad, dict):
+        pad = pad.get("content")
+    pad_id = tokenizer.token_to_id(str(pad)) if pad is not None else None
+    return int(pad_id) if pad_id is not None else 0
+
+
+def _pooling_mode(config: dict[str, Any]) -> str:
+    """``"mean"`` etc.: ``pooling_mode`` (sentence-transformers >= 5) or the older ``pooling_mode_*_tokens`` flags."""
+    mode = config.get("pooling_mode")
+    if isinstance(mode, str):
+        return mode
+    flags = [name for name in ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens")
+             if config.get(f"pooling_mode_{name}")]
+    return "mean" if flags == ["mean_tokens"] else "+".join(flags) or "none"
+
+
+def _export_in_child(directory: Path, path: Path) -> None:
+    """Export in a child process, so that this one never loads PyTorch (~300 MB) for the ONNX backend."""
+    try:
+        done = subprocess.run([sys.executable, "-m", "mlgate.runtimes.st_onnx", str(directory), str(path)],
+                              capture_output=True, text=True, timeout=_EXPORT_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise ModelLoadError(f"exporting the model to ONNX took over {_EXPORT_TIMEOUT_S} s") from exc
+    if done.returncode != 0 or not path.is_file():
+        detail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ModelLoadError(f"exporting the model to ONNX failed (needs torch and sentence-transformers, the "
+                             f"embeddings extra): {detail}")
+
+
+def export(directory: Path, path: Path) -> None:
+    """Export the Transformer of the sentence-transformers model in ``directory`` to ``path``, atomically."""
     import torch
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(directory), device="cpu", local_files_only=True)
+    transformer, tokenizer = model[0].auto_model, model.tokenizer
 
     class _Hidden(torch.nn.Module):  # type: ignore[misc]  # torch is untyped here
         def __init__(self, inner: Any, names: list[str]) -> None:
@@ -120,15 +223,11 @@ def _export(transformer: Any, tokenizer: Any, path: Path) -> None:
                               input_names=names, output_names=["last_hidden_state"], dynamic_axes=axes,
                               opset_version=17, dynamo=False)
         os.replace(tmp, path)
-    except Exception as exc:
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise ModelLoadError(f"exporting the model to ONNX failed: {exc}") from exc
 
 
-def _pooling_mode(pooling: Any) -> str:
-    """``"mean"`` etc.: the ``pooling_mode`` of the config (sentence-transformers >= 5), or the old getter."""
-    config = pooling.get_config_dict() if hasattr(pooling, "get_config_dict") else {}
-    mode = config.get("pooling_mode")
-    if mode is None and hasattr(pooling, "get_pooling_mode_str"):
-        mode = pooling.get_pooling_mode_str()
-    return str(mode)
+if __name__ == "__main__":  # the export child: python -m mlgate.runtimes.st_onnx DIR OUT
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    export(Path(sys.argv[1]), Path(sys.argv[2]))
