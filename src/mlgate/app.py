@@ -33,6 +33,7 @@ from mlgate.db.engine import Database
 from mlgate.db.migrate import upgrade
 from mlgate.engine import InferenceEngine
 from mlgate.examples import ensure_examples
+from mlgate.memory import release_freed_heap
 from mlgate.metrics import EngineMetrics
 from mlgate.middleware.body_limit import BodyLimit
 from mlgate.middleware.deprecation import DeprecationHeaders
@@ -121,7 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ready = sum(handle.ready for handle in registry)
         log.info("models loaded", ready=ready, total=len(list(registry)))
         # -- inference engine: keep the cyclic GC off the objects of start-up (frameworks, models) --
-        gc.collect()
+        release_freed_heap()  # collects, and gives the heap that loading freed back to the system
         gc.freeze()
         try:
             yield

@@ -4,8 +4,8 @@ A prediction is the request this server answers most, and the one whose time is 
 models: FastAPI's and Starlette's layers between the edge and the endpoint (error and telemetry middleware,
 the router walk, the exit stack, the request/response wrapper) cost about a third of its CPU. ``FastPath``
 matches ``POST`` requests against the inference routes (``v1.ROUTES``, ``v2.ROUTES``, ``openai.ROUTES``: the
-very endpoints the app's router also holds) and calls the endpoint itself; errors get the responses of the one set of error
-handlers (``mlgate.protocols.errors``). Everything else goes through the app as usual.
+very endpoints the app's router also holds) and calls the endpoint itself; errors get the responses of the one
+set of error handlers (``mlgate.protocols.errors``). Everything else goes through the app as usual.
 
 Not used when CORS is configured: the CORS middleware sits inside the edge and must see every request.
 FastAPI's native OpenTelemetry spans (made only when an OpenTelemetry provider is configured) are not made for

@@ -20,6 +20,7 @@ import numpy as np
 
 from mlgate.errors import MlgateError
 from mlgate.manifest import ModelManifest
+from mlgate.memory import release_freed_heap
 from mlgate.runtimes import Runtime, runtime_class
 from mlgate.workers.protocol import encode, read_message_sync, write_message_sync
 
@@ -74,6 +75,7 @@ def main() -> int:
         reason = exc.message if isinstance(exc, MlgateError) else f"{type(exc).__name__}: {exc}"
         write_message_sync(out, encode({"ok": False, "error": reason}))
         return 1
+    release_freed_heap()  # RSS is the model's, not its load's peak
     write_message_sync(out, encode({
         "ok": True, "pid": os.getpid(),
         "inputs": [spec.model_dump(mode="json") for spec in runtime.inputs],
