@@ -3,7 +3,8 @@
 Usage: [BACKEND=torch|onnxruntime] python benchmarks/offline_embed.py MODEL_DIR [seconds_per_point] [batch sizes...]
 MODEL_DIR is a sentence-transformers directory (the harness's $BENCH_TMP/models/minilm). Prints one JSON line
 per batch size: sentences/s through the runtime (tokenize, encode, normalise, count tokens) with the process's
-default torch threads, on the harness's 200 sentences. Compare with ../shared/bench/tools/offline_encode.py
+default threads (torch's; for onnxruntime its intra-op threads, OMP_NUM_THREADS or else the CPUs), on the
+harness's 200 sentences. Compare with ../shared/bench/tools/offline_encode.py
 (bare ``SentenceTransformer.encode``) measured in the same run.
 """
 
@@ -27,7 +28,6 @@ from sentences import sentences  # noqa: E402  (the harness's 200 fixed sentence
 from mlgate.manifest import read_manifest  # noqa: E402
 from mlgate.runtimes.sentence_transformers import SentenceTransformersRuntime  # noqa: E402
 
-
 BACKEND = os.environ.get("BACKEND", "torch")
 
 
@@ -44,8 +44,14 @@ def main() -> None:
                                          f'backend = "{BACKEND}"\n')
         runtime = SentenceTransformersRuntime(read_manifest(root), root)
         runtime.load()
-        import torch
+        if BACKEND == "onnxruntime":
+            from mlgate.runtimes.st_onnx import _threads
 
+            threads = _threads()  # ONNX Runtime's intra-op threads, as the runtime sets them
+        else:
+            import torch
+
+            threads = torch.get_num_threads()
         text = sentences()
         runtime.predict({"text": np.array(text[:64], dtype=object)}, {})  # warm-up
         for size in sizes:
@@ -59,7 +65,7 @@ def main() -> None:
             elapsed = time.perf_counter() - start
             print(json.dumps({"kind": "offline-mlgate", "runtime": "sentence-transformers", "backend": BACKEND,
                               "batch_size": size,
-                              "sent_per_s": round(n / elapsed, 1), "torch_threads": torch.get_num_threads()}),
+                              "sent_per_s": round(n / elapsed, 1), "threads": threads}),
                   flush=True)
 
 
