@@ -44,10 +44,8 @@ def main() -> None:
                                          f'backend = "{BACKEND}"\n')
         runtime = SentenceTransformersRuntime(read_manifest(root), root)
         runtime.load()
-        if BACKEND == "onnxruntime":
-            from mlgate.runtimes.st_onnx import _threads
-
-            threads = _threads()  # ONNX Runtime's intra-op threads, as the runtime sets them
+        if runtime._onnx is not None:  # the intra-op threads the runtime gave its ONNX Runtime session
+            threads = runtime._onnx.session.get_session_options().intra_op_num_threads
         else:
             import torch
 

@@ -41,7 +41,7 @@ def decode_predict(body: Any, specs: Sequence[TensorSpec]) -> dict[str, np.ndarr
         instances = body["instances"]
         if not isinstance(instances, list) or not instances:
             raise InvalidInput("instances: expected a non-empty list of rows", field="instances")
-        if isinstance(instances[0], dict) and all(isinstance(row, dict) for row in instances):  # rows of lists: no scan
+        if all(isinstance(row, dict) for row in instances):
             columns = _columns_from_rows(instances, names)
         elif len(specs) == 1:
             columns = {names[0]: instances}

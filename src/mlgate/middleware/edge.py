@@ -11,7 +11,7 @@ duration (ms).
 Being outside FastAPI's ``ServerErrorMiddleware``, the edge also marks the generic 500 of an unexpected error.
 A ``FastPath`` (``mlgate.protocols.fast_path``) serves the inference routes from here, without the router
 and FastAPI's layers in between (FastAPI's native telemetry check included): the same edge, the same
-endpoints and the same error handlers, about a quarter less CPU per prediction (benchmarks/RESULTS.md).
+endpoints and the same error handlers, about a third less CPU per prediction (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
