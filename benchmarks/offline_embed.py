@@ -25,7 +25,7 @@ sys.path.insert(0, str(BENCH))
 
 from sentences import sentences  # noqa: E402  (the harness's 200 fixed sentences)
 
-from mlgate.manifest import read_manifest  # noqa: E402
+from mlgate.model.manifest import read_manifest  # noqa: E402
 from mlgate.runtimes.sentence_transformers import SentenceTransformersRuntime  # noqa: E402
 
 BACKEND = os.environ.get("BACKEND", "torch")

@@ -1,4 +1,4 @@
-"""Time of ``mlgate.usage.usage_report`` on a prediction log of N rows, on SQLite and/or PostgreSQL.
+"""Time of ``mlgate.predlog.usage.usage_report`` on a prediction log of N rows, on SQLite and/or PostgreSQL.
 
 Usage: python benchmarks/usage_report.py DATABASE_URL [rows] [hours]
 Fills the (migrated) database's prediction log with ``rows`` records spread evenly over the last ``hours``
@@ -20,8 +20,8 @@ from sqlalchemy import insert
 
 from mlgate.db.engine import Database
 from mlgate.db.migrate import upgrade
-from mlgate.db.predlog_table import PredictionRecord
-from mlgate.usage import usage_report
+from mlgate.db.tables.predlog import PredictionRecord
+from mlgate.predlog.usage import usage_report
 
 
 async def fill(database: Database, rows: int, start: datetime, span_s: float) -> None:

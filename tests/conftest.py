@@ -28,8 +28,8 @@ import pytest
 
 from mlgate.app import create_app
 from mlgate.auth import Actor
-from mlgate.examples import build_examples, missing_requirement
 from mlgate.logs import configure_logging
+from mlgate.model.examples import build_examples, missing_requirement
 from mlgate.settings import Settings
 from tests.processes import ADMIN_PASSWORD, ADMIN_USERNAME, serve_process
 from tests.services import database_url, postgres_url, redis_url, sqlite_url  # noqa: F401 - fixtures
@@ -93,7 +93,7 @@ def embeddings_key(embeddings_data_dir: Path) -> str:
     """An API key of ``embeddings_server``'s database, made with the CLI (the openai SDK always sends one)."""
     from typer.testing import CliRunner
 
-    from mlgate.cli import app as cli
+    from mlgate.cli.main import app as cli
 
     runner = CliRunner(env={"MLGATE_DATA_DIR": str(embeddings_data_dir)})
     made = runner.invoke(cli, ["users", "create", "sdk", "--password-stdin"], input="sdk password\n")

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from mlgate.archives import pack_to_bytes
+from mlgate.model.archives import pack_to_bytes
 from tests.fakes import sum_model
 
 API = "/api/v1"

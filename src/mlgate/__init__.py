@@ -3,7 +3,7 @@
 import typing as _typing
 
 from mlgate.errors import MlgateError
-from mlgate.manifest import BatchingConfig, ImagePreprocessing, ModelManifest, TensorSpec
+from mlgate.model.manifest import BatchingConfig, ImagePreprocessing, ModelManifest, TensorSpec
 from mlgate.runtimes.base import Runtime
 
 if _typing.TYPE_CHECKING:

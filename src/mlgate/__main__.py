@@ -1,5 +1,5 @@
 """``python -m mlgate`` runs the command-line interface."""
 
-from mlgate.cli import app
+from mlgate.cli.main import app
 
 app(prog_name="mlgate")

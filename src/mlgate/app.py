@@ -1,9 +1,9 @@
 """``create_app(settings)``: the ASGI application, with its lifespan, routes, middleware and error handlers.
 
-Middleware, outermost first: the edge (``mlgate.middleware.edge``: request id and access log, client address,
+Middleware, outermost first: the edge (``mlgate.edge.middleware``: request id and access log, client address,
 body limit, then the response's deprecation, rate-limit, security and request-id headers) -> FastAPI's own
 stack with CORS when origins are configured, where the error handlers of ``mlgate.protocols.errors`` answer
-every error. The inference routes are served by the edge itself (``mlgate.protocols.fast_path``) unless CORS
+every error. The inference routes are served by the edge itself (``mlgate.edge.fast_path``) unless CORS
 is configured. Routes check their callers with ``mlgate.protocols.security`` (authenticate -> authorize ->
 rate limit).
 """
@@ -24,29 +24,32 @@ from fastapi.responses import RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mlgate import __version__
+from mlgate.api import auth, predictions, usage
+from mlgate.api import catalog as catalog_api
+from mlgate.api import metrics as metrics_routes
+from mlgate.api import repository as repository_ext
+from mlgate.api.versioning import include_versioned
 from mlgate.auth.authenticator import AuthMetrics
 from mlgate.auth.client import ClientAddressResolver
 from mlgate.auth.service import build_security, ensure_first_admin, registry_policies
-from mlgate.control import ControlPlane
-from mlgate.dataplane import DataPlane
+from mlgate.catalog.control import ControlPlane
 from mlgate.db.engine import Database
 from mlgate.db.migrate import upgrade
-from mlgate.engine import InferenceEngine
-from mlgate.examples import ensure_examples
+from mlgate.edge.body_limit import BodyLimit
+from mlgate.edge.deprecation import DeprecationHeaders
+from mlgate.edge.fast_path import FastPath
+from mlgate.edge.middleware import EdgeMiddleware
+from mlgate.edge.security_headers import SecurityHeaders
+from mlgate.inference.dataplane import DataPlane
+from mlgate.inference.engine import InferenceEngine
+from mlgate.inference.registry import ModelRegistry
 from mlgate.memory import release_freed_heap
 from mlgate.metrics import EngineMetrics
-from mlgate.middleware.body_limit import BodyLimit
-from mlgate.middleware.deprecation import DeprecationHeaders
-from mlgate.middleware.edge import EdgeMiddleware
-from mlgate.middleware.security_headers import SecurityHeaders
-from mlgate.protocols import auth, openai, predictions_api, registry_api, repository_ext, usage_api, v1, v2
-from mlgate.protocols import metrics as metrics_routes
+from mlgate.model.examples import ensure_examples
+from mlgate.model.repository import group_by_name, scan_repository
+from mlgate.protocols import openai, v1, v2
 from mlgate.protocols.errors import install_error_handlers
-from mlgate.protocols.fast_path import FastPath
-from mlgate.protocols.versioning import include_versioned
 from mlgate.ratelimit.limiter import RateLimitMetrics
-from mlgate.registry import ModelRegistry
-from mlgate.repository import group_by_name, scan_repository
 from mlgate.settings import Settings, default_examples_dir
 from mlgate.web import install_web
 from mlgate.web.admin import install_admin
@@ -68,7 +71,7 @@ An inference request may carry `X-Request-Timeout-Ms` (milliseconds) to shorten 
 
 
 class MlgateApp(FastAPI):
-    """FastAPI behind ``edge`` (``mlgate.middleware.edge``): every HTTP request passes the edge first, then
+    """FastAPI behind ``edge`` (``mlgate.edge.middleware``): every HTTP request passes the edge first, then
     FastAPI's own stack (its native telemetry, error middleware, routes), so every response, a 500 of an
     unexpected error too, carries what the edge adds. The edge answers the inference routes itself."""
 
@@ -150,12 +153,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # -- registry routes (behind security; registry_api=False turns them off, models still serve) --
     if settings.registry_api:
         app.include_router(repository_ext.router)
-        include_versioned(app, registry_api.router)
-        include_versioned(app, predictions_api.router)
+        include_versioned(app, catalog_api.router)
+        include_versioned(app, predictions.router)
 
     # -- security routes --
     app.include_router(auth.router)
-    include_versioned(app, usage_api.router)  # admins only: usage from the prediction log
+    include_versioned(app, usage.router)  # admins only: usage from the prediction log
 
     # -- web routes --
     install_web(app, docs=settings.public_docs)

@@ -12,7 +12,7 @@ the label set stays bounded whatever names clients send. Exported at ``GET /metr
 
 With several HTTP processes (``mlgate serve --workers N``) the series live in prometheus-client's
 multiprocess mode: every process writes its values to files in ``PROMETHEUS_MULTIPROC_DIR`` (set by
-``mlgate.serving`` before the processes start) and ``render`` sums them over all live processes, so
+``mlgate.server`` before the processes start) and ``render`` sums them over all live processes, so
 ``/metrics`` reports the whole server whichever process answers. In that mode an unloaded model's series stay
 until the server restarts (the files are append-only).
 """

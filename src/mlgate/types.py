@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlgate.codecs.datatypes import Datatype
+from mlgate.datatypes import Datatype
 
 __all__ = [
     "Embedding",

@@ -16,10 +16,10 @@ import itsdangerous
 import pytest
 from sqlalchemy import select, update
 
-from mlgate.archives import pack_to_bytes
 from mlgate.auth import Action, Role
-from mlgate.db.audit import AuditEntry
-from mlgate.db.auth import User
+from mlgate.db.tables.audit import AuditEntry
+from mlgate.db.tables.identity import User
+from mlgate.model.archives import pack_to_bytes
 from tests.registry_helpers import ZEROS, versioned_model
 from tests.secure import PASSWORD, TEST_ACTOR, SecureApp, bearer, secure_app, v2_body
 

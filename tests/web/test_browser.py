@@ -28,7 +28,7 @@ from PIL import Image
 from sklearn.datasets import load_breast_cancer, load_digits
 
 from mlgate.codecs.images import image_to_tensor
-from mlgate.manifest import read_manifest
+from mlgate.model.manifest import read_manifest
 from tests.processes import free_port
 from tests.web.conftest import HTML_DESCRIPTION, HTML_FEATURES, HTML_LABELS
 

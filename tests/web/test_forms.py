@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlgate.manifest import ImagePreprocessing, TensorSpec
+from mlgate.model.manifest import ImagePreprocessing, TensorSpec
 from mlgate.web.forms import MAX_TABLE_COLUMNS, _answer_outputs, input_form
 
 GRAY8 = ImagePreprocessing(width=8, height=8)

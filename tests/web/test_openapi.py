@@ -11,8 +11,8 @@ import jsonschema
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from mlgate.registry import ModelRegistry
-from mlgate.repository import scan_repository
+from mlgate.inference.registry import ModelRegistry
+from mlgate.model.repository import scan_repository
 from mlgate.web.openapi import ModelSchemas
 from tests.conftest import ClientFactory
 from tests.fakes import sum_model, write_python_model

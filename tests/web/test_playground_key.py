@@ -24,7 +24,7 @@ import joblib
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from mlgate.usage import UsageReport
+from mlgate.predlog.usage import UsageReport
 from mlgate.web.playground import templates
 from tests.processes import serve_process
 

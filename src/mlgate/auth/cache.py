@@ -12,7 +12,7 @@ Invalidation, so revocation stays effectively immediate:
   activation or groups, change a key's scopes) clears the whole cache once its transaction has committed.
 * **Other processes and replicas**: the same change appends a ``registry_changes`` row (model ``""``,
   what ``auth: ...``) in its transaction and, on PostgreSQL, sends ``NOTIFY mlgate_registry``. The change
-  follower every server already runs (``mlgate.replicas``) wakes on it, or sees it on its next poll, and
+  follower every server already runs (``mlgate.catalog.follower``) wakes on it, or sees it on its next poll, and
   ``ControlPlane.refresh`` calls ``clear()`` whenever the highest change id moved. So another process drops
   its entries within the notification latency on PostgreSQL (milliseconds) and within
   ``registry_poll_interval_s`` (default 1 s) on SQLite or when a notification is missed.

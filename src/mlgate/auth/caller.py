@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
-from mlgate.manifest import is_valid_name
+from mlgate.model.manifest import is_valid_name
 from mlgate.settings import MODEL_PATTERN_RE
 
 __all__ = ["ROLE_ACTIONS", "Action", "Caller", "CallerKind", "Role", "matches", "valid_pattern"]

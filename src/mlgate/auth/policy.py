@@ -16,7 +16,7 @@ from pathlib import PurePosixPath
 from mlgate.access import DEFAULT_TIER, RateLimitTier
 from mlgate.auth.caller import Action, Caller, matches
 from mlgate.errors import Forbidden, ModelNotFound, Unauthenticated
-from mlgate.manifest import is_valid_name
+from mlgate.model.manifest import is_valid_name
 
 __all__ = ["CODE_EXECUTING_SUFFIXES", "ModelPolicy", "Policy"]
 

@@ -20,9 +20,9 @@ from mlgate.auth.store import Actor, AuthStore
 from mlgate.auth.tokens import TokenIssuer, load_or_create_secret
 from mlgate.db.engine import Database
 from mlgate.errors import Conflict, MlgateError
-from mlgate.manifest import ModelManifest
+from mlgate.inference.registry import ModelRegistry
+from mlgate.model.manifest import ModelManifest
 from mlgate.ratelimit.limiter import RateLimitMetrics, RateLimits
-from mlgate.registry import ModelRegistry
 from mlgate.settings import Settings
 
 __all__ = ["Security", "build_security", "ensure_first_admin", "registry_policies"]

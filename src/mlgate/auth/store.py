@@ -1,6 +1,6 @@
 """Users, groups and API keys in the database: create, look up, list, revoke, each change audited.
 
-Every change writes an audit entry in the same transaction (``mlgate.db.audit``). Password hashing runs on
+Every change writes an audit entry in the same transaction (``mlgate.db.tables.audit``). Password hashing runs on
 a worker thread (argon2 takes tens of milliseconds on purpose). Errors are mlgate's: BadRequest for invalid
 values, Conflict for a name already taken, NotFound for an unknown user, group or key.
 A change that can narrow what existing credentials may do (revoke a key, change a key's scopes, a user's
@@ -25,12 +25,12 @@ from mlgate.access import DEFAULT_TIER
 from mlgate.auth.caller import ROLE_ACTIONS, Action, Role, valid_pattern
 from mlgate.auth.keys import new_key
 from mlgate.auth.passwords import check_password_strength, hash_password, verify_password
-from mlgate.db.audit import Actor, record_audit
-from mlgate.db.auth import ApiKey, Group, GroupMember, User
 from mlgate.db.base import utcnow
-from mlgate.db.catalog import NOTIFY_CHANNEL
 from mlgate.db.engine import Database
-from mlgate.db.registry_tables import RegistryChange
+from mlgate.db.queries.catalog import NOTIFY_CHANNEL
+from mlgate.db.tables.audit import Actor, record_audit
+from mlgate.db.tables.catalog import RegistryChange
+from mlgate.db.tables.identity import ApiKey, Group, GroupMember, User
 from mlgate.errors import BadRequest, Conflict, NotFound
 
 __all__ = ["Actor", "AuthStore", "KeyInfo", "KeyRecord", "UserInfo"]

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mlgate.codecs.datatypes import NUMPY_DTYPES
+from mlgate.datatypes import NUMPY_DTYPES
 from mlgate.errors import InvalidInput
 
 __all__ = ["HEADER", "decode_tensor", "encode_tensor", "split_body"]

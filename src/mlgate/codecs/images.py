@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from mlgate.manifest import ImagePreprocessing
+from mlgate.model.manifest import ImagePreprocessing
 
 __all__ = ["area_weights", "image_to_tensor"]
 

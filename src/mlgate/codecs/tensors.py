@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from mlgate.codecs.datatypes import FLOAT_DATATYPES, INTEGER_DATATYPES, NUMPY_DTYPES
+from mlgate.datatypes import FLOAT_DATATYPES, INTEGER_DATATYPES, NUMPY_DTYPES
 from mlgate.errors import InvalidInput
 
 __all__ = ["from_json_data", "to_json_data"]

@@ -16,7 +16,7 @@ import numpy as np
 
 from mlgate.codecs.tensors import from_json_data
 from mlgate.errors import InvalidInput
-from mlgate.manifest import TensorSpec
+from mlgate.model.manifest import TensorSpec
 
 __all__ = ["decode_predict", "encode_predictions"]
 

@@ -17,10 +17,10 @@ import numpy as np
 from pydantic import ValidationError
 
 from mlgate.codecs import binary as binary_codec
-from mlgate.codecs.datatypes import DATATYPES, NUMPY_DTYPES, datatype_of
 from mlgate.codecs.tensors import from_json_data, to_json_data
+from mlgate.datatypes import DATATYPES, NUMPY_DTYPES, datatype_of
 from mlgate.errors import InvalidInput, UnsupportedFeature
-from mlgate.manifest import TensorSpec
+from mlgate.model.manifest import TensorSpec
 from mlgate.types import InferenceRequest
 
 __all__ = ["decode_inputs", "encode_response", "parse_request", "validation_error"]

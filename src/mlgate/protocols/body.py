@@ -13,8 +13,8 @@ from starlette.requests import ClientDisconnect
 
 from mlgate.codecs import binary
 from mlgate.codecs.json import dumps, loads
-from mlgate.dataplane import DataPlane
 from mlgate.errors import BadRequest, MalformedJSON, UnsupportedFeature
+from mlgate.inference.dataplane import DataPlane
 from mlgate.protocols.headers import header
 
 __all__ = ["TIMEOUT_HEADER", "binary_response", "dataplane", "json_response", "read_body", "read_json",

@@ -17,9 +17,9 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlgate.auth.caller import Action, Caller
+from mlgate.catalog.control import ControlPlane
 from mlgate.codecs.json import dumps
 from mlgate.codecs.v2 import validation_error
-from mlgate.control import ControlPlane
 from mlgate.errors import MlgateError, Unauthenticated
 from mlgate.protocols.security import STATE_STARTED
 from mlgate.types import ErrorBody

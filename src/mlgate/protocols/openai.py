@@ -1,7 +1,7 @@
 """OpenAI-compatible REST: ``POST /v1/embeddings``, for clients built on the official ``openai`` SDK.
 
 The route parses the body (``mlgate.codecs.openai``), runs the texts through the data plane
-(``mlgate.embeddings``: dynamic batching and workers apply) and answers in OpenAI's shape. Errors keep
+(``mlgate.inference.embeddings``: dynamic batching and workers apply) and answers in OpenAI's shape. Errors keep
 mlgate's one JSON error body, so the SDK raises its status error (``openai.BadRequestError`` for 400, ...)
 with ``response.json()`` saying what is wrong.
 """
@@ -16,8 +16,8 @@ from starlette.routing import Route
 
 from mlgate.auth.caller import Action
 from mlgate.codecs.openai import encode_embeddings, parse_embedding_request
-from mlgate.dataplane import DataPlane
-from mlgate.embeddings import embed
+from mlgate.inference.dataplane import DataPlane
+from mlgate.inference.embeddings import embed
 from mlgate.protocols.body import dataplane, json_response, read_json, request_timeout_ms
 from mlgate.protocols.caller import Caller, current_caller, routing_key
 from mlgate.protocols.errors import ERROR_RESPONSES

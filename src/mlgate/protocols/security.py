@@ -32,7 +32,7 @@ from mlgate.auth.caller import Action, Caller
 from mlgate.auth.service import Security as SecurityService
 from mlgate.auth.store import Actor
 from mlgate.errors import NotFound, Unauthenticated
-from mlgate.manifest import is_valid_name
+from mlgate.model.manifest import is_valid_name
 from mlgate.protocols.headers import header_values
 from mlgate.ratelimit.limiter import LimitExceeded, Quota, Unit
 
@@ -66,7 +66,7 @@ def _state(request: Request) -> dict[str, Any]:
 
 
 def client_address(request: Request) -> str:
-    """The client address (trusted proxies applied by the edge, ``mlgate.middleware.edge``)."""
+    """The client address (trusted proxies applied by the edge, ``mlgate.edge.middleware``)."""
     address = _state(request).get("client_address")
     if isinstance(address, str):
         return address

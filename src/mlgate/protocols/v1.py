@@ -16,8 +16,8 @@ from starlette.routing import Route
 
 from mlgate.auth.caller import Action
 from mlgate.codecs import v1 as codec
-from mlgate.dataplane import DataPlane
 from mlgate.errors import NotFound
+from mlgate.inference.dataplane import DataPlane
 from mlgate.protocols.body import dataplane, json_response, read_json, request_timeout_ms
 from mlgate.protocols.caller import Caller, current_caller, routing_key
 from mlgate.protocols.errors import ERROR_RESPONSES

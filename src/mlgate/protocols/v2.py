@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from mlgate.auth.caller import Action
 from mlgate.codecs import v2 as codec
-from mlgate.dataplane import DataPlane
+from mlgate.inference.dataplane import DataPlane
 from mlgate.protocols.body import binary_response, dataplane, json_response, read_v2_body, request_timeout_ms
 from mlgate.protocols.caller import Caller, current_caller, routing_key
 from mlgate.protocols.errors import ERROR_RESPONSES

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from mlgate.errors import ModelLoadError
-from mlgate.manifest import ModelManifest, TensorSpec
+from mlgate.model.manifest import ModelManifest, TensorSpec
 
 __all__ = ["Batch", "Executor", "Runtime"]
 

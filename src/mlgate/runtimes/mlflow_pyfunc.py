@@ -2,7 +2,7 @@
 
 Loaded with ``mlflow.pyfunc.load_model`` from the model directory, so MLflow must be installed in the
 server's environment (``pip install mlflow-skinny``; without it loading fails with that advice). The
-signature in ``MLmodel`` gives the one input and the one output (``mlgate.mlflow_models``); a column
+signature in ``MLmodel`` gives the one input and the one output (``mlgate.model.mlflow``); a column
 signature is passed to the model as a pandas DataFrame with those columns.
 
 Security: a custom model is unpickled with cloudpickle and runs its own code; serve only models you trust.

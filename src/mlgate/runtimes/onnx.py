@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from mlgate.errors import ModelLoadError
-from mlgate.manifest import TensorSpec
+from mlgate.model.manifest import TensorSpec
 from mlgate.runtimes.base import Batch, Runtime
 
 __all__ = ["OnnxRuntime"]

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from mlgate.errors import InvalidInput, ModelLoadError
-from mlgate.manifest import TensorSpec
+from mlgate.model.manifest import TensorSpec
 from mlgate.runtimes.base import Batch, Runtime
 from mlgate.runtimes.st_onnx import OnnxEncoder
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from mlgate.codecs.datatypes import datatype_of
+from mlgate.datatypes import datatype_of
 from mlgate.errors import ModelLoadError
-from mlgate.manifest import TensorSpec
+from mlgate.model.manifest import TensorSpec
 from mlgate.runtimes.base import Batch, Runtime
 
 __all__ = ["SklearnRuntime"]

@@ -21,9 +21,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mlgate.codecs.datatypes import FLOAT_DATATYPES, INTEGER_DATATYPES
-from mlgate.manifest import TensorSpec
-from mlgate.registry import ModelHandle, ModelRegistry
+from mlgate.datatypes import FLOAT_DATATYPES, INTEGER_DATATYPES
+from mlgate.inference.registry import ModelHandle, ModelRegistry
+from mlgate.model.manifest import TensorSpec
 from mlgate.web.openapi import tensor_example
 
 __all__ = ["MAX_TABLE_COLUMNS", "InputForm", "ModelPage", "ModelRow", "model_page", "model_rows"]

@@ -16,8 +16,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from mlgate.manifest import TensorSpec
-from mlgate.registry import ModelHandle, ModelRegistry
+from mlgate.inference.registry import ModelHandle, ModelRegistry
+from mlgate.model.manifest import TensorSpec
 
 __all__ = ["ModelSchemas", "add_model_schemas", "data_schema", "tensor_example"]
 

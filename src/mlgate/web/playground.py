@@ -22,8 +22,8 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from mlgate import __version__
-from mlgate.dataplane import DataPlane
 from mlgate.errors import ModelNotFound, ModelVersionNotFound
+from mlgate.inference.dataplane import DataPlane
 from mlgate.protocols.security import may_use
 from mlgate.web.forms import model_page, model_rows
 

@@ -19,8 +19,8 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from mlgate.errors import MlgateError
-from mlgate.manifest import ModelManifest
 from mlgate.memory import release_freed_heap
+from mlgate.model.manifest import ModelManifest
 from mlgate.runtimes import Runtime, runtime_class
 from mlgate.workers.protocol import encode, read_message_sync, write_message_sync
 

@@ -21,8 +21,8 @@ from typing import Any
 import structlog
 
 from mlgate.errors import ModelLoadError
-from mlgate.manifest import ModelManifest, TensorSpec
 from mlgate.metrics import ModelMetrics
+from mlgate.model.manifest import ModelManifest, TensorSpec
 from mlgate.runtimes.base import Batch
 from mlgate.workers.process import WorkerProcess
 

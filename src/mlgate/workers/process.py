@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from mlgate.errors import ModelError, ModelLoadError, RemoteError, WorkerDied
-from mlgate.manifest import ModelManifest
+from mlgate.model.manifest import ModelManifest
 from mlgate.runtimes.base import Batch
 from mlgate.workers.protocol import encode, read_message
 

@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import mlgate.db.models  # noqa: F401 - registers every table on Base.metadata
+import mlgate.db.tables  # noqa: F401 - registers every table on Base.metadata
 from mlgate.db.base import Base
 
 config = context.config

@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mlgate.auth import Actor, AuthStore, Role, Security, UserInfo
-from mlgate.control import ControlPlane
+from mlgate.catalog.control import ControlPlane
 from mlgate.db.engine import Database
 from mlgate.protocols.security import client_address
 from mlgate.settings import Settings

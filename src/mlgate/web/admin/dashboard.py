@@ -1,7 +1,7 @@
 """The usage dashboard at ``/admin/dashboard``: requests per second, p50 and p99 latency, errors and 429s over
 a chosen range, per model and per caller (API key), from the prediction log. Admins only.
 
-The numbers come from ``mlgate.usage.usage_report`` (the same report as ``GET /api/v1/usage``); the page
+The numbers come from ``mlgate.predlog.usage.usage_report`` (the same report as ``GET /api/v1/usage``); the page
 includes the ``dashboard_panel.html`` partial (tables rendered on the server, charts drawn by
 ``static/dashboard.js`` with the vendored uPlot, served from ``/ui/static``: no CDN). Query parameters:
 ``start``, ``end`` (ISO 8601, UTC when naive), ``step_s``, ``model``, ``key``; a bad value shows its error
@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from sqladmin import expose
 
 from mlgate.errors import InvalidInput, MlgateError
-from mlgate.usage import usage_report_from_query
+from mlgate.predlog.usage import usage_report_from_query
 from mlgate.web.admin.access import ADMIN_ONLY, require
 from mlgate.web.admin.pages import Page
 

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from sqladmin import expose
 from starlette.datastructures import FormData, UploadFile
 
-from mlgate.db.audit import Actor
+from mlgate.db.tables.audit import Actor
 from mlgate.errors import InvalidInput, MlgateError
 from mlgate.web.admin.access import DEPLOYERS, require
 from mlgate.web.admin.context import actor_of

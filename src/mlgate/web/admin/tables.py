@@ -16,10 +16,10 @@ from sqladmin.filters import BooleanFilter, OperationColumnFilter
 from sqlalchemy import Select
 from starlette.exceptions import HTTPException
 
-from mlgate.db.audit import AuditEntry
-from mlgate.db.auth import ApiKey, Group, User
-from mlgate.db.predlog_table import PredictionRecord
-from mlgate.db.registry_tables import AliasHistory, ModelAlias, ModelTraffic, ModelVersionRecord, RegistryChange
+from mlgate.db.tables.audit import AuditEntry
+from mlgate.db.tables.catalog import AliasHistory, ModelAlias, ModelTraffic, ModelVersionRecord, RegistryChange
+from mlgate.db.tables.identity import ApiKey, Group, User
+from mlgate.db.tables.predlog import PredictionRecord
 from mlgate.web.admin.access import DEPLOYERS, RoleGate
 from mlgate.web.admin.filters import RecentFilter
 

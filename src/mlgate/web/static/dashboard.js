@@ -1,4 +1,4 @@
-// The usage dashboard's charts (templates/dashboard_panel.html): reads the usage report (mlgate.usage.UsageReport
+// The usage dashboard's charts (templates/dashboard_panel.html): reads the usage report (mlgate.predlog.usage.UsageReport
 // as JSON) from <script type="application/json" id="usage-data"> and draws uPlot charts: requests per second,
 // p50 and p99 latency (ms), 4xx / 5xx / 429 counts per bucket, and requests per second of the busiest models
 // and callers. The tables are rendered on the server; this file only draws. No inline script, no CDN: uPlot is vendored under static/vendor/uplot/.

@@ -1,0 +1,318 @@
+"""The control plane: the database registry's operations, as the REST API and the CLI call them.
+
+Beside ``DataPlane`` (serving), ``ControlPlane`` owns the catalog, the artifact store, rollouts, the
+prediction log, shadow traffic and the change follower. Each change is written to the catalog and then
+applied on this server before the call returns (``Rollouts.sync``), so "200 OK" means "in effect here";
+other replicas follow within ``registry_poll_interval_s`` (at once on PostgreSQL).
+Moving traffic to a version first loads and warms it here, so a version that cannot load never gets any.
+Changes take ``by``, the ``Actor`` of the audit log: the catalog writes its entry in the change's own
+transaction; a V2 load or unload (this server only) is audited right after it takes effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import BinaryIO
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter
+
+from mlgate.catalog.follower import ChangeFollower
+from mlgate.catalog.push import push_archive
+from mlgate.catalog.rollouts import Rollouts, warm
+from mlgate.catalog.store import ArtifactStore
+from mlgate.db.engine import Database
+from mlgate.db.queries.catalog import Catalog, ModelInfo, VersionInfo, version_key
+from mlgate.db.tables.audit import Actor
+from mlgate.errors import InvalidInput, MlgateError, ModelVersionNotFound
+from mlgate.inference.dataplane import Call, DataPlane
+from mlgate.logs import REQUEST_ID
+from mlgate.model.repository import ModelSource, rescan
+from mlgate.predlog.writer import Prediction, PredictionLog
+from mlgate.settings import Settings
+
+__all__ = ["ControlPlane"]
+
+log = structlog.get_logger("mlgate.catalog.control")
+
+_logged_request: ContextVar[str | None] = ContextVar("mlgate_logged_request", default=None)
+"""The request id whose answer the data plane's observer has logged (so ``record_refused`` does not log it twice)."""
+
+
+class ControlPlane:
+    def __init__(self, settings: Settings, database: Database, plane: DataPlane,
+                 metrics: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.plane = plane
+        self.catalog = Catalog(database)
+        self.store = ArtifactStore(settings.effective_artifact_store, settings.data_dir / "cache",
+                                   max_unpacked_bytes=settings.registry_max_unpacked_bytes)
+        self.rollouts = Rollouts(plane.registry, self.catalog, self.store, drain_timeout_s=settings.drain_timeout_s)
+        self.follower = ChangeFollower(database, self.refresh, poll_interval_s=settings.registry_poll_interval_s)
+        self.change_listeners: list[Callable[[], None]] = []
+        """Called when any change (registry or identities) is seen; the credential cache clears itself."""
+        self._seen_change = 0
+        self.predlog: PredictionLog | None = None
+        if settings.prediction_log:
+            self.predlog = PredictionLog(
+                database, buffer_size=settings.prediction_log_buffer, batch_size=settings.prediction_log_batch,
+                interval_s=settings.prediction_log_interval_s,
+                default_sample_rate=settings.prediction_log_sample_rate, metrics=metrics)
+        self.shadow_skipped = Counter("mlgate_shadow_skipped", "Shadow requests skipped: too many in flight.",
+                                      registry=metrics)
+        self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self.folder_sources: dict[str, list[ModelSource]] = {}
+        """Models of the repository folder, by name (for the V2 repository extension's load)."""
+
+    # -- life cycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load what the catalog asks for, then follow its changes; hook the observers into serving."""
+        if self.predlog is not None:
+            self.predlog.start()
+            self.plane.observers.append(self._log_call)
+        self.plane.observers.append(self._shadow_call)
+        try:
+            await self.rollouts.sync(force=True)
+        except Exception:  # noqa: BLE001 - a registry that cannot load must not stop the folder models
+            log.exception("registry: initial sync failed; the follower retries")
+        self._apply_sample_rates()
+        self.follower.start()
+
+    async def refresh(self) -> bool:
+        """Apply the catalog if another replica (or this one) changed it; True when something was applied."""
+        last = await self.catalog.last_change()
+        if last != self._seen_change:
+            self._seen_change = last
+            for listener in self.change_listeners:
+                listener()
+        if last == self.rollouts.applied_change:
+            return False
+        applied = await self.rollouts.sync()
+        self._apply_sample_rates()
+        return applied
+
+    async def close(self) -> None:
+        await self.follower.close()
+        if self._shadow_tasks:
+            await asyncio.wait(self._shadow_tasks, timeout=self.settings.drain_timeout_s)
+        await self.rollouts.close()
+        if self.predlog is not None:
+            await self.predlog.close()
+
+    def _apply_sample_rates(self) -> None:
+        if self.predlog is not None:
+            self.predlog.sample_rates = {n: m.log_sample_rate for n, m in self.rollouts.models.items()
+                                         if m.log_sample_rate is not None}
+
+    async def _changed(self) -> None:
+        await self.rollouts.sync()
+        self._apply_sample_rates()
+
+    # -- registry operations ----------------------------------------------------------------------
+
+    async def push(self, name: str, fh: BinaryIO, *, version: str | None = None, by: Actor | None = None,
+                   check_file: Callable[[str], None] | None = None) -> VersionInfo:
+        """Check, store and record an archive as a version of ``name`` (see ``push_archive``, which calls
+        ``check_file`` on each file of the archive before anything is unpacked or recorded)."""
+        info = await push_archive(self.catalog, self.store, name, fh, version=version, by=by,
+                                  max_unpacked_bytes=self.settings.registry_max_unpacked_bytes,
+                                  check_file=check_file)
+        log.info("version pushed", model=name, version=info.version, checksum=info.checksum,
+                 by=by.name if by else None)
+        await self._changed()
+        return info
+
+    async def delete_version(self, name: str, version: str, *, by: Actor | None = None) -> None:
+        info = await self.catalog.delete_version(name, version, by=by)
+        await self._changed()
+        try:
+            await asyncio.to_thread(self.store.delete, info.artifact_uri)
+        except OSError as exc:
+            log.warning("artifact not removed from the store", uri=info.artifact_uri, error=str(exc))
+
+    async def set_alias(self, name: str, alias: str, version: str, *, by: Actor | None = None) -> str | None:
+        """Point ``alias`` at ``version`` (loaded and warmed first); returns the version it left."""
+        await self.rollouts.prepare(name, version)
+        try:
+            previous = await self.catalog.set_alias(name, alias, version, by=by)
+        except BaseException:
+            await self._forget_prepared()
+            raise
+        await self._changed()
+        return previous
+
+    async def _forget_prepared(self) -> None:
+        """After a change that failed to be recorded: unload what was loaded for it (best effort)."""
+        try:
+            await self.rollouts.sync(force=True)
+        except MlgateError as exc:
+            log.warning("could not unload versions prepared for a failed change", error=exc.message)
+
+    async def rollback(self, name: str, alias: str, *, by: Actor | None = None) -> tuple[str, str]:
+        info = await self.catalog.model(name)
+        # Load the version we go back to before the alias moves (it may have been unloaded since).
+        target = await self.catalog.rollback_target(name, alias)
+        if target is not None and target in info.versions:
+            await self.rollouts.prepare(name, target)
+        moved = await self.catalog.rollback(name, alias, by=by)
+        await self._changed()
+        return moved
+
+    async def delete_alias(self, name: str, alias: str, *, by: Actor | None = None) -> None:
+        await self.catalog.delete_alias(name, alias, by=by)
+        await self._changed()
+
+    async def set_traffic(self, name: str, *, canary_version: str | None, canary_percent: float,
+                          shadow_version: str | None, by: Actor | None = None) -> None:
+        if canary_version is not None and not 0 < canary_percent <= 100:
+            raise InvalidInput("canary percent must be > 0 and <= 100", field="canary.percent")
+        info = await self.catalog.model(name)
+        for version in (canary_version, shadow_version):
+            if version is not None:
+                if version not in info.versions:
+                    raise ModelVersionNotFound(name, version, list(info.versions))
+                await self.rollouts.prepare(name, version)
+        try:
+            await self.catalog.set_traffic(name, canary_version=canary_version, canary_percent=canary_percent,
+                                           shadow_version=shadow_version, by=by)
+        except BaseException:
+            await self._forget_prepared()
+            raise
+        await self._changed()
+
+    async def update_model(self, name: str, *, log_sample_rate: float | None = None,
+                           description: str | None = None, by: Actor | None = None) -> None:
+        await self.catalog.update_model(name, log_sample_rate=log_sample_rate, description=description, by=by)
+        await self._changed()
+
+    async def model(self, name: str) -> ModelInfo:
+        return await self.catalog.model(name)
+
+    # -- V2 model repository extension ---------------------------------------------------------------
+
+    async def index(self) -> list[dict[str, str | None]]:
+        """Every model version this server knows: loaded ones with their state, registry ones not loaded."""
+        entries: dict[tuple[str, str], dict[str, str | None]] = {}
+        for name, sources in self.folder_sources.items():
+            for source in sources:
+                entries[(name, source.version)] = {"name": name, "version": source.version, "state": "UNAVAILABLE",
+                                                   "reason": "unloaded"}
+        try:
+            snapshot = await self.catalog.snapshot()
+            for info in snapshot.models.values():
+                for version in info.versions:
+                    entries[(info.name, version)] = {"name": info.name, "version": version,
+                                                     "state": "UNAVAILABLE", "reason": "not loaded"}
+        except MlgateError as exc:
+            log.warning("repository index without the registry database", error=exc.message)
+        for handle in self.plane.registry:
+            entries[(handle.name, handle.version)] = {
+                "name": handle.name, "version": handle.version, "state": handle.state.value,
+                "reason": "failed to load; the server log says why" if handle.reason else ""}
+        return [entries[k] for k in sorted(entries, key=lambda k: (k[0], version_key(k[1])))]
+
+    async def load(self, name: str, *, by: Actor | None = None) -> None:
+        """Load a model on this server: a folder model from its directory, or a registry model's route.
+
+        Audited once loaded, in a transaction of its own (a load changes this server, not the catalog)."""
+        await self._load(name)
+        await self.catalog.audit(by, action="model.load", model=name)
+
+    async def _load(self, name: str) -> None:
+        if name in self.folder_sources:
+            registry = self.plane.registry
+            for source in self.folder_sources[name]:
+                try:
+                    current = registry.get(name, source.version)
+                except MlgateError:
+                    current = None
+                if current is not None and current.ready:
+                    continue
+                fresh = await asyncio.to_thread(rescan, source)
+                handle = await registry.load_model(fresh)
+                if handle.ready:
+                    await warm(handle)
+            return
+        await self.rollouts.load(name)
+
+    async def unload(self, name: str, *, by: Actor | None = None) -> None:
+        """Unload a model on this server; its requests in flight finish first (up to the drain timeout).
+
+        Audited once unloaded, in a transaction of its own."""
+        await self._unload(name)
+        await self.catalog.audit(by, action="model.unload", model=name)
+
+    async def _unload(self, name: str) -> None:
+        if name in self.folder_sources:
+            handles = [h for h in self.plane.registry if h.name == name]
+            for handle in handles:
+                self.plane.registry.detach(handle)
+            for handle in handles:
+                await handle.drain(self.settings.drain_timeout_s)
+                await self.plane.registry.unload_model(handle)
+            return
+        await self.rollouts.unload(name)
+
+    # -- observers of served requests ---------------------------------------------------------------
+
+    def _log_call(self, call: Call, status: int, latency_ms: float, *, shadow: bool = False) -> None:
+        assert self.predlog is not None
+        keep = self.predlog.wants_tensors(call.handle.name)
+        request_id = REQUEST_ID.get()
+        if not shadow:
+            _logged_request.set(request_id)
+        self.predlog.record(Prediction(
+            at=datetime.now(UTC), model=call.handle.name, version=call.handle.version, caller=call.caller,
+            status=status, latency_ms=round(latency_ms, 3), batch_size=call.batch_size, request_id=request_id,
+            shadow=shadow, inputs=call.inputs if keep else None,
+            outputs=call.outputs if (keep or shadow) else None))
+
+    def record_refused(self, model: str, caller: str | None, status: int, latency_ms: float,
+                       request_id: str | None) -> None:
+        """Log a request on ``model`` answered with an error before (or after) the data plane served it: a
+        429 from the rate limiter, bad input read before the model was looked up. Only for a model this server
+        has (never a name a caller made up), and only if the data plane has not logged this request already."""
+        if self.predlog is None or not self.plane.registry.versions(model):
+            return
+        if request_id is not None and _logged_request.get() == request_id:
+            return
+        self.predlog.record(Prediction(at=datetime.now(UTC), model=model, version=None, caller=caller, status=status,
+                                       latency_ms=round(latency_ms, 3), batch_size=None, request_id=request_id))
+
+    def _shadow_call(self, call: Call, status: int, latency_ms: float) -> None:
+        route = self.plane.registry.route(call.handle.name)
+        if status != 200 or route is None or route.shadow is None or call.inputs is None:
+            return
+        if route.shadow == call.handle.version:
+            return
+        if len(self._shadow_tasks) >= self.settings.shadow_max_in_flight:
+            self.shadow_skipped.inc()
+            return
+        try:
+            handle = self.plane.model(call.handle.name, route.shadow)
+        except Exception:  # noqa: BLE001 - a shadow that is not ready is skipped, never the caller's problem
+            self.shadow_skipped.inc()
+            return
+        handle.acquire()
+        shadow = Call(self.plane, handle, call.caller)
+        task = asyncio.get_running_loop().create_task(self._run_shadow(shadow, call))
+        self._shadow_tasks.add(task)
+        task.add_done_callback(self._shadow_tasks.discard)
+
+    async def _run_shadow(self, shadow: Call, original: Call) -> None:
+        status = 200
+        try:
+            assert original.inputs is not None
+            await shadow.infer(original.inputs, original.parameters)
+        except Exception as exc:  # noqa: BLE001 - shadow answers are logged, never returned or raised
+            status = int(getattr(exc, "status", 500))
+        finally:
+            shadow.handle.release()
+        latency_ms = (time.perf_counter() - shadow.started) * 1000
+        if self.predlog is not None:
+            self._log_call(shadow, status, latency_ms, shadow=True)

@@ -1,0 +1,274 @@
+"""The model's queue and dynamic batcher: an Executor in front of the one that runs the model.
+
+Requests wait in one bounded FIFO queue per model version (``max_queue_size`` requests; one more gets
+QueueFull, 503 with Retry-After). A collector task takes them out as batches and dispatches each batch to
+the inner executor as soon as one of the model's ``concurrency`` instances is free (1 in-process, N worker
+processes).
+
+With ``max_batch_size > 0`` (rows), concurrent requests are merged: their rows are concatenated along
+axis 0 into one runtime call and the outputs are split back, row ``i`` of the answer to row ``i`` of its
+request. A request larger than ``max_batch_size`` is split into chunks that are queued in order and joined
+again. Only requests with the same input names, datatypes, non-batch dimensions and ``parameters`` are
+merged. A batch goes when its rows reach ``max_batch_size`` or one of ``preferred_batch_sizes``, when the
+next request of its kind does not fit, or at its deadline: ``max_queue_delay_ms`` after its first request
+entered the queue, computed once from the injected ``clock`` (``time.monotonic``).
+
+If the collector dies, every queued request fails with BatcherStopped (503), and so do later ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+import structlog
+
+from mlgate.errors import BatcherStopped, ModelNotReady, QueueFull
+from mlgate.metrics import ModelMetrics
+from mlgate.runtimes.base import Batch, Executor
+
+__all__ = ["Clock", "DynamicBatcher", "merge_key"]
+
+log = structlog.get_logger("mlgate.inference.batching")
+
+Clock = Callable[[], float]
+"""Seconds from an arbitrary origin, never going back (``time.monotonic``)."""
+
+
+def merge_key(batch: Batch, parameters: Mapping[str, Any]) -> Hashable:
+    """What two requests must share to be merged: inputs' names, dtypes, non-batch dims; parameters."""
+    tensors = tuple((name, array.dtype, array.shape[1:]) for name, array in sorted(batch.items()))
+    try:
+        params: Hashable = orjson.dumps(parameters, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        params = object()  # not JSON: never merged with anything
+    return tensors, params
+
+
+@dataclass(eq=False)
+class _Request:
+    future: asyncio.Future[Batch]
+    key: Hashable
+    parameters: Mapping[str, Any]
+    enqueued: float
+    results: list[Batch | None]
+    undispatched: int
+
+
+@dataclass(eq=False)
+class _Item:
+    """One chunk of a request (the whole request unless it is larger than max_batch_size)."""
+
+    request: _Request
+    index: int
+    inputs: Batch
+    rows: int
+    queued: bool = field(default=True)
+
+
+class DynamicBatcher:
+    """Executor that queues, merges and dispatches requests to ``inner`` (see the module docstring)."""
+
+    def __init__(
+        self, inner: Executor, *, max_batch_size: int = 0, max_queue_delay_ms: float = 0.0,
+        preferred_batch_sizes: Sequence[int] = (), max_queue_size: int = 1024, concurrency: int = 1,
+        metrics: ModelMetrics | None = None, clock: Clock = time.monotonic, name: str = "",
+    ) -> None:
+        self.inner = inner
+        self.max_batch_size = max_batch_size
+        self.max_queue_delay_s = max_queue_delay_ms / 1000.0
+        self.preferred = frozenset(preferred_batch_sizes)
+        self.max_queue_size = max_queue_size
+        self.metrics = metrics
+        self.clock = clock
+        self.name = name
+        self._slots = asyncio.Semaphore(concurrency)
+        self._queue: deque[_Item] = deque()
+        self._waiting = 0  # requests with a chunk still queued
+        self._arrived = asyncio.Event()
+        self._collector: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
+        self._failed = False
+        self._closing = False
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting in the queue (not yet dispatched)."""
+        return self._waiting
+
+    async def __call__(self, batch: Batch, parameters: Mapping[str, Any]) -> Batch:
+        """Queue ``batch`` and await its outputs. Raises QueueFull, BatcherStopped, ModelNotReady (503)."""
+        if self._failed:
+            raise BatcherStopped(f"the dynamic batcher of model '{self.name}' stopped; the server log says why")
+        if self._closing:
+            raise ModelNotReady(f"model '{self.name}' is being unloaded")
+        if self._waiting >= self.max_queue_size:
+            raise QueueFull(f"model '{self.name}' has {self._waiting} requests waiting (max_queue_size "
+                            f"{self.max_queue_size}); retry later")
+        if self._collector is None:
+            self._collector = asyncio.get_running_loop().create_task(self._collect_forever())
+        rows = next(iter(batch.values())).shape[0] if batch else 0
+        step = self.max_batch_size if 0 < self.max_batch_size < rows else max(rows, 1)
+        starts = range(0, max(rows, 1), step)
+        request = _Request(asyncio.get_running_loop().create_future(), merge_key(batch, parameters), parameters,
+                           self.clock(), [None] * len(starts), len(starts))
+        if len(starts) == 1:
+            items = [_Item(request, 0, batch, rows)]
+        else:
+            items = [_Item(request, i, {k: v[s:s + step] for k, v in batch.items()}, min(step, rows - s))
+                     for i, s in enumerate(starts)]
+        self._queue.extend(items)
+        self._set_waiting(self._waiting + 1)
+        self._arrived.set()
+        try:
+            return await request.future
+        finally:
+            if request.undispatched:  # cancelled (the request's deadline) before all of it was dispatched
+                self._queue = deque(item for item in self._queue if item.request is not request)
+                request.undispatched = 0
+                self._set_waiting(self._waiting - 1)
+
+    async def close(self) -> None:
+        """Stop taking requests, fail the queued ones (503), let running batches finish, close ``inner``."""
+        self._closing = True
+        if self._collector is not None:
+            self._collector.cancel()
+            await asyncio.gather(self._collector, return_exceptions=True)
+        self._fail_queued(lambda: ModelNotReady(f"model '{self.name}' was unloaded before it ran this request"))
+        await asyncio.gather(*self._running, return_exceptions=True)
+        await self.inner.close()
+
+    # -- the collector ------------------------------------------------------------------------------
+
+    async def _collect_forever(self) -> None:
+        try:
+            while True:
+                while not self._queue:
+                    self._arrived.clear()
+                    await self._arrived.wait()
+                await self._slots.acquire()
+                items = await self._next_batch()
+                if not items:
+                    self._slots.release()
+                    continue
+                task = asyncio.get_running_loop().create_task(self._run(items))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+        except BaseException as exc:
+            if not self._closing:
+                log.error("dynamic batcher collector died; failing its queued requests", model=self.name,
+                          exc_info=exc)
+                self._failed = True
+                self._fail_queued(lambda: BatcherStopped(
+                    f"the dynamic batcher of model '{self.name}' stopped; the server log says why"))
+            if not isinstance(exc, Exception):
+                raise
+
+    async def _next_batch(self) -> list[_Item]:
+        """Wait for the batch at the head of the queue to be complete, take it out, and return it."""
+        if not self._queue:
+            return []
+        if not self.max_batch_size:
+            items = [self._queue[0]]
+        else:
+            deadline = self._queue[0].request.enqueued + self.max_queue_delay_s  # the batch's one deadline
+            while True:
+                if not self._queue:
+                    return []
+                items, rows, full = self._gather(self._queue[0].request.key)
+                remaining = deadline - self.clock()
+                if full or rows >= self.max_batch_size or rows in self.preferred or remaining <= 0:
+                    break
+                self._arrived.clear()
+                try:
+                    async with asyncio.timeout(remaining):
+                        await self._arrived.wait()
+                except TimeoutError:
+                    pass
+        taken = set(map(id, items))
+        self._queue = deque(item for item in self._queue if id(item) not in taken)
+        for item in items:
+            item.queued = False
+            item.request.undispatched -= 1
+            if item.request.undispatched == 0:
+                self._set_waiting(self._waiting - 1)
+        return items
+
+    def _gather(self, key: Hashable) -> tuple[list[_Item], int, bool]:
+        items: list[_Item] = []
+        rows = 0
+        for item in self._queue:
+            if item.request.key != key:
+                continue
+            if rows + item.rows > self.max_batch_size:
+                return items, rows, True
+            items.append(item)
+            rows += item.rows
+        return items, rows, False
+
+    async def _run(self, items: list[_Item]) -> None:
+        try:
+            started = self.clock()
+            rows = [item.rows for item in items]
+            if self.metrics is not None:
+                for item in items:
+                    self.metrics.queue_wait.observe(started - item.request.enqueued)
+                self.metrics.batch_size.observe(sum(rows))
+            if len(items) == 1:
+                merged = items[0].inputs
+            else:
+                merged = {name: np.concatenate([item.inputs[name] for item in items]) for name in items[0].inputs}
+            outputs = await self.inner(merged, items[0].request.parameters)
+            if self.metrics is not None:
+                self.metrics.compute.observe(self.clock() - started)
+            parts = [outputs] if len(items) == 1 else _split(outputs, rows)
+            for item, part in zip(items, parts, strict=True):
+                self._deliver(item, part)
+        except Exception as exc:  # noqa: BLE001 - handed to each caller, whose data plane maps it
+            for item in items:
+                if not item.request.future.done():
+                    item.request.future.set_exception(exc)
+        finally:
+            self._slots.release()
+
+    def _deliver(self, item: _Item, outputs: Batch) -> None:
+        request = item.request
+        request.results[item.index] = outputs
+        if request.future.done() or any(part is None for part in request.results):
+            return
+        if len(request.results) == 1:
+            request.future.set_result(outputs)
+            return
+        parts = [part for part in request.results if part is not None]
+        request.future.set_result({name: np.concatenate([part[name] for part in parts]) for name in parts[0]})
+
+    def _fail_queued(self, error: Callable[[], Exception]) -> None:
+        for item in self._queue:
+            item.request.undispatched = 0
+            if not item.request.future.done():
+                item.request.future.set_exception(error())
+        self._queue.clear()
+        self._set_waiting(0)
+
+    def _set_waiting(self, value: int) -> None:
+        self._waiting = value
+        if self.metrics is not None:
+            self.metrics.queue_depth.set(value)
+
+
+def _split(outputs: Batch, rows: Sequence[int]) -> list[Batch]:
+    """Cut each output of a merged call back into the requests' rows; ValueError if the rows do not add up."""
+    total = sum(rows)
+    for name, array in outputs.items():
+        if np.ndim(array) == 0 or len(array) != total:
+            raise ValueError(f"model answered output {name!r} with shape {np.shape(array)} "
+                             f"for a merged batch of {total} rows")
+    bounds = np.cumsum([0, *rows])
+    return [{name: np.asarray(array)[start:stop] for name, array in outputs.items()}
+            for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]

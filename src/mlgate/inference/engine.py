@@ -1,0 +1,56 @@
+"""The inference engine: a registry hook that puts each model's queue, batcher and workers in place.
+
+On load, a model's executor becomes::
+
+    DynamicBatcher (bounded queue, merging, metrics)  ->  WorkerPool (manifest instances = N > 0)
+                                                      or  ThreadExecutor (in this process, instances = 0)
+
+so every request waits in one bounded queue per model version, and at most one batch per instance runs
+at a time. A model with ``instances > 0`` is loaded by its workers, not in the server process (the
+registry leaves its runtime unloaded); its signature comes from the first worker's report.
+"""
+
+from __future__ import annotations
+
+import time
+
+from mlgate.inference.batching import Clock, DynamicBatcher
+from mlgate.inference.registry import Executor, ModelHandle
+from mlgate.metrics import EngineMetrics
+from mlgate.settings import Settings
+from mlgate.workers.pool import WorkerPool
+
+__all__ = ["InferenceEngine"]
+
+
+class InferenceEngine:
+    """ModelHook: wraps each loaded model's executor (see the module docstring)."""
+
+    def __init__(self, settings: Settings, metrics: EngineMetrics, *, clock: Clock = time.monotonic) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.clock = clock
+
+    async def on_load(self, handle: ModelHandle) -> None:
+        manifest = handle.manifest
+        assert manifest is not None and handle.executor is not None
+        metrics = self.metrics.model(handle.name, handle.version)
+        inner: Executor = handle.executor
+        concurrency = 1
+        if manifest.instances:
+            pool = WorkerPool(manifest, handle.directory, manifest.instances,
+                              start_timeout_s=self.settings.worker_start_timeout_s, metrics=metrics)
+            await pool.start()
+            if handle.runtime is not None:
+                handle.runtime.inputs, handle.runtime.outputs = pool.inputs, pool.outputs
+            await inner.close()
+            inner, concurrency = pool, manifest.instances
+        batching = manifest.batching
+        handle.executor = DynamicBatcher(
+            inner, max_batch_size=batching.max_batch_size, max_queue_delay_ms=batching.max_queue_delay_ms,
+            preferred_batch_sizes=batching.preferred_batch_sizes,
+            max_queue_size=batching.max_queue_size or self.settings.max_queue_size,
+            concurrency=concurrency, metrics=metrics, clock=self.clock, name=f"{handle.name}:{handle.version}")
+
+    async def on_unload(self, handle: ModelHandle) -> None:
+        self.metrics.forget(handle.name, handle.version)

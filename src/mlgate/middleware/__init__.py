@@ -1,1 +1,0 @@
-"""Pure ASGI middleware, one class per module (no BaseHTTPMiddleware: it breaks context variables)."""

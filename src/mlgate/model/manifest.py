@@ -1,0 +1,254 @@
+"""The model manifest: ``model.toml`` in each model directory of the model repository.
+
+A manifest names the model and its version, picks a runtime, points at the artifact, and declares the
+input and output tensors (V2 datatype and shape, ``-1`` for a variable dimension; the first dimension is
+the batch). Example::
+
+    name = "breast-cancer"
+    version = "1"
+    runtime = "sklearn"
+    artifact = "model.joblib"
+    labels = ["malignant", "benign"]
+
+    [[inputs]]
+    name = "features"
+    datatype = "FP64"
+    shape = [-1, 30]
+
+    [[outputs]]
+    name = "predict"
+    datatype = "INT64"
+    shape = [-1]
+
+    [batching]
+    max_batch_size = 64
+    max_queue_delay_ms = 2.0
+
+An input that is an image declares how a picture becomes its tensor, for the playground's upload and
+drawing pad (``ImagePreprocessing``)::
+
+    [[inputs]]
+    name = "X"
+    datatype = "FP32"
+    shape = [-1, 64]
+    [inputs.image]
+    width = 8
+    height = 8
+    color = "grayscale"
+    value_range = [0.0, 16.0]
+    invert = true
+
+Inference engine keys: ``instances`` (worker processes, 0 = in this process), ``timeout_ms`` (the
+model's request timeout) and, under ``[batching]``, ``preferred_batch_sizes`` and ``max_queue_size``.
+
+A manifest can open its model to callers without credentials and set its own rate limits::
+
+    [access]                      # optional: open the model to callers without credentials
+    anonymous = true
+
+    [rate_limit.anonymous]        # optional: this model's limits for a tier (see mlgate.access)
+    requests = "10/minute"
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+import tomllib
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError, field_validator, model_validator
+
+from mlgate.access import ModelAccess, RateLimitTier
+from mlgate.datatypes import Datatype
+from mlgate.errors import ModelLoadError
+
+__all__ = ["MANIFEST_FILE", "BatchingConfig", "ImagePreprocessing", "ModelManifest", "TensorSpec", "read_manifest"]
+
+MANIFEST_FILE = "model.toml"
+
+# Model names and versions end up in URL paths and file names: letters, digits, '.', '_' and '-' only,
+# starting with a letter or digit, so that '..', '/', '%2F' and friends can never name a model.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+_NAME_RE = re.compile(NAME_PATTERN)
+
+
+@functools.lru_cache(maxsize=4096)  # asked several times per request, of a few names
+def is_valid_name(value: str) -> bool:
+    """Whether ``value`` is a legal model name or version (see ``NAME_PATTERN``)."""
+    return bool(_NAME_RE.fullmatch(value)) and ".." not in value
+
+
+class ImagePreprocessing(BaseModel):
+    """How a picture becomes an input tensor (the playground's image upload and drawing pad).
+
+    In order: the picture is laid on a white background (transparency becomes white), converted to
+    ``color`` (grayscale: ITU-R BT.601 luma ``0.299 R + 0.587 G + 0.114 B``), resized to ``width`` x
+    ``height`` pixels by area averaging, and each intensity ``p`` in 0..1 (``1 - p`` when ``invert``, for
+    models such as digits where dark ink on white paper is the high value) mapped linearly onto
+    ``value_range``. Values are laid out row by row in ``layout`` order (HWC: height, width, channel; CHW:
+    channel first) and reshaped to the input's shape. ``mlgate.codecs.images.image_to_tensor`` is the
+    reference implementation.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    width: int = Field(ge=1, le=4096, description="Width in pixels after resizing.")
+    height: int = Field(ge=1, le=4096, description="Height in pixels after resizing.")
+    color: Literal["grayscale", "rgb"] = Field(default="grayscale", description="1 or 3 channels.")
+    layout: Literal["HWC", "CHW"] = "HWC"
+    value_range: tuple[FiniteFloat, FiniteFloat] = Field(
+        default=(0.0, 1.0), description="Values for intensity 0 (black) and 1 (white), after ``invert``."
+    )
+    invert: bool = Field(default=False, description="Use 1 - intensity: dark ink becomes the high value.")
+
+    @property
+    def channels(self) -> int:
+        return 3 if self.color == "rgb" else 1
+
+    @property
+    def size(self) -> int:
+        """Values per image: width * height * channels."""
+        return self.width * self.height * self.channels
+
+
+class TensorSpec(BaseModel):
+    """One input or output tensor of a model: name, V2 datatype, shape (``-1`` = variable dimension)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=256)
+    datatype: Datatype
+    shape: tuple[int, ...] = Field(min_length=1, description="Dimensions; the first is the batch (-1).")
+    feature_names: tuple[str, ...] | None = Field(
+        default=None, description="Names of the columns of a [batch, n] input, for docs and forms."
+    )
+    allow_nonfinite: bool = Field(
+        default=False, description="Accept NaN and +/-Infinity in a floating-point input."
+    )
+    image: ImagePreprocessing | None = Field(
+        default=None, description="This input is one image per row, made as described (inputs only)."
+    )
+
+    @field_validator("shape")
+    @classmethod
+    def _dims_valid(cls, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if any(d < -1 for d in shape):
+            raise ValueError("dimensions are sizes >= 0, or -1 for a variable dimension")
+        return shape
+
+    @model_validator(mode="after")
+    def _image_fits(self) -> TensorSpec:
+        if self.image is None:
+            return self
+        if self.datatype in ("BYTES", "BOOL"):
+            raise ValueError(f"image: a {self.datatype} input cannot hold an image; use a numeric datatype")
+        row = self.shape[1:]
+        if -1 not in row and math.prod(row) != self.image.size:
+            raise ValueError(
+                f"image: {self.image.width}x{self.image.height}x{self.image.channels} = {self.image.size} "
+                f"values do not fit a row of shape {list(row)}"
+            )
+        return self
+
+
+class BatchingConfig(BaseModel):
+    """Dynamic batching of concurrent requests and the model's queue (see ``mlgate.inference.batching``).
+
+    ``max_batch_size`` is in rows (0 turns merging off: each request runs alone); ``max_queue_delay_ms`` is
+    how long the first request of a batch may wait for others, in milliseconds; a batch whose rows reach
+    one of ``preferred_batch_sizes`` goes at once. ``max_queue_size`` bounds the requests waiting for
+    this model (unset: the ``max_queue_size`` setting); past it, requests get 503 with Retry-After.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_batch_size: int = Field(default=0, ge=0, description="Most rows in one runtime call; 0: no merging.")
+    max_queue_delay_ms: float = Field(
+        default=0.0, ge=0.0, description="How long a batch's first request waits for more rows, in ms."
+    )
+    preferred_batch_sizes: tuple[int, ...] = Field(
+        default=(), description="Row counts at which a batch is sent without waiting out the delay."
+    )
+    max_queue_size: int | None = Field(
+        default=None, ge=1, description="Requests that may wait in the queue; unset: the server setting."
+    )
+
+    @model_validator(mode="after")
+    def _preferred_fit(self) -> BatchingConfig:
+        if self.preferred_batch_sizes and not self.max_batch_size:
+            raise ValueError("preferred_batch_sizes needs max_batch_size > 0")
+        for size in self.preferred_batch_sizes:
+            if not 1 <= size <= self.max_batch_size:
+                raise ValueError(f"preferred batch size {size} is not between 1 and max_batch_size")
+        return self
+
+
+class ModelManifest(BaseModel):
+    """The parsed ``model.toml`` of one model directory."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=NAME_PATTERN)
+    version: str = Field(default="1", pattern=NAME_PATTERN)
+    runtime: str = Field(min_length=1, description="sklearn, onnx, python or sentence-transformers")
+    artifact: str = Field(min_length=1, description="Path of the artifact, relative to the model dir.")
+    description: str = ""
+    inputs: tuple[TensorSpec, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
+    labels: tuple[str, ...] | None = Field(default=None, description="Class labels, by class index.")
+    batching: BatchingConfig = BatchingConfig()
+    instances: int = Field(
+        default=0, ge=0, le=64,
+        description="Worker processes that run the model, each loading it; 0: run it in the server process.",
+    )
+    timeout_ms: float | None = Field(
+        default=None, gt=0,
+        description="Request timeout for this model in ms (queue + compute); unset: request_timeout_ms.",
+    )
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="Runtime-specific options, e.g. class_name for python."
+    )
+    access: ModelAccess = Field(default_factory=ModelAccess, description="[access]: e.g. anonymous = true.")
+    rate_limit: dict[str, RateLimitTier] = Field(
+        default_factory=dict, description="[rate_limit.<tier>]: this model's limits for a tier (overrides)."
+    )
+
+    @field_validator("name", "version")
+    @classmethod
+    def _no_dot_dot(cls, value: str) -> str:
+        if ".." in value:
+            raise ValueError("must not contain '..'")
+        return value
+
+    @field_validator("artifact")
+    @classmethod
+    def _artifact_inside(cls, value: str) -> str:
+        path = PurePosixPath(value)
+        if path.is_absolute() or ".." in path.parts or "\\" in value:
+            raise ValueError("must be a relative path inside the model directory")
+        return value
+
+
+def read_manifest(model_dir: Path) -> ModelManifest:
+    """Read and validate ``model_dir/model.toml``.
+
+    Raises ModelLoadError naming the file and every invalid field.
+    """
+    path = model_dir / MANIFEST_FILE
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path}: no {MANIFEST_FILE}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ModelLoadError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        return ModelManifest.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ModelLoadError(f"{path}: {problems}") from exc

@@ -1,0 +1,83 @@
+"""The model repository: a folder whose sub-folders are model directories, each with a ``model.toml``.
+
+Scanning reads manifests only; loading artifacts is the registry's job. A directory whose manifest is
+missing or invalid is still reported (named after the directory), so that it shows as not ready with its
+reason instead of vanishing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlgate.errors import ModelLoadError
+from mlgate.model.manifest import MANIFEST_FILE, ModelManifest, read_manifest
+from mlgate.model.mlflow import MLMODEL_FILE, read_mlmodel
+
+__all__ = ["ModelSource", "group_by_name", "rescan", "scan_repository"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSource:
+    """One model directory: its manifest, or the reason it could not be read."""
+
+    directory: Path
+    manifest: ModelManifest | None
+    error: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name if self.manifest else self.directory.name
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version if self.manifest else "1"
+
+
+def scan_repository(root: Path) -> list[ModelSource]:
+    """Every model directory directly under ``root``, sorted by directory name.
+
+    Hidden directories and directories without a ``model.toml`` (or an MLflow ``MLmodel``) file are
+    skipped. A second directory declaring a (name, version) already seen is reported as an error.
+    Raises FileNotFoundError when ``root`` is not a directory.
+    """
+    if not root.is_dir():
+        raise FileNotFoundError(f"model repository {root} is not a directory")
+    sources: list[ModelSource] = []
+    seen: dict[tuple[str, str], Path] = {}
+    for directory in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        has_mlmodel = (directory / MLMODEL_FILE).exists()
+        if not (directory / MANIFEST_FILE).exists() and not has_mlmodel:
+            continue
+        try:
+            manifest = read_mlmodel(directory) if has_mlmodel and not (
+                directory / MANIFEST_FILE).exists() else read_manifest(directory)
+        except ModelLoadError as exc:
+            sources.append(ModelSource(directory, None, exc.message))
+            continue
+        key = (manifest.name, manifest.version)
+        if key in seen:
+            error = f"model '{key[0]}' version '{key[1]}' is already served from {seen[key]}"
+            sources.append(ModelSource(directory, manifest, error))
+            continue
+        seen[key] = directory
+        sources.append(ModelSource(directory, manifest))
+    return sources
+
+
+def rescan(source: ModelSource) -> ModelSource:
+    """``source`` read again from its directory (the V2 repository extension's load)."""
+    try:
+        manifest = read_manifest(source.directory) if (source.directory / MANIFEST_FILE).exists() else (
+            read_mlmodel(source.directory))
+    except ModelLoadError as exc:
+        return ModelSource(source.directory, source.manifest, exc.message)
+    return ModelSource(source.directory, manifest)
+
+
+def group_by_name(sources: list[ModelSource]) -> dict[str, list[ModelSource]]:
+    """Sources by model name (a name may have several versions, each in its own directory)."""
+    grouped: dict[str, list[ModelSource]] = {}
+    for source in sources:
+        grouped.setdefault(source.name, []).append(source)
+    return grouped

@@ -1,0 +1,40 @@
+"""Database migrations on both supported databases, through the code path the server and CLI use."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from mlgate.cli.main import app
+from mlgate.db.engine import Database
+from mlgate.db.migrate import current_revision, head_revision, upgrade
+from mlgate.db.tables.meta import ServerMeta
+
+
+def test_upgrade_creates_the_schema_and_is_idempotent(database_url: str) -> None:
+    assert asyncio.run(current_revision(database_url)) is None
+    upgrade(database_url)
+    assert asyncio.run(current_revision(database_url)) == head_revision()
+    upgrade(database_url)  # a second run changes nothing and does not fail
+
+    async def round_trip() -> str:
+        db = Database(database_url)
+        try:
+            async with db.session() as session:
+                session.add(ServerMeta(key="created_by", value="test"))
+            async with db.session() as session:
+                row = (await session.execute(select(ServerMeta))).scalar_one()
+                assert row.updated_at.tzinfo is not None
+                return row.value
+        finally:
+            await db.dispose()
+
+    assert asyncio.run(round_trip()) == "test"
+
+
+def test_cli_db_upgrade(database_url: str) -> None:
+    result = CliRunner().invoke(app, ["db", "upgrade", "--database-url", database_url])
+    assert result.exit_code == 0, result.output
+    assert "(empty) ->" in result.output and str(head_revision()) in result.output
