@@ -8,9 +8,9 @@ import httpx
 from typer.testing import CliRunner
 
 from mlgate.cli.main import app
+from tests.catalog.test_follower import replica
 from tests.processes import admin_key
 from tests.registry_helpers import API, ZEROS, versioned_model
-from tests.test_replicas import replica
 
 
 def test_push_promote_rollback_from_the_command_line(tmp_path: Path, sqlite_url: str) -> None:

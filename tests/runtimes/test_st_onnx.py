@@ -16,7 +16,7 @@ import pytest
 from mlgate.errors import ModelLoadError
 from mlgate.model.manifest import ModelManifest
 from mlgate.runtimes import runtime_class
-from tests.test_sentence_transformers import SENTENCES, _runtime
+from tests.runtimes.test_sentence_transformers import SENTENCES, _runtime
 
 
 @pytest.fixture
