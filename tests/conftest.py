@@ -144,7 +144,7 @@ async def serve_app(repository: Path, **settings: Any) -> AsyncIterator[httpx.As
     settings.setdefault("admin_password", ADMIN_PASSWORD)
     app = create_app(Settings(model_repository=repository, **settings))
     async with app.router.lifespan_context(app):
-        key, _ = await app.state.security.store.create_key(
+        key, _ = await app.state.mlgate.security.store.create_key(
             settings["admin_username"], f"tests {uuid.uuid4().hex[:8]}", actor=Actor("test", client="local"))
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://mlgate.test",

@@ -52,5 +52,5 @@ def sample(text: str, name: str, **labels: str) -> float | None:
 
 
 def queue_depth(app: FastAPI, model: str = "gated") -> int:
-    depth: int = app.state.dataplane.registry.get(model).executor.queue_depth
+    depth: int = app.state.mlgate.dataplane.registry.get(model).executor.queue_depth
     return depth

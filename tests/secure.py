@@ -60,7 +60,7 @@ async def secure_app(repository: Path, **settings: Any) -> AsyncIterator[SecureA
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://mlgate.test") as client:
-            yield SecureApp(app, client, app.state.security.store, data_dir)
+            yield SecureApp(app, client, app.state.mlgate.security.store, data_dir)
 
 
 def bearer(credential: str) -> dict[str, str]:

@@ -80,7 +80,7 @@ async def sec(examples_repo: Path) -> AsyncIterator[SecureApp]:
 
 
 async def _audit(sec: SecureApp) -> list[AuditEntry]:
-    async with sec.app.state.database.session() as session:
+    async with sec.app.state.mlgate.database.session() as session:
         rows = (await session.execute(select(AuditEntry).where(AuditEntry.target.like("model:%"))
                                       .order_by(AuditEntry.id))).scalars().all()
     return list(rows)

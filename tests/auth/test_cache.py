@@ -27,7 +27,7 @@ JWT_SECRET = "a test secret both servers share, 32+ chars long"
 
 
 def _authenticator(sec: SecureApp) -> Authenticator:
-    authenticator: Authenticator = sec.app.state.security.authenticator
+    authenticator: Authenticator = sec.app.state.mlgate.security.authenticator
     return authenticator
 
 

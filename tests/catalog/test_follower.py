@@ -93,7 +93,7 @@ async def test_the_listener_reconnects_after_the_database_connection_is_lost(
     async with app_client(tmp_path / "repo", database_url=postgres_url, artifact_store=store) as a, \
             app_client(tmp_path / "repo", database_url=via_proxy, artifact_store=store,
                        registry_poll_interval_s=30) as b:
-        follower = b._transport.app.state.control.follower
+        follower = b._transport.app.state.mlgate.control.follower
         for v in (1, 2):
             await push(a, "sum", versioned_model(tmp_path, v))
         await promote(a, "sum", "1")

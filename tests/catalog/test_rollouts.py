@@ -114,7 +114,7 @@ async def test_old_version_is_unloaded_only_after_its_requests_finish(
     slow = versioned_model(tmp_path, 1)
     (slow / "model.py").write_text(SLOW_MODEL)
     async with app_client(repo, database_url=sqlite_url, drain_timeout_s=30) as client:
-        registry = client._transport.app.state.dataplane.registry  # type: ignore[attr-defined]
+        registry = client._transport.app.state.mlgate.dataplane.registry  # type: ignore[attr-defined]
         await push(client, "sum", slow)
         await push(client, "sum", versioned_model(tmp_path, 2))
         await promote(client, "sum", "1")

@@ -130,7 +130,7 @@ async def test_a_dead_collector_fails_queued_requests_with_a_json_503(tmp_path: 
             await until(lambda: len(started(model)) == 1)
             queued = asyncio.create_task(client.post(INFER, json=one_row(2)))
             await until(lambda: queue_depth(app) == 1)
-            app.state.dataplane.registry.get("gated").executor._collector.cancel()
+            app.state.mlgate.dataplane.registry.get("gated").executor._collector.cancel()
             response = await queued
             assert response.status_code == 503 and response.json()["code"] == "batcher_stopped"
             assert "retry-after" in response.headers
@@ -202,6 +202,6 @@ async def test_an_unloaded_model_leaves_the_metrics(tmp_path: Path) -> None:
     async with serve(tmp_path) as (app, client):
         assert (await client.post("/v2/models/sum/infer", json=body)).status_code == 200
         assert 'model="sum"' in (await client.get("/metrics")).text
-        registry = app.state.dataplane.registry
+        registry = app.state.mlgate.dataplane.registry
         await registry.unload_model(registry.get("sum"))
         assert 'model="sum"' not in (await client.get("/metrics")).text

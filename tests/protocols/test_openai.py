@@ -112,7 +112,7 @@ async def test_async_sdk_against_the_app_in_process(
     """The same answers through AsyncOpenAI over httpx's ASGI transport (the real app, no socket)."""
     app = create_app(Settings(model_repository=embeddings_repo, data_dir=tmp_path))
     async with app.router.lifespan_context(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as http:
-        store = app.state.security.store
+        store = app.state.mlgate.security.store
         await store.create_user("sdk", "sdk password", actor=Actor("test"))
         key, _ = await store.create_key("sdk", "async sdk", models=["minilm"], actor=Actor("test"))
         client = openai.AsyncOpenAI(base_url="http://mlgate.test/v1", api_key=key, http_client=http, max_retries=0)
@@ -140,7 +140,7 @@ async def test_limits_are_shared_between_openai_and_v2_routes_for_the_same_model
     v2_body = {"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["a b", "c d"]}]}
     async with app.router.lifespan_context(app), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://mlgate.test") as http:
-        store = app.state.security.store
+        store = app.state.mlgate.security.store
         await store.create_user("sdk", "sdk password", actor=Actor("test"))
         key, _ = await store.create_key("sdk", "requests", actor=Actor("test"))
         metered, _ = await store.create_key("sdk", "tokens", tier="metered", actor=Actor("test"))

@@ -92,7 +92,7 @@ MALFORMED = [
 async def test_malformed_credentials_are_401_never_anonymous(sec: SecureApp) -> None:
     key = await sec.key("alice")
     # Open the model to anonymous callers: a malformed header must still not fall back to anonymous.
-    sec.app.state.security.policy.anonymous_models = ("breast-cancer",)
+    sec.app.state.mlgate.security.policy.anonymous_models = ("breast-cancer",)
     assert (await sec.client.post(INFER, json=v2_body())).status_code == 200
     for header in MALFORMED:
         value = header.format(key=key).encode("latin-1")
@@ -272,7 +272,7 @@ TRICKS = [
 async def test_encoded_and_look_alike_model_names_never_reach_a_model(sqlite_sec: SecureApp) -> None:
     sec = sqlite_sec
     scoped = await sec.key("alice", models=["breast-cancer"])
-    sec.app.state.security.policy.anonymous_models = ("breast-cancer",)
+    sec.app.state.mlgate.security.policy.anonymous_models = ("breast-cancer",)
     for name in TRICKS:
         for method, path in (("POST", f"/v2/models/{name}/infer"), ("POST", f"/v1/models/{name}:predict"),
                              ("GET", f"/v2/models/{name}"), ("GET", f"/v1/models/{name}")):

@@ -113,8 +113,13 @@ async def test_openapi_describes_every_route(client: httpx.AsyncClient) -> None:
     for path in ("/v2/health/live", "/v2/health/ready", "/v2", "/v2/models/{model_name}",
                  "/v2/models/{model_name}/versions/{model_version}", "/v2/models/{model_name}/ready",
                  "/v2/models/{model_name}/infer", "/v2/models/{model_name}/versions/{model_version}/infer",
-                 "/v1/models/{model_name}", "/v1/models/{model_spec}"):
+                 "/v1/models/{model_name}", "/v1/models/{model_name}:predict",
+                 "/v1/models/{model_name}/versions/{model_version}:predict", "/v1/embeddings"):
         assert path in paths, path
+    # V1 predict is documented as the path a client calls, not as the route's catch-all segment.
+    assert "/v1/models/{model_spec}" not in paths
+    assert paths["/v1/models/{model_name}:predict"]["post"]["requestBody"]["content"]["application/json"][
+        "schema"]["$ref"] == "#/components/schemas/V1PredictRequest"
     infer_body = paths["/v2/models/{model_name}/infer"]["post"]["requestBody"]
     assert infer_body["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/InferenceRequest"
     assert "RequestInput" in schema["components"]["schemas"]

@@ -80,7 +80,7 @@ async def test_breast_cancer_in_two_workers_matches_scikit_learn(tmp_path: Path,
     data = load_breast_cancer().data
     model = joblib.load(examples_repo / "breast-cancer" / "model.joblib")
     async with serve(tmp_path) as (app, client):
-        pool = app.state.dataplane.registry.get("breast-cancer").executor.inner
+        pool = app.state.mlgate.dataplane.registry.get("breast-cancer").executor.inner
         assert len(pool.pids) == 2 and os.getpid() not in pool.pids
         meta = (await client.get("/v2/models/breast-cancer")).json()
         assert meta["inputs"] == [{"name": "features", "datatype": "FP64", "shape": [-1, 30]}]
@@ -105,12 +105,12 @@ async def test_a_model_error_crosses_as_data(tmp_path: Path, source: str, caplog
                        '[[outputs]]\nname = "y"\ndatatype = "FP32"\nshape = [-1]\n', "instances = 1\n")
     caplog.set_level(logging.ERROR)
     async with serve(tmp_path) as (app, client):
-        pids = app.state.dataplane.registry.get("boom").executor.inner.pids
+        pids = app.state.mlgate.dataplane.registry.get("boom").executor.inner.pids
         for _ in range(2):  # the worker survives its model's exception
             response = await client.post("/v2/models/boom/infer", json=one_row(1), headers={"X-Request-ID": "rq-9"})
             assert response.status_code == 500 and response.json()["code"] == "model_error"
             assert "secret" not in response.text and "Unpicklable" not in response.text
-        assert app.state.dataplane.registry.get("boom").executor.inner.pids == pids
+        assert app.state.mlgate.dataplane.registry.get("boom").executor.inner.pids == pids
     logged = "\n".join(str(r.msg) for r in caplog.records if r.levelno >= logging.ERROR)
     assert "rq-9" in logged and "Traceback" in logged  # the worker's traceback, as text, under the request id
 
@@ -130,7 +130,7 @@ async def test_a_model_that_fails_to_load_in_its_workers_is_failed_with_the_reas
                        '[[inputs]]\nname = "x"\ndatatype = "FP32"\nshape = [-1]\n',
                        '[[outputs]]\nname = "y"\ndatatype = "FP32"\nshape = [-1]\n', "instances = 2\n")
     async with serve(tmp_path) as (app, client):
-        handle = app.state.dataplane.registry.get("broken")
+        handle = app.state.mlgate.dataplane.registry.get("broken")
         assert handle.state.value == "FAILED" and "torchvision" in (handle.reason or "")
         response = await client.post("/v2/models/broken/infer", json=one_row(1))
         assert response.status_code == 503 and response.json()["code"] == "model_not_ready"
@@ -139,7 +139,7 @@ async def test_a_model_that_fails_to_load_in_its_workers_is_failed_with_the_reas
 async def test_a_killed_worker_fails_its_request_with_503_and_is_restarted(tmp_path: Path) -> None:
     model = gated_model(tmp_path, extra="instances = 2\n")
     async with serve(tmp_path) as (app, client):
-        pool = app.state.dataplane.registry.get("gated").executor.inner
+        pool = app.state.mlgate.dataplane.registry.get("gated").executor.inner
         first_pids = set(pool.pids)
         try:
             load = [asyncio.create_task(client.post(INFER, json=one_row(v))) for v in range(1, 9)]

@@ -38,14 +38,15 @@ from mlgate.protocols.body import json_response
 from mlgate.protocols.errors import ERROR_RESPONSES
 from mlgate.protocols.security import (
     Bearer,
+    admit,
     audit_actor,
     authenticate,
-    authorize,
     may_use,
     require,
     require_caller,
     security,
 )
+from mlgate.protocols.state import server_state
 
 __all__ = ["DEPLOY", "READ", "SIGNED_IN", "By", "readable", "router"]
 
@@ -57,10 +58,8 @@ router = APIRouter(tags=["Registry"], responses=RESPONSES)
 
 
 def control_plane(request: Request) -> ControlPlane:
-    control: ControlPlane | None = getattr(request.app.state, "control", None)
-    if control is None:
-        raise MlgateError("the registry is not running on this server")
-    return control
+    """The app's control plane (FastAPI dependency)."""
+    return server_state(request).control
 
 
 Control = Annotated[ControlPlane, Depends(control_plane)]
@@ -75,7 +74,7 @@ async def read_model(request: Request, _: Bearer) -> AuthCaller:
     model = request.path_params.get("model_name")
     model = model if isinstance(model, str) else None
     deployer = model is not None and security(request).policy.allows(caller, Action.DEPLOY, model)
-    return await authorize(request, Action.DEPLOY if deployer else Action.PREDICT, model)
+    return await admit(request, Action.DEPLOY if deployer else Action.PREDICT, model)
 
 
 async def readable(request: Request, model: str) -> bool:

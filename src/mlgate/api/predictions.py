@@ -27,7 +27,8 @@ from mlgate.db.queries.predlog import PredictionFilter, export_predictions, quer
 from mlgate.errors import InvalidInput
 from mlgate.protocols.body import json_response
 from mlgate.protocols.errors import ERROR_RESPONSES
-from mlgate.protocols.security import Bearer, authenticate, authorize, security
+from mlgate.protocols.security import Bearer, admit, authenticate, security
+from mlgate.protocols.state import server_state
 
 __all__ = ["router"]
 
@@ -38,8 +39,8 @@ async def log_reader(request: Request, _: Bearer) -> AuthCaller:
     model = request.query_params.get("model")
     caller = await authenticate(request)
     if model and security(request).policy.allows(caller, Action.DEPLOY, model):
-        return await authorize(request, Action.DEPLOY, model)
-    return await authorize(request, Action.ADMIN, None)
+        return await admit(request, Action.DEPLOY, model)
+    return await admit(request, Action.ADMIN, None)
 
 
 router = APIRouter(tags=["Prediction log"], responses=ERROR_RESPONSES, dependencies=[Depends(log_reader)])
@@ -47,8 +48,7 @@ _STATUS = re.compile(r"^([1-5])(?:\d\d|xx)$")
 
 
 def _database(request: Request) -> Database:
-    database: Database = request.app.state.database
-    return database
+    return server_state(request).database
 
 
 def _when(value: str | None, field: str) -> datetime | None:

@@ -11,11 +11,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from mlgate.auth.caller import Action
-from mlgate.db.engine import Database
 from mlgate.predlog.usage import DEFAULT_STEP_S, MAX_BUCKETS, UsageReport, usage_report_from_query
 from mlgate.protocols.body import json_response
 from mlgate.protocols.errors import ERROR_RESPONSES
 from mlgate.protocols.security import require
+from mlgate.protocols.state import server_state
 
 __all__ = ["router"]
 
@@ -38,6 +38,6 @@ async def usage(
 ) -> Response:
     """Requests per second, p50/p99 latency (ms), 4xx, 5xx and 429 counts per time bucket, per model and per
     caller, from the prediction log. 400 (with ``field``) for a bad range or step; 401/403 for non-admins."""
-    database: Database = request.app.state.database
+    database = server_state(request).database
     report = await usage_report_from_query(database, start=start, end=end, step_s=step_s, model=model, key=key)
     return json_response(report.model_dump(mode="json"))

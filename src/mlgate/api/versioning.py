@@ -14,6 +14,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 
+from mlgate.protocols.state import server_state
 from mlgate.settings import ApiDeprecation
 
 __all__ = ["API_VERSIONS", "ApiVersion", "ApiVersionDep", "api_version", "include_versioned"]
@@ -32,7 +33,7 @@ def api_version(request: Request) -> ApiVersion:
     """The API version of this request, from its path (``/api/<version>/...``)."""
     parts = request.url.path.split("/", 3)
     name = parts[2] if len(parts) > 2 and parts[1] == "api" else API_VERSIONS[-1]
-    deprecated: Mapping[str, ApiDeprecation] = request.app.state.settings.deprecated_api_versions
+    deprecated: Mapping[str, ApiDeprecation] = server_state(request).settings.deprecated_api_versions
     return ApiVersion(name, name in deprecated)
 
 

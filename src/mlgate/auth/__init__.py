@@ -7,7 +7,7 @@ rate limit). Start with ``Caller`` and ``Action`` (what a route asks for), ``Pol
 
 from mlgate.auth.caller import ROLE_ACTIONS, Action, Caller, CallerKind, Role
 from mlgate.auth.policy import CODE_EXECUTING_SUFFIXES, ModelPolicy, Policy
-from mlgate.auth.service import Security, build_security
+from mlgate.auth.service import SecurityService, build_security
 from mlgate.auth.store import Actor, AuthStore, KeyInfo, UserInfo
 
 __all__ = [
@@ -22,7 +22,7 @@ __all__ = [
     "ModelPolicy",
     "Policy",
     "Role",
-    "Security",
+    "SecurityService",
     "UserInfo",
     "build_security",
 ]

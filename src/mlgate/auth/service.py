@@ -1,8 +1,8 @@
-"""``Security``: the authenticator, policy, rate limits and client-address resolver of one app, built once.
+"""``SecurityService``: the authenticator, policy, rate limits and client-address resolver of one app, built once.
 
-The app's lifespan calls ``build_security`` after the database is ready and keeps the result on
-``app.state.security``; the HTTP layer (``mlgate.protocols.security``) applies it to each request in the
-fixed order authenticate -> authorize -> rate limit.
+The app's lifespan calls ``build_security`` after the database is ready and keeps the result in its
+``ServerState``; the HTTP layer (``mlgate.protocols.security``) applies it to each request in the fixed order
+authenticate -> authorize -> rate limit.
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from mlgate.model.manifest import ModelManifest
 from mlgate.ratelimit.limiter import RateLimitMetrics, RateLimits
 from mlgate.settings import Settings
 
-__all__ = ["Security", "build_security", "ensure_first_admin", "registry_policies"]
+__all__ = ["SecurityService", "build_security", "ensure_first_admin", "registry_policies"]
 
 log = structlog.get_logger("mlgate.auth")
 
 
 @dataclass(frozen=True)
-class Security:
+class SecurityService:
     settings: Settings
     store: AuthStore
     tokens: TokenIssuer
@@ -45,14 +45,14 @@ def build_security(settings: Settings, database: Database, *,
                    lookup: Callable[[str], ModelPolicy | None] = lambda name: None,
                    names: Callable[[], Iterable[str]] = tuple,
                    auth_metrics: AuthMetrics | None = None,
-                   limit_metrics: RateLimitMetrics | None = None) -> Security:
+                   limit_metrics: RateLimitMetrics | None = None) -> SecurityService:
     """Everything security needs, from settings. ``lookup``/``names`` describe the served models; the
     metrics objects (made once per app, on its CollectorRegistry) are what it counts into."""
     secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else load_or_create_secret(
         settings.data_dir)
     store = AuthStore(database, tiers=settings.rate_limit_tiers.keys())
     tokens = TokenIssuer(secret, settings.jwt_ttl_s)
-    return Security(
+    return SecurityService(
         settings=settings,
         store=store,
         tokens=tokens,

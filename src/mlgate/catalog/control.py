@@ -12,40 +12,44 @@ transaction; a V2 load or unload (this server only) is audited right after it ta
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
-from contextvars import ContextVar
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
 from typing import BinaryIO
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter
 
 from mlgate.catalog.follower import ChangeFollower
 from mlgate.catalog.push import push_archive
+from mlgate.catalog.recording import CallRecorder
 from mlgate.catalog.rollouts import Rollouts, warm
+from mlgate.catalog.shadow import ShadowTraffic
 from mlgate.catalog.store import ArtifactStore
 from mlgate.db.engine import Database
 from mlgate.db.queries.catalog import Catalog, ModelInfo, VersionInfo, version_key
 from mlgate.db.tables.audit import Actor
 from mlgate.errors import InvalidInput, MlgateError, ModelVersionNotFound
-from mlgate.inference.dataplane import Call, DataPlane
-from mlgate.logs import REQUEST_ID
+from mlgate.inference.dataplane import DataPlane
 from mlgate.model.repository import ModelSource, rescan
-from mlgate.predlog.writer import Prediction, PredictionLog
+from mlgate.predlog.writer import PredictionLog
 from mlgate.settings import Settings
 
 __all__ = ["ControlPlane"]
 
 log = structlog.get_logger("mlgate.catalog.control")
 
-_logged_request: ContextVar[str | None] = ContextVar("mlgate_logged_request", default=None)
-"""The request id whose answer the data plane's observer has logged (so ``record_refused`` does not log it twice)."""
-
 
 class ControlPlane:
-    def __init__(self, settings: Settings, database: Database, plane: DataPlane,
-                 metrics: CollectorRegistry | None = None) -> None:
+    """The catalog's operations on this server (see the module docstring).
+
+    Built by the lifespan (``mlgate.lifespan``) with what it composes: ``predlog`` (None when the prediction
+    log is off) and ``recorder`` (its data plane observer), ``shadow`` (shadow traffic), ``folder_sources`` (the
+    repository folder's models by name, for the V2 repository extension's load) and ``on_change`` (called when
+    another replica changed the registry or identities: the credential cache clears itself).
+    """
+
+    def __init__(self, settings: Settings, database: Database, plane: DataPlane, *,
+                 predlog: PredictionLog | None = None, recorder: CallRecorder | None = None,
+                 shadow: ShadowTraffic | None = None, folder_sources: Mapping[str, list[ModelSource]] | None = None,
+                 on_change: Sequence[Callable[[], None]] = ()) -> None:
         self.settings = settings
         self.plane = plane
         self.catalog = Catalog(database)
@@ -53,29 +57,20 @@ class ControlPlane:
                                    max_unpacked_bytes=settings.registry_max_unpacked_bytes)
         self.rollouts = Rollouts(plane.registry, self.catalog, self.store, drain_timeout_s=settings.drain_timeout_s)
         self.follower = ChangeFollower(database, self.refresh, poll_interval_s=settings.registry_poll_interval_s)
-        self.change_listeners: list[Callable[[], None]] = []
-        """Called when any change (registry or identities) is seen; the credential cache clears itself."""
+        self.on_change = tuple(on_change)
         self._seen_change = 0
-        self.predlog: PredictionLog | None = None
-        if settings.prediction_log:
-            self.predlog = PredictionLog(
-                database, buffer_size=settings.prediction_log_buffer, batch_size=settings.prediction_log_batch,
-                interval_s=settings.prediction_log_interval_s,
-                default_sample_rate=settings.prediction_log_sample_rate, metrics=metrics)
-        self.shadow_skipped = Counter("mlgate_shadow_skipped", "Shadow requests skipped: too many in flight.",
-                                      registry=metrics)
-        self._shadow_tasks: set[asyncio.Task[None]] = set()
-        self.folder_sources: dict[str, list[ModelSource]] = {}
+        self.predlog = predlog
+        self.recorder = recorder
+        self.shadow = shadow
+        self.folder_sources: dict[str, list[ModelSource]] = dict(folder_sources or {})
         """Models of the repository folder, by name (for the V2 repository extension's load)."""
 
     # -- life cycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load what the catalog asks for, then follow its changes; hook the observers into serving."""
+        """Start the prediction log's writer, load what the catalog asks for, then follow its changes."""
         if self.predlog is not None:
             self.predlog.start()
-            self.plane.observers.append(self._log_call)
-        self.plane.observers.append(self._shadow_call)
         try:
             await self.rollouts.sync(force=True)
         except Exception:  # noqa: BLE001 - a registry that cannot load must not stop the folder models
@@ -88,7 +83,7 @@ class ControlPlane:
         last = await self.catalog.last_change()
         if last != self._seen_change:
             self._seen_change = last
-            for listener in self.change_listeners:
+            for listener in self.on_change:
                 listener()
         if last == self.rollouts.applied_change:
             return False
@@ -97,9 +92,10 @@ class ControlPlane:
         return applied
 
     async def close(self) -> None:
+        """Stop following, let shadow requests finish (``drain_timeout_s``), unload, flush the prediction log."""
         await self.follower.close()
-        if self._shadow_tasks:
-            await asyncio.wait(self._shadow_tasks, timeout=self.settings.drain_timeout_s)
+        if self.shadow is not None:
+            await self.shadow.close(self.settings.drain_timeout_s)
         await self.rollouts.close()
         if self.predlog is not None:
             await self.predlog.close()
@@ -112,6 +108,14 @@ class ControlPlane:
     async def _changed(self) -> None:
         await self.rollouts.sync()
         self._apply_sample_rates()
+
+    def record_refused(self, model: str, caller: str | None, status: int, latency_ms: float,
+                       request_id: str | None) -> None:
+        """Log a request on ``model`` answered with an error before the data plane served it (a 429 from the
+        rate limiter, bad input read before the model was looked up): only for a model this server has (never
+        a name a caller made up), and only when the prediction log is on."""
+        if self.recorder is not None and self.plane.registry.versions(model):
+            self.recorder.refused(model, caller, status, latency_ms, request_id)
 
     # -- registry operations ----------------------------------------------------------------------
 
@@ -257,62 +261,3 @@ class ControlPlane:
                 await self.plane.registry.unload_model(handle)
             return
         await self.rollouts.unload(name)
-
-    # -- observers of served requests ---------------------------------------------------------------
-
-    def _log_call(self, call: Call, status: int, latency_ms: float, *, shadow: bool = False) -> None:
-        assert self.predlog is not None
-        keep = self.predlog.wants_tensors(call.handle.name)
-        request_id = REQUEST_ID.get()
-        if not shadow:
-            _logged_request.set(request_id)
-        self.predlog.record(Prediction(
-            at=datetime.now(UTC), model=call.handle.name, version=call.handle.version, caller=call.caller,
-            status=status, latency_ms=round(latency_ms, 3), batch_size=call.batch_size, request_id=request_id,
-            shadow=shadow, inputs=call.inputs if keep else None,
-            outputs=call.outputs if (keep or shadow) else None))
-
-    def record_refused(self, model: str, caller: str | None, status: int, latency_ms: float,
-                       request_id: str | None) -> None:
-        """Log a request on ``model`` answered with an error before (or after) the data plane served it: a
-        429 from the rate limiter, bad input read before the model was looked up. Only for a model this server
-        has (never a name a caller made up), and only if the data plane has not logged this request already."""
-        if self.predlog is None or not self.plane.registry.versions(model):
-            return
-        if request_id is not None and _logged_request.get() == request_id:
-            return
-        self.predlog.record(Prediction(at=datetime.now(UTC), model=model, version=None, caller=caller, status=status,
-                                       latency_ms=round(latency_ms, 3), batch_size=None, request_id=request_id))
-
-    def _shadow_call(self, call: Call, status: int, latency_ms: float) -> None:
-        route = self.plane.registry.route(call.handle.name)
-        if status != 200 or route is None or route.shadow is None or call.inputs is None:
-            return
-        if route.shadow == call.handle.version:
-            return
-        if len(self._shadow_tasks) >= self.settings.shadow_max_in_flight:
-            self.shadow_skipped.inc()
-            return
-        try:
-            handle = self.plane.model(call.handle.name, route.shadow)
-        except Exception:  # noqa: BLE001 - a shadow that is not ready is skipped, never the caller's problem
-            self.shadow_skipped.inc()
-            return
-        handle.acquire()
-        shadow = Call(self.plane, handle, call.caller)
-        task = asyncio.get_running_loop().create_task(self._run_shadow(shadow, call))
-        self._shadow_tasks.add(task)
-        task.add_done_callback(self._shadow_tasks.discard)
-
-    async def _run_shadow(self, shadow: Call, original: Call) -> None:
-        status = 200
-        try:
-            assert original.inputs is not None
-            await shadow.infer(original.inputs, original.parameters)
-        except Exception as exc:  # noqa: BLE001 - shadow answers are logged, never returned or raised
-            status = int(getattr(exc, "status", 500))
-        finally:
-            shadow.handle.release()
-        latency_ms = (time.perf_counter() - shadow.started) * 1000
-        if self.predlog is not None:
-            self._log_call(shadow, status, latency_ms, shadow=True)

@@ -30,7 +30,7 @@ from mlgate.datatypes import NUMPY_DTYPES
 from mlgate.db.queries.catalog import Catalog, ModelInfo, VersionInfo, version_key
 from mlgate.errors import Conflict, MlgateError, ModelNotFound
 from mlgate.inference.registry import ModelHandle, ModelRegistry, ModelState
-from mlgate.inference.traffic import Route
+from mlgate.inference.traffic import TrafficRoute
 from mlgate.model.manifest import ModelManifest
 from mlgate.model.repository import ModelSource
 
@@ -42,7 +42,7 @@ WARM_TIMEOUT_S = 30.0
 log = structlog.get_logger("mlgate.catalog.rollouts")
 
 
-def desired_route(info: ModelInfo) -> Route | None:
+def desired_route(info: ModelInfo) -> TrafficRoute | None:
     """The route the catalog asks for: production alias, else the highest version; None without versions."""
     if not info.versions:
         return None
@@ -52,7 +52,7 @@ def desired_route(info: ModelInfo) -> Route | None:
     aliases = {a: v for a, v in info.aliases.items() if v in info.versions}
     canary = info.canary_version if info.canary_version in info.versions else None
     shadow = info.shadow_version if info.shadow_version in info.versions else None
-    return Route(production, aliases, canary, info.canary_percent if canary else 0.0, shadow,
+    return TrafficRoute(production, aliases, canary, info.canary_percent if canary else 0.0, shadow,
                  frozenset(info.versions))
 
 
@@ -118,7 +118,7 @@ class Rollouts:
         handle = self._owned.get(name, {}).get(version or "")
         return handle is not None and handle.ready
 
-    def _reconcile(self, name: str, wanted: Route) -> Route:
+    def _reconcile(self, name: str, wanted: TrafficRoute) -> TrafficRoute:
         """``wanted``, with each version that is not READY replaced by what the installed route had."""
         old = self.registry.route(name)
 
@@ -135,7 +135,7 @@ class Rollouts:
                 aliases[alias] = kept
         canary = keep(wanted.canary, old.canary if old else None)
         shadow = keep(wanted.shadow, old.shadow if old else None)
-        return Route(production, aliases, canary, wanted.canary_percent if canary else 0.0, shadow,
+        return TrafficRoute(production, aliases, canary, wanted.canary_percent if canary else 0.0, shadow,
                      wanted.registered)
 
     async def _ensure_loaded(self, version: VersionInfo) -> ModelHandle:

@@ -1,4 +1,5 @@
-"""The client address of a request, resolved once and kept in ``scope["state"]["client_address"]``.
+"""The client address of a request, resolved once by the edge and kept in the request's
+``RequestState``.
 
 The address is the TCP peer, or, when the peer is a configured trusted proxy, the client named in
 ``X-Forwarded-For`` (see ``mlgate.auth.client``). Rate limits of anonymous callers and the audit log use it.
@@ -10,10 +11,10 @@ from starlette.types import Scope
 
 from mlgate.auth.client import ClientAddressResolver
 
-__all__ = ["client_address"]
+__all__ = ["resolve_client_address"]
 
 
-def client_address(scope: Scope, resolver: ClientAddressResolver) -> str:
+def resolve_client_address(scope: Scope, resolver: ClientAddressResolver) -> str:
     """The client of the HTTP request ``scope``: its peer, or what trusted proxies say (``resolver``)."""
     client = scope.get("client")
     peer = client[0] if client else None

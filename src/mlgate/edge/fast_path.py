@@ -2,10 +2,11 @@
 
 A prediction is the request this server answers most, and the one whose time is mostly overhead for small
 models: FastAPI's and Starlette's layers between the edge and the endpoint (error and telemetry middleware,
-the router walk, the exit stack, the request/response wrapper) cost about a third of its CPU. ``FastPath``
-matches ``POST`` requests against the inference routes (``v1.ROUTES``, ``v2.ROUTES``, ``openai.ROUTES``: the
-very endpoints the app's router also holds) and calls the endpoint itself; errors get the responses of the one
-set of error handlers (``mlgate.protocols.errors``). Everything else goes through the app as usual.
+the router walk, the exit stack, the request/response wrapper) cost about a third of its CPU (the measurement
+is in benchmarks/RESULTS.md). ``FastPath`` matches ``POST`` requests against the app's ``INFERENCE_ROUTES``
+(the very route objects its router holds: one per operation, ``mlgate.protocols.routes``) and calls the
+endpoint itself; errors get the responses of the one error map (``mlgate.protocols.errors``). Everything else
+goes through the app as usual.
 
 Not used when CORS is configured: the CORS middleware sits inside the edge and must see every request.
 FastAPI's native OpenTelemetry spans (made only when an OpenTelemetry provider is configured) are not made for
@@ -30,7 +31,8 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class FastPath:
-    """``routes``: Starlette routes of ``POST`` endpoints whose path parameters are plain strings."""
+    """Serves ``routes`` (Starlette routes of ``POST`` endpoints whose path parameters are plain strings) from
+    the edge: ``match`` a request, then ``serve`` it, answering every error with the one error map."""
 
     def __init__(self, routes: Sequence[Route]) -> None:
         self.routes = tuple(routes)

@@ -1,8 +1,8 @@
 """The edge of every HTTP request: one pure ASGI layer, outside FastAPI's own middleware.
 
 In order: give the request its id (``request_id``; bound into structlog's context for every log line of
-the request and stored in ``scope["state"]["request_id"]``), resolve its client address (``client_address``,
-trusted proxies applied, stored in ``scope["state"]["client_address"]``), limit its body (``body_limit``:
+the request and stored in the request's ``RequestState``), resolve its client address (``client_address``,
+trusted proxies applied, stored there too), limit its body (``body_limit``:
 413 without reading), then run the application; its response gets the ``Deprecation``/``Sunset`` headers of a
 deprecated API version, the ``RateLimit-*`` headers of the request's quota, the security headers it lacks and
 ``X-Request-ID``, in that order. With ``access_log``, one line per request records method, path, status and
@@ -24,12 +24,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlgate.auth.client import ClientAddressResolver
 from mlgate.edge.body_limit import BodyLimit
-from mlgate.edge.client_address import client_address
+from mlgate.edge.client_address import resolve_client_address
 from mlgate.edge.deprecation import DeprecationHeaders
 from mlgate.edge.rate_limit import quota_headers
 from mlgate.edge.request_id import HEADER, request_id_of
 from mlgate.edge.security_headers import SecurityHeaders
 from mlgate.logs import REQUEST_ID, log_access
+from mlgate.protocols.state import STATE_KEY, RequestState
 
 __all__ = ["EdgeMiddleware", "FastPath"]
 
@@ -48,6 +49,12 @@ class FastPath(Protocol):
 
 
 class EdgeMiddleware:
+    """The pure-ASGI layer in front of the app: see the module docstring for what it does, in order.
+
+    ``app``: the application behind it (FastAPI's stack); ``fast_path``: the inference routes it serves itself
+    (None when CORS is configured and must see every request). Websocket and lifespan scopes pass through.
+    """
+
     def __init__(self, app: ASGIApp, *, body_limit: BodyLimit, resolver: ClientAddressResolver,
                  security_headers: SecurityHeaders, deprecation: DeprecationHeaders, access_log: bool = True,
                  fast_path: FastPath | None = None) -> None:
@@ -64,9 +71,8 @@ class EdgeMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = request_id_of(scope["headers"])
-        state = scope.setdefault("state", {})
-        state["request_id"] = request_id
-        state["client_address"] = client_address(scope, self.resolver)
+        state = RequestState(request_id=request_id, client_address=resolve_client_address(scope, self.resolver))
+        scope.setdefault("state", {})[STATE_KEY] = state
         _bind(request_id=request_id)
         token = REQUEST_ID.set(request_id)
         tail = (HEADER, request_id.encode("ascii"))
@@ -79,7 +85,7 @@ class EdgeMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = [*message.get("headers", ()), *deprecated, *quota_headers(state)]
+                headers = [*message.get("headers", ()), *deprecated, *quota_headers(state.quota)]
                 add_security_headers(headers)
                 headers.append(tail)
                 message["headers"] = headers

@@ -1,7 +1,7 @@
 """The request id: the caller's ``X-Request-ID`` when it is sane, else a new one (32 hex digits).
 
 ``EdgeMiddleware`` binds it into structlog's context for every log line of the request, stores it in
-``scope["state"]["request_id"]`` and returns it in the ``X-Request-ID`` response header.
+the request's ``RequestState`` and returns it in the ``X-Request-ID`` response header.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -89,13 +89,21 @@ def _dims(shape: tuple[int, ...]) -> str:
 
 
 class DataPlane:
-    def __init__(self, settings: Settings, registry: ModelRegistry, metrics: EngineMetrics | None = None) -> None:
+    """The transport-free request path: health, metadata and inference on the loaded models (``registry``).
+
+    Every protocol (V2, V1, OpenAI, later gRPC and jobs) parses its wire format, then calls ``serving`` and
+    ``Call.infer``; ``observers`` (prediction log, shadow traffic; composed by the lifespan) are told the
+    outcome of each call. Errors are mlgate's (``mlgate.errors``), each with its HTTP status.
+    """
+
+    def __init__(self, settings: Settings, registry: ModelRegistry, metrics: EngineMetrics | None = None, *,
+                 observers: Sequence[Observer] = ()) -> None:
         self.settings = settings
         self.registry = registry
         self.metrics = metrics if metrics is not None else EngineMetrics()
         self.loaded = False
         """Set once the model repository has been loaded (successfully or not) at start-up."""
-        self.observers: list[Observer] = []
+        self.observers = tuple(observers)
         """Told about every request served through ``serving`` (prediction log, shadow traffic)."""
 
     # -- health and metadata ------------------------------------------------------------------------

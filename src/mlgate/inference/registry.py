@@ -4,8 +4,8 @@ Loading happens on worker threads; a model that fails to load is kept with state
 and never stops the others. ``get`` resolves a request's model name and optional version: without a
 version, the highest version number is used.
 
-A model from the database registry also has a ``Route`` (``mlgate.inference.traffic``): requests without a version
-go to its ``production`` version (or its canary), and a version may be named by an alias. Each handle counts
+A model from the database registry also has a ``TrafficRoute`` (``mlgate.inference.traffic``): requests without
+a version go to its ``production`` version (or its canary), and a version may be named by an alias. Each handle counts
 its requests in flight (``acquire``/``release``), so a rollout can wait for an old version to drain.
 
 Seams for what attaches to a model (dynamic batching, worker processes, metrics, the prediction log):
@@ -29,7 +29,7 @@ import anyio
 import structlog
 
 from mlgate.errors import ModelLoadError, ModelNotFound, ModelVersionNotFound
-from mlgate.inference.traffic import Route
+from mlgate.inference.traffic import TrafficRoute
 from mlgate.model.manifest import ModelManifest, TensorSpec
 from mlgate.model.repository import ModelSource
 from mlgate.runtimes import Batch, Executor, Runtime, runtime_class
@@ -128,7 +128,7 @@ class ModelHook(Protocol):
 class ModelRegistry:
     def __init__(self, hooks: Sequence[ModelHook] = ()) -> None:
         self._models: dict[str, dict[str, ModelHandle]] = {}
-        self._routes: dict[str, Route] = {}
+        self._routes: dict[str, TrafficRoute] = {}
         self.hooks = tuple(hooks)
 
     def __iter__(self) -> Iterator[ModelHandle]:
@@ -142,10 +142,10 @@ class ModelRegistry:
         """Versions of ``name``, oldest first (numeric versions compare as numbers)."""
         return sorted(self._models.get(name, {}), key=_version_key)
 
-    def route(self, name: str) -> Route | None:
+    def route(self, name: str) -> TrafficRoute | None:
         return self._routes.get(name)
 
-    def set_route(self, name: str, route: Route | None) -> None:
+    def set_route(self, name: str, route: TrafficRoute | None) -> None:
         """Install (or with None, remove) the route of ``name``; its versions should be loaded first."""
         if route is None:
             self._routes.pop(name, None)

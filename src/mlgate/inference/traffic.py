@@ -13,7 +13,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["Route", "canary_bucket"]
+__all__ = ["TrafficRoute", "canary_bucket"]
 
 
 def canary_bucket(model: str, key: str) -> float:
@@ -23,7 +23,7 @@ def canary_bucket(model: str, key: str) -> float:
 
 
 @dataclass(frozen=True, slots=True)
-class Route:
+class TrafficRoute:
     """``production``: the version answering requests without one; ``aliases``: name -> version;
     ``canary`` takes ``canary_percent`` (0-100) of those requests; ``shadow`` gets a copy of each."""
 

@@ -16,6 +16,7 @@ from mlgate.codecs.json import dumps, loads
 from mlgate.errors import BadRequest, MalformedJSON, UnsupportedFeature
 from mlgate.inference.dataplane import DataPlane
 from mlgate.protocols.headers import header
+from mlgate.protocols.state import server_state
 
 __all__ = ["TIMEOUT_HEADER", "binary_response", "dataplane", "json_response", "read_body", "read_json",
            "read_v2_body", "request_timeout_ms"]
@@ -32,8 +33,7 @@ _BINARY_HEADER = binary.HEADER.lower().encode()
 async def dataplane(request: Request) -> DataPlane:
     """The DataPlane built by the app's lifespan (FastAPI dependency; async, so FastAPI does not run it on
     its thread pool for every request)."""
-    plane: DataPlane = request.app.state.dataplane
-    return plane
+    return server_state(request).dataplane
 
 
 async def read_json(request: Request, plane: DataPlane) -> Any:

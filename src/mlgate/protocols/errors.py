@@ -8,7 +8,6 @@ traceback under the request id.
 from __future__ import annotations
 
 import math
-import time
 
 import structlog
 from fastapi import FastAPI, Request
@@ -16,12 +15,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mlgate.auth.caller import Action, Caller
-from mlgate.catalog.control import ControlPlane
 from mlgate.codecs.json import dumps
 from mlgate.codecs.v2 import validation_error
 from mlgate.errors import MlgateError, Unauthenticated
-from mlgate.protocols.security import STATE_STARTED
 from mlgate.types import ErrorBody
 
 __all__ = ["ERROR_RESPONSES", "error_response", "install_error_handlers", "mlgate_error_response",
@@ -53,29 +49,9 @@ def error_response(status: int, message: str, code: str, field: str | None = Non
     return Response(dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
-def _log_refused(request: Request, status: int) -> None:
-    """Put an error answer to an inference request into the prediction log (``ControlPlane.record_refused``):
-    a 429 or a bad request on a POST whose caller was authorized to predict with a model (``security.authorize``
-    sets ``rate_model``) that the data plane did not serve. Unauthorized callers (401/403), unknown model names
-    and other routes (metadata, the registry API) are never logged."""
-    state = request.scope.get("state", {})
-    model = state.get("rate_model")
-    control = getattr(request.app.state, "control", None)
-    if (not isinstance(model, str) or state.get("authorized_action") != Action.PREDICT or request.method != "POST"
-            or not isinstance(control, ControlPlane)):
-        return
-    caller = state.get("caller")
-    started = state.get(STATE_STARTED)
-    latency_ms = (time.perf_counter() - started) * 1000 if isinstance(started, float) else 0.0
-    request_id = state.get("request_id")
-    control.record_refused(model, caller.actor if isinstance(caller, Caller) and not caller.anonymous else None,
-                           status, latency_ms, request_id if isinstance(request_id, str) else None)
-
-
 def mlgate_error_response(request: Request, exc: MlgateError) -> Response:
-    """The response to a MlgateError (and its prediction-log record when it refuses an inference request)."""
-    if 400 <= exc.status < 600:
-        _log_refused(request, int(exc.status))
+    """The response to a MlgateError: its status, code, message and field; ``Retry-After`` when it has one, the
+    authentication challenge on a 401. Nothing else happens here (refusals are recorded where they happen)."""
     if exc.status >= 500:
         log.warning("request failed", code=exc.code, status=int(exc.status), path=request.url.path)
     headers = {"WWW-Authenticate": exc.challenge} if isinstance(exc, Unauthenticated) else None
@@ -101,7 +77,6 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     err = validation_error(exc.errors())
-    _log_refused(request, 400)
     return error_response(400, err.message, err.code, err.field)
 
 
@@ -117,6 +92,8 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """Answer MlgateError, Starlette's HTTP errors, FastAPI's validation errors and any other exception with
+    the one JSON error body (the generic 500 for the last)."""
     app.add_exception_handler(MlgateError, _mlgate_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -7,36 +7,27 @@ version that answered in the ``X-Model-Version`` header. Every route needs the `
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from starlette.routing import Route
 
 from mlgate.auth.caller import Action
 from mlgate.codecs import v1 as codec
 from mlgate.errors import NotFound
 from mlgate.inference.dataplane import DataPlane
 from mlgate.protocols.body import dataplane, json_response, read_json, request_timeout_ms
-from mlgate.protocols.caller import Caller, current_caller, routing_key
 from mlgate.protocols.errors import ERROR_RESPONSES
-from mlgate.protocols.security import authorize_version, charge, require, rows_of
+from mlgate.protocols.routes import InferenceRoute, OpenAPIOperation, serving
+from mlgate.protocols.security import admit, charge, require, rows_of
+from mlgate.protocols.state import server_state
 from mlgate.types import V1ModelStatus, V1PredictRequest, V1PredictResponse
 
-__all__ = ["ROUTES", "router"]
+__all__ = ["ROUTES", "predict", "predict_version", "router"]
 
-router = APIRouter(prefix="/v1", tags=["V1 / TF-Serving REST"], responses=ERROR_RESPONSES)
+TAG = "V1 / TF-Serving REST"
+router = APIRouter(prefix="/v1", tags=[TAG], responses=ERROR_RESPONSES)
 Plane = Annotated[DataPlane, Depends(dataplane)]
-
-
-def _without_verb(param: str) -> Callable[[Request], str | None]:
-    """The model (or version) of a ``.../{name}:predict`` path: the segment without its ``:predict``."""
-
-    def name(request: Request) -> str | None:
-        return _strip_verb(str(request.path_params.get(param, "")))
-
-    return name
 
 
 def _strip_verb(spec: str) -> str:
@@ -55,30 +46,13 @@ async def model_status(plane: Plane, model_name: str) -> Response:
     return json_response({"name": latest.name, "ready": latest.ready, "model_version_status": status})
 
 
-_PREDICT_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/V1PredictRequest"}}},
-    }
-}
-
-
-@router.post("/models/{model_spec}", response_model=V1PredictResponse, openapi_extra=_PREDICT_BODY,
-             summary="Predict (path ends in :predict)",
-             dependencies=[require(Action.PREDICT, _without_verb("model_spec"))])
-async def predict(request: Request, plane: Plane, caller: Caller, model_spec: str) -> Response:
-    return await _predict(request, plane, caller, model_spec, None)
-
-
-@router.post("/models/{model_name}/versions/{version_spec}", response_model=V1PredictResponse,
-             openapi_extra=_PREDICT_BODY, summary="Predict on a model version (path ends in :predict)",
-             dependencies=[require(Action.PREDICT, version=_without_verb("version_spec"))])
-async def predict_version(request: Request, plane: Plane, caller: Caller, model_name: str,
-                          version_spec: str) -> Response:
-    return await _predict(request, plane, caller, model_name, version_spec)
-
-
-async def _predict(request: Request, plane: Plane, caller: str | None, name: str, version: str | None) -> Response:
+async def _predict(request: Request, name: str, version: str | None) -> Response:
+    """Admit the caller on the model (``predict``), decode ``instances``/``inputs``, charge their rows, run
+    the model. ``name`` or ``version`` (the last path segment) still ends in ``:predict``."""
+    if version is None:
+        await admit(request, Action.PREDICT, _strip_verb(name))
+    else:
+        await admit(request, Action.PREDICT, name, _strip_verb(version))
     last = version if version is not None else name
     target, sep, verb = last.rpartition(":")
     if not sep:
@@ -90,7 +64,8 @@ async def _predict(request: Request, plane: Plane, caller: str | None, name: str
         name = target
     else:
         version = target
-    async with plane.serving(name, version, caller=caller, key=routing_key(request, caller)) as call:
+    plane = server_state(request).dataplane
+    async with serving(request, plane, name, version) as call:
         handle = call.handle
         timeout_ms = request_timeout_ms(request)
         inputs = codec.decode_predict(await read_json(request, plane), handle.inputs)
@@ -99,28 +74,23 @@ async def _predict(request: Request, plane: Plane, caller: str | None, name: str
     return json_response(codec.encode_predictions(outputs, handle.outputs), headers={"X-Model-Version": handle.version})
 
 
-async def _serve_predict(request: Request) -> Response:
-    """``predict`` without FastAPI's dependency resolution: the same security, then the same body."""
-    spec = request.path_params["model_spec"]
-    await authorize_version(request, Action.PREDICT, _strip_verb(spec), None)
-    plane: DataPlane = request.app.state.dataplane
-    return await _predict(request, plane, await current_caller(request), spec, None)
+async def predict(request: Request) -> Response:
+    """``POST /v1/models/{name}:predict``."""
+    return await _predict(request, request.path_params["model_spec"], None)
 
 
-async def _serve_predict_version(request: Request) -> Response:
-    """``predict_version`` without FastAPI's dependency resolution."""
-    name, spec = request.path_params["model_name"], request.path_params["version_spec"]
-    await authorize_version(request, Action.PREDICT, name, _strip_verb(spec))
-    plane: DataPlane = request.app.state.dataplane
-    return await _predict(request, plane, await current_caller(request), name, spec)
+async def predict_version(request: Request) -> Response:
+    """``POST /v1/models/{name}/versions/{version}:predict``."""
+    return await _predict(request, request.path_params["model_name"], request.path_params["version_spec"])
 
 
+_NAME = ("model_name", "The model (or alias).")
 ROUTES = [
-    Route("/v1/models/{model_spec}", _serve_predict, methods=["POST"], include_in_schema=False),
-    Route("/v1/models/{model_name}/versions/{version_spec}", _serve_predict_version, methods=["POST"],
-          include_in_schema=False),
+    InferenceRoute("/v1/models/{model_spec}", predict, OpenAPIOperation(
+        "/v1/models/{model_name}:predict", "Predict", TAG, V1PredictRequest, V1PredictResponse, (_NAME,))),
+    InferenceRoute("/v1/models/{model_name}/versions/{version_spec}", predict_version, OpenAPIOperation(
+        "/v1/models/{model_name}/versions/{model_version}:predict", "Predict on a model version", TAG,
+        V1PredictRequest, V1PredictResponse, (_NAME, ("model_version", "The model version.")))),
 ]
-"""The two predict routes as plain Starlette routes, which the app serves ahead of ``router`` (whose routes stay
-for the OpenAPI document): no per-request dependency resolution, the same security, body and error handlers."""
-
-OPENAPI_MODELS = (V1PredictRequest,)
+"""The V1 predict routes (``InferenceRoute``), documented as ``.../{model_name}:predict``: the route matches
+the whole last segment, and ``_predict`` splits off the verb."""

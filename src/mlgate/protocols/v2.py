@@ -14,15 +14,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from starlette.routing import Route
 
 from mlgate.auth.caller import Action
 from mlgate.codecs import v2 as codec
 from mlgate.inference.dataplane import DataPlane
 from mlgate.protocols.body import binary_response, dataplane, json_response, read_v2_body, request_timeout_ms
-from mlgate.protocols.caller import Caller, current_caller, routing_key
 from mlgate.protocols.errors import ERROR_RESPONSES
-from mlgate.protocols.security import authorize_version, charge, require, require_caller, rows_of
+from mlgate.protocols.routes import InferenceRoute, OpenAPIOperation, serving
+from mlgate.protocols.security import admit, charge, require, require_caller, rows_of
+from mlgate.protocols.state import server_state
 from mlgate.types import (
     InferenceRequest,
     InferenceResponse,
@@ -33,9 +33,10 @@ from mlgate.types import (
     ServerMetadata,
 )
 
-__all__ = ["ROUTES", "router"]
+__all__ = ["ROUTES", "infer", "router"]
 
-router = APIRouter(prefix="/v2", tags=["V2 Open Inference Protocol"], responses=ERROR_RESPONSES)
+TAG = "V2 Open Inference Protocol"
+router = APIRouter(prefix="/v2", tags=[TAG], responses=ERROR_RESPONSES)
 Plane = Annotated[DataPlane, Depends(dataplane)]
 PREDICT = [require(Action.PREDICT)]
 
@@ -74,34 +75,13 @@ async def model_ready(plane: Plane, model_name: str, model_version: str | None =
     return json_response(body, 200 if handle.ready else 400)
 
 
-_INFER_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}}},
-    }
-}
-
-
-@router.post("/models/{model_name}/infer", response_model=InferenceResponse, openapi_extra=_INFER_BODY,
-             summary="Inference", dependencies=PREDICT)
-@router.post("/models/{model_name}/versions/{model_version}/infer", response_model=InferenceResponse,
-             openapi_extra=_INFER_BODY, summary="Inference on a model version", dependencies=PREDICT)
-async def infer(request: Request, plane: Plane, caller: Caller, model_name: str,
-                model_version: str | None = None) -> Response:
-    return await _infer(request, plane, caller, model_name, model_version)
-
-
-async def _serve_infer(request: Request) -> Response:
-    """``infer`` without FastAPI's dependency resolution: the same security, then the same body."""
+async def infer(request: Request) -> Response:
+    """V2 inference: admit the caller on the model (``predict``), decode the tensors (JSON or the binary
+    extension), charge their rows, run the model, encode the outputs it asked for."""
     name, version = request.path_params["model_name"], request.path_params.get("model_version")
-    await authorize_version(request, Action.PREDICT, name, version)
-    plane: DataPlane = request.app.state.dataplane
-    return await _infer(request, plane, await current_caller(request), name, version)
-
-
-async def _infer(request: Request, plane: DataPlane, caller: str | None, model_name: str,
-                 model_version: str | None) -> Response:
-    async with plane.serving(model_name, model_version, caller=caller, key=routing_key(request, caller)) as call:
+    await admit(request, Action.PREDICT, name, version)
+    plane = server_state(request).dataplane
+    async with serving(request, plane, name, version) as call:
         handle = call.handle
         timeout_ms = request_timeout_ms(request)
         parsed, binary_section = await read_v2_body(request, plane)
@@ -115,13 +95,13 @@ async def _infer(request: Request, plane: DataPlane, caller: str | None, model_n
     return binary_response(content, chunks) if chunks else json_response(content)
 
 
+_NAME = ("model_name", "The model (or alias).")
+_VERSION = ("model_version", "The model version.")
 ROUTES = [
-    Route("/v2/models/{model_name}/infer", _serve_infer, methods=["POST"], include_in_schema=False),
-    Route("/v2/models/{model_name}/versions/{model_version}/infer", _serve_infer, methods=["POST"],
-          include_in_schema=False),
+    InferenceRoute("/v2/models/{model_name}/infer", infer, OpenAPIOperation(
+        "/v2/models/{model_name}/infer", "Inference", TAG, InferenceRequest, InferenceResponse, (_NAME,))),
+    InferenceRoute("/v2/models/{model_name}/versions/{model_version}/infer", infer, OpenAPIOperation(
+        "/v2/models/{model_name}/versions/{model_version}/infer", "Inference on a model version", TAG,
+        InferenceRequest, InferenceResponse, (_NAME, _VERSION))),
 ]
-"""The two inference routes as plain Starlette routes, which the app serves ahead of ``router`` (whose routes stay
-for the OpenAPI document): no per-request dependency resolution, the same security, body and error handlers."""
-
-OPENAPI_MODELS = (InferenceRequest,)
-"""Models referenced by hand in ``openapi_extra``; the app adds their schemas to the document."""
+"""The V2 inference routes (``InferenceRoute``: served by the edge's fast path and by the router alike)."""

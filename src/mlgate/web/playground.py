@@ -23,8 +23,8 @@ from fastapi.templating import Jinja2Templates
 
 from mlgate import __version__
 from mlgate.errors import ModelNotFound, ModelVersionNotFound
-from mlgate.inference.dataplane import DataPlane
 from mlgate.protocols.security import may_use
+from mlgate.protocols.state import server_state
 from mlgate.web.forms import model_page, model_rows
 
 __all__ = ["install_playground"]
@@ -62,14 +62,14 @@ router = APIRouter(prefix="/ui", include_in_schema=False)
 
 @router.get("/", response_class=HTMLResponse)
 async def model_list(request: Request) -> HTMLResponse:
-    plane: DataPlane = request.app.state.dataplane
+    plane = server_state(request).dataplane
     rows = [row for row in model_rows(plane.registry) if await may_use(request, row.name)]
     return _render(request, "models.html", rows=rows, title="Models")
 
 
 @router.get("/models/{model_name}", response_class=HTMLResponse)
 async def model_detail(request: Request, model_name: str, version: str | None = None) -> HTMLResponse:
-    plane: DataPlane = request.app.state.dataplane
+    plane = server_state(request).dataplane
     try:
         if not await may_use(request, model_name):
             raise ModelNotFound(model_name)  # a model the caller may not use looks like one that does not exist

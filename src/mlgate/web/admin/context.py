@@ -14,10 +14,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mlgate.auth import Actor, AuthStore, Role, Security, UserInfo
+from mlgate.auth import Actor, AuthStore, Role, SecurityService, UserInfo
 from mlgate.catalog.control import ControlPlane
 from mlgate.db.engine import Database
 from mlgate.protocols.security import client_address
+from mlgate.protocols.state import ServerState, request_state, server_state
 from mlgate.settings import Settings
 
 __all__ = ["ADMIN_ROLES", "AdminContext", "LazySessions", "actor_of", "signed_in"]
@@ -25,7 +26,6 @@ __all__ = ["ADMIN_ROLES", "AdminContext", "LazySessions", "actor_of", "signed_in
 ADMIN_ROLES = frozenset({Role.ADMIN, Role.DEPLOYER})
 """Roles that may sign in: admins see everything, deployers the model pages and the prediction log."""
 
-_STATE_USER = "mlgate_admin_user"
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,8 @@ class AdminContext:
     settings: Settings
 
     @property
-    def security(self) -> Security:
-        security: Security = self.app.state.security
-        return security
+    def security(self) -> SecurityService:
+        return self._server.security
 
     @property
     def store(self) -> AuthStore:
@@ -44,13 +43,15 @@ class AdminContext:
 
     @property
     def control(self) -> ControlPlane:
-        control: ControlPlane = self.app.state.control
-        return control
+        return self._server.control
 
     @property
     def database(self) -> Database:
-        database: Database = self.app.state.database
-        return database
+        return self._server.database
+
+    @property
+    def _server(self) -> ServerState:
+        return server_state(self)
 
 
 class LazySessions:
@@ -71,17 +72,16 @@ class LazySessions:
 
 def signed_in(request: Request) -> UserInfo | None:
     """The signed-in user of this admin request (None before ``authenticate`` ran or without a session)."""
-    user = getattr(request.state, _STATE_USER, None)
-    return user if isinstance(user, UserInfo) else None
+    return request_state(request).admin_user
 
 
 def set_signed_in(request: Request, user: UserInfo) -> None:
-    setattr(request.state, _STATE_USER, user)
+    """Remember the admin session's user for the rest of this request."""
+    request_state(request).admin_user = user
 
 
 def actor_of(request: Request) -> Actor:
     """The audit ``Actor`` of an admin request: ``user:<name>``, the client address and the request id."""
     user = signed_in(request)
-    request_id = request.scope.get("state", {}).get("request_id")
     return Actor(f"user:{user.username}" if user else "anonymous", client=client_address(request),
-                 request_id=request_id if isinstance(request_id, str) else None)
+                 request_id=request_state(request).request_id or None)

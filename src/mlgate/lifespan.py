@@ -1,0 +1,90 @@
+"""The app's lifespan: build the server's one state object (``ServerState``) at start-up, close it at shutdown.
+
+In order: migrate the database (``database_auto_upgrade``), open it, build security and the first admin, scan
+and load the model repository (the examples when none is configured), compose the request observers (the
+prediction log's recorder, shadow traffic) into the data plane, start the catalog's control plane (registry
+versions, rollouts, the replica follower), then freeze the start-up heap out of the cyclic GC. Shutdown
+closes in reverse: control plane (shadow requests, rollouts, prediction-log flush), models, limits, database.
+Everything that composes another object is built here and passed in; nothing is attached afterwards.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import structlog
+
+from mlgate.auth.authenticator import AuthMetrics
+from mlgate.auth.service import build_security, ensure_first_admin, registry_policies
+from mlgate.catalog.control import ControlPlane
+from mlgate.catalog.recording import CallRecorder
+from mlgate.catalog.shadow import ShadowTraffic
+from mlgate.db.engine import Database
+from mlgate.db.migrate import upgrade
+from mlgate.inference.dataplane import DataPlane, Observer
+from mlgate.inference.registry import ModelRegistry
+from mlgate.memory import release_freed_heap
+from mlgate.metrics import EngineMetrics
+from mlgate.model.examples import ensure_examples
+from mlgate.model.repository import group_by_name, scan_repository
+from mlgate.predlog.writer import PredictionLog
+from mlgate.protocols.state import ServerState
+from mlgate.ratelimit.limiter import RateLimitMetrics
+from mlgate.settings import Settings, default_examples_dir
+
+__all__ = ["serve_state"]
+
+log = structlog.get_logger("mlgate.lifespan")
+
+
+@asynccontextmanager
+async def serve_state(settings: Settings, registry: ModelRegistry,
+                      metrics: EngineMetrics) -> AsyncIterator[ServerState]:
+    """The ``ServerState`` of a server serving ``registry``, open for the duration of the ``async with``."""
+    database_url = settings.effective_database_url
+    if settings.database_auto_upgrade:
+        await anyio.to_thread.run_sync(upgrade, database_url)
+    database = Database(database_url)
+    security = build_security(settings, database, lookup=registry_policies(registry), names=registry.names,
+                              auth_metrics=AuthMetrics(metrics.registry),
+                              limit_metrics=RateLimitMetrics(metrics.registry))
+    await ensure_first_admin(settings, security.store)
+    root = settings.model_repository
+    if root is None:
+        root = default_examples_dir()
+        ensure_examples(root)
+    log.info("loading model repository", repository=str(root))
+    sources = scan_repository(root)
+    await registry.load(sources)
+
+    predlog = recorder = None
+    observers: list[Observer] = []
+    if settings.prediction_log:
+        predlog = PredictionLog(
+            database, buffer_size=settings.prediction_log_buffer, batch_size=settings.prediction_log_batch,
+            interval_s=settings.prediction_log_interval_s, default_sample_rate=settings.prediction_log_sample_rate,
+            metrics=metrics.registry)
+        recorder = CallRecorder(predlog)
+        observers.append(recorder.observe)
+    shadow = ShadowTraffic(settings.shadow_max_in_flight, metrics.registry,
+                           record=recorder.shadow if recorder is not None else None)
+    observers.append(shadow.observe)
+    plane = DataPlane(settings, registry, metrics, observers=observers)
+    control = ControlPlane(settings, database, plane, predlog=predlog, recorder=recorder, shadow=shadow,
+                           folder_sources=group_by_name(sources),
+                           on_change=[security.authenticator.clear_cache])  # identity changes of other replicas
+    await control.start()
+    plane.loaded = True
+    log.info("models loaded", ready=sum(handle.ready for handle in registry), total=len(list(registry)))
+    release_freed_heap()  # collects, and gives the heap that loading freed back to the system
+    gc.freeze()  # keep the cyclic GC off the objects of start-up (frameworks, models)
+    try:
+        yield ServerState(settings=settings, dataplane=plane, database=database, security=security, control=control)
+    finally:
+        await control.close()
+        await registry.unload_all()
+        await security.limits.aclose()
+        await database.dispose()
