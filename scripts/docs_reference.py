@@ -119,8 +119,8 @@ def settings_page() -> str:
     rows, sections = settings_rows(), settings_sections()
     for section in dict.fromkeys(sections.get(row["name"], "other") for row in rows):
         lines += [f"## {escape(section[:1].upper() + section[1:])}", "",
-                  "| setting | environment variable | type | default | description |", "|---|---|---|---|---|"]
-        lines += [f"| {code(row['name'])} | {code(row['env'])} | {code(row['type'])} | {row['default']} | "
+                  "| setting, environment variable | type | default | description |", "|---|---|---|---|"]
+        lines += [f"| {code(row['name'])}<br>{code(row['env'])} | {code(row['type'])} | {row['default']} | "
                   f"{escape(row['description'])} |" for row in rows if sections.get(row["name"], "other") == section]
         lines.append("")
     return "\n".join(lines)
