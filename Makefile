@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.installed-docs
 # Extras installed with mlgate; `make install EXTRAS=test` leaves out the embeddings (PyTorch) runtime.
 EXTRAS ?= test,embeddings
 
-.PHONY: install serve test lint check clean
+.PHONY: install serve test lint check docs clean
 
 # torch is installed first, from its CPU build (torch==2.13.0 is a local CPU wheel on the team's machines),
 # and constraints.txt pins it, so that sentence-transformers never pulls a CUDA build of torch.
@@ -31,5 +32,13 @@ lint: $(STAMP)  ## ruff and mypy (strict) on the package
 
 check: lint test
 
+# The docs extra (MkDocs + Material) goes into the same .venv, only when `make docs` first needs it.
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -c "import material, mkdocs" 2>/dev/null || $(PY) -m pip install --quiet -c constraints.txt -e ".[docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)  ## build the documentation site into site/, offline; a warning fails the build
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site

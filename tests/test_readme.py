@@ -1,4 +1,9 @@
-"""The README's security walk-through, run as printed against a real `mlgate serve` process.
+"""The commands and curls of the README and the documentation pages, run as printed against a real `mlgate serve`.
+
+- README.md and docs/quickstart.md: the first curls, against the example models as `make serve` serves them
+  (their manifests open them to anonymous callers; nothing else does here).
+- docs/security.md: the walk-through that makes the first admin and a key, then calls a model with the key.
+- The `make` commands they print are targets of the Makefile.
 
 Only two things differ from a reader's machine: the port (a free one instead of 8000, so parallel runs do not
 collide) and where `.venv/bin` is (this interpreter's bin directory). The data directory and the model
@@ -14,24 +19,94 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
-from tests.processes import free_port
+from mlgate.model.examples import build_examples
+from tests.processes import free_port, serve_process
 
-README = Path(__file__).parent.parent / "README.md"
-
-
-def _security_blocks() -> list[str]:
-    text = README.read_text()
-    section = text[text.index("## Security: users, API keys, rate limits"):]
-    section = section[:section.index("\n## ", 10)]
-    return re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL)
+ROOT = Path(__file__).parent.parent
+README = ROOT / "README.md"
+QUICKSTART = ROOT / "docs" / "quickstart.md"
+SECURITY = ROOT / "docs" / "security.md"
+MAKEFILE = ROOT / "Makefile"
 
 
-def test_readme_creates_a_key_and_the_curl_works_as_printed(examples_repo: Path, tmp_path: Path) -> None:
-    serve_block, client_block = _security_blocks()[:2]
+def bash_blocks(path: Path, heading: str | None = None) -> list[str]:
+    """The ```bash blocks of ``path``, or of its section under the ``## heading`` (up to the next ``## ``)."""
+    text = path.read_text()
+    if heading is not None:
+        text = text[text.index(f"\n## {heading}\n"):]
+        end = text.find("\n## ", 10)
+        text = text if end < 0 else text[:end]
+    return re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL)
+
+
+def _run_curls(block: str, address: str) -> list[dict[str, Any]]:
+    """Run a block of curls as printed (port swapped) and return each answer, one JSON document per line."""
+    assert "127.0.0.1:8000" in block
+    result = subprocess.run(["bash", "-e", "-c", block.replace("127.0.0.1:8000", address)], capture_output=True,
+                            text=True, timeout=60, start_new_session=True)
+    assert result.returncode == 0, result.stderr
+    # curl prints no newline after a body: the answers run together; split them as a JSON stream.
+    decoder, text, answers = json.JSONDecoder(), result.stdout.strip(), []
+    while text:
+        answer, end = decoder.raw_decode(text)
+        answers.append(answer)
+        text = text[end:].lstrip()
+    return answers
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``host:port`` of `mlgate serve` over breast-cancer and digits as `make serve` builds them: open to
+    anonymous callers by their manifests only (the settings open nothing, as by default)."""
+    root = tmp_path_factory.mktemp("demo")
+    build_examples(root, names=["breast-cancer", "digits"])
+    with serve_process(root, root / "serve.log", env={"MLGATE_ANONYMOUS_MODELS": "[]"}) as address:
+        yield address
+
+
+def test_readme_first_curl_works_as_printed(demo_server: str) -> None:
+    blocks = [b for b in bash_blocks(README) if "curl" in b]
+    assert len(blocks) == 1, "the README shows one curl block, the first request"
+    [answer] = _run_curls(blocks[0], demo_server)
+    assert answer["model_name"] == "breast-cancer" and answer["model_version"] == "1"
+    outputs = {o["name"]: o for o in answer["outputs"]}
+    assert outputs["predict"]["data"] == [0] and outputs["predict"]["datatype"] == "INT64"
+    assert outputs["predict"]["shape"] == [1]
+
+
+def test_quickstart_curls_work_as_printed(demo_server: str) -> None:
+    blocks = [b for b in bash_blocks(QUICKSTART, "First requests") if "curl" in b]
+    assert len(blocks) == 1
+    server, metadata, v2, digits, v1 = _run_curls(blocks[0], demo_server)
+    assert server["name"] == "mlgate"
+    assert metadata["name"] == "breast-cancer" and metadata["inputs"][0]["shape"] == [-1, 30]
+    assert v2["id"] == "first-row"
+    assert {o["name"]: o["data"] for o in v2["outputs"]}["predict"] == [0]
+    # Top-2 classes of the digit (a zero), as "score:index[:label]" strings.
+    [top2] = digits["outputs"]
+    assert top2["name"] == "probabilities" and top2["datatype"] == "BYTES" and top2["shape"] == [1, 2]
+    assert top2["data"][0].split(":")[1] == "0"
+    assert v1["predictions"][0]["predict"] == 0
+    assert len(v1["predictions"][0]["predict_proba"]) == 2
+
+
+def test_printed_make_commands_are_makefile_targets() -> None:
+    targets = set(re.findall(r"^([a-z][\w-]*):", MAKEFILE.read_text(), flags=re.MULTILINE))
+    for page in (README, QUICKSTART, ROOT / "docs" / "development.md"):
+        printed = {m for block in bash_blocks(page) for m in re.findall(r"^make (\w+)", block, flags=re.MULTILINE)}
+        assert printed, page
+        assert printed <= targets, f"{page.name} prints make targets the Makefile lacks: {printed - targets}"
+
+
+def test_security_page_creates_a_key_and_the_curl_works_as_printed(examples_repo: Path, tmp_path: Path) -> None:
+    serve_block, client_block = bash_blocks(SECURITY, "The first admin and a key")[:2]
     port = free_port()
     bin_dir = f"{Path(sys.executable).parent}/"
     env = {**os.environ, "MLGATE_DATA_DIR": str(tmp_path / "data"), "MLGATE_PORT": str(port),

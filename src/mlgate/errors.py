@@ -90,15 +90,21 @@ class MlgateError(Exception):
 
 
 class BadRequest(MlgateError):
+    """The request is wrong; ``field`` names where. The parent of every 400."""
+
     status = HTTPStatus.BAD_REQUEST
     code = "bad_request"
 
 
 class MalformedJSON(BadRequest):
+    """The body is not valid JSON in UTF-8; the message names the position of the first error."""
+
     code = "malformed_json"
 
 
 class JSONTooDeep(BadRequest):
+    """The JSON body nests arrays and objects deeper than the setting ``max_json_depth``."""
+
     code = "json_too_deep"
 
 
@@ -107,6 +113,9 @@ class InvalidInput(BadRequest):
 
 
 class UnsupportedFeature(BadRequest):
+    """A protocol feature or parameter mlgate does not offer, or not for this model (e.g. OpenAI ``dimensions``
+    other than the model's width)."""
+
     code = "unsupported_feature"
 
 
@@ -117,11 +126,15 @@ class UnsupportedModel(BadRequest):
 
 
 class NotFound(MlgateError):
+    """What the request names does not exist. The parent of every 404."""
+
     status = HTTPStatus.NOT_FOUND
     code = "not_found"
 
 
 class ModelNotFound(NotFound):
+    """No model of this name is served (neither in the model repository nor in the registry)."""
+
     code = "model_not_found"
 
     def __init__(self, name: str) -> None:
@@ -130,6 +143,8 @@ class ModelNotFound(NotFound):
 
 
 class ModelVersionNotFound(NotFound):
+    """The model exists but has no such version or alias; the message lists the versions it has."""
+
     code = "model_version_not_found"
 
     def __init__(self, name: str, version: str, available: list[str], hint: str = "") -> None:
@@ -140,6 +155,9 @@ class ModelVersionNotFound(NotFound):
 
 
 class PayloadTooLarge(MlgateError):
+    """The request body is over its limit (``max_body_bytes``, or ``registry_max_upload_bytes`` for a push);
+    refused without reading it."""
+
     status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     code = "payload_too_large"
 
@@ -152,6 +170,8 @@ class PayloadTooLarge(MlgateError):
 
 
 class ModelNotReady(MlgateError):
+    """The model exists but is not loaded (still loading, failed to load, or unloaded); try again later."""
+
     status = HTTPStatus.SERVICE_UNAVAILABLE
     code = "model_not_ready"
     retry_after_s = 5.0
@@ -176,6 +196,8 @@ class InvalidArchive(BadRequest):
 
 
 class AliasNotFound(NotFound):
+    """The model has no alias of this name (registry alias operations)."""
+
     code = "alias_not_found"
 
     def __init__(self, name: str, alias: str) -> None:

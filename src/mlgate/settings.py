@@ -79,7 +79,9 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(
         default=32, ge=2, le=1000, description="Deepest nesting of arrays/objects accepted in a JSON body."
     )
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Least severe log lines written: debug, info, warning or error."
+    )
     log_format: Literal["auto", "console", "json"] = Field(
         default="auto", description="auto: readable on a terminal, JSON lines otherwise."
     )
