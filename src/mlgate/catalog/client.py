@@ -46,11 +46,16 @@ class _Progress:
 
 
 class RegistryClient:
+    """A synchronous HTTP client of the catalog's REST API (``/api/v1``), for the CLI.
+
+    Errors come back as ``RegistryError`` with the server's ``{"error", "code", "field"}`` body.
+    """
     def __init__(self, url: str, *, api_key: str | None = None, timeout_s: float = 300.0) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout_s)
 
     def close(self) -> None:
+        """Close the HTTP connections."""
         self.http.close()
 
     def _check(self, response: httpx.Response) -> Any:
@@ -80,14 +85,17 @@ class RegistryClient:
             return result
 
     def promote(self, name: str, version: str, alias: str = "production") -> dict[str, Any]:
+        """Point ``alias`` (default ``production``) at ``version``; the server loads and warms it first."""
         body = {"version": version, "alias": alias}
         result: dict[str, Any] = self._check(self.http.post(f"{API}/models/{name}/promote", json=body))
         return result
 
     def rollback(self, name: str, alias: str = "production") -> dict[str, Any]:
+        """Move ``alias`` back to the version it pointed at before its last change."""
         result: dict[str, Any] = self._check(self.http.post(f"{API}/models/{name}/rollback", json={"alias": alias}))
         return result
 
     def model(self, name: str) -> dict[str, Any]:
+        """The catalog's record of ``name``: versions, aliases, traffic and settings."""
         result: dict[str, Any] = self._check(self.http.get(f"{API}/models/{name}"))
         return result

@@ -132,6 +132,7 @@ class ControlPlane:
         return info
 
     async def delete_version(self, name: str, version: str, *, by: Actor | None = None) -> None:
+        """Delete a version that no alias or traffic points at (409 otherwise), then its artifact from the store."""
         info = await self.catalog.delete_version(name, version, by=by)
         await self._changed()
         try:
@@ -158,6 +159,7 @@ class ControlPlane:
             log.warning("could not unload versions prepared for a failed change", error=exc.message)
 
     async def rollback(self, name: str, alias: str, *, by: Actor | None = None) -> tuple[str, str]:
+        """Move ``alias`` back to its previous version (loaded and warmed first); returns (from, to)."""
         info = await self.catalog.model(name)
         # Load the version we go back to before the alias moves (it may have been unloaded since).
         target = await self.catalog.rollback_target(name, alias)
@@ -168,11 +170,15 @@ class ControlPlane:
         return moved
 
     async def delete_alias(self, name: str, alias: str, *, by: Actor | None = None) -> None:
+        """Remove ``alias`` (never ``production`` while traffic depends on it; the catalog says why)."""
         await self.catalog.delete_alias(name, alias, by=by)
         await self._changed()
 
     async def set_traffic(self, name: str, *, canary_version: str | None, canary_percent: float,
                           shadow_version: str | None, by: Actor | None = None) -> None:
+        """Set the canary version and share (0-100 %) and the shadow version of ``name``; versions are
+        loaded and warmed before any request reaches them.
+        """
         if canary_version is not None and not 0 < canary_percent <= 100:
             raise InvalidInput("canary percent must be > 0 and <= 100", field="canary.percent")
         info = await self.catalog.model(name)
@@ -191,10 +197,12 @@ class ControlPlane:
 
     async def update_model(self, name: str, *, log_sample_rate: float | None = None,
                            description: str | None = None, by: Actor | None = None) -> None:
+        """Change per-model settings (the prediction log's sample rate of tensors)."""
         await self.catalog.update_model(name, log_sample_rate=log_sample_rate, description=description, by=by)
         await self._changed()
 
     async def model(self, name: str) -> ModelInfo:
+        """The catalog's record of ``name``; 404 when it has none."""
         return await self.catalog.model(name)
 
     # -- V2 model repository extension ---------------------------------------------------------------

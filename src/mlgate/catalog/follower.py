@@ -39,6 +39,7 @@ class ChangeFollower:
         self._stopping = False
 
     def start(self) -> None:
+        """Start polling the catalog (and, on PostgreSQL, listening for its notifications)."""
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._follow(), name="registry-follower"))
         if not self.database.is_sqlite:
@@ -94,6 +95,7 @@ class ChangeFollower:
             backoff = min(backoff * 2, 5.0)
 
     async def close(self) -> None:
+        """Stop following; waits for the tasks to end."""
         self._stopping = True
         self._wake.set()
         for task in self._tasks:

@@ -57,6 +57,9 @@ def desired_route(info: ModelInfo) -> TrafficRoute | None:
 
 
 class Rollouts:
+    """Makes this server serve what the catalog says: loads, warms and unloads registry versions and
+    installs each model's traffic route, draining a version (``drain_timeout_s``) before unloading it.
+    """
     def __init__(self, registry: ModelRegistry, catalog: Catalog, store: ArtifactStore, *,
                  drain_timeout_s: float = 30.0) -> None:
         self.registry = registry

@@ -17,6 +17,7 @@ __all__ = ["BodyLimit"]
 
 
 class BodyLimit:
+    """Request body limits: ``max_body_bytes`` everywhere, other limits (bytes, setting name) by path prefix."""
     def __init__(self, max_body_bytes: int, path_limits: Mapping[str, tuple[int, str]] | None = None) -> None:
         self.limit = max_body_bytes
         self.path_limits = dict(path_limits or {})

@@ -21,6 +21,9 @@ def _headers(deprecated: date, sunset: date) -> list[tuple[bytes, bytes]]:
 
 
 class DeprecationHeaders:
+    """The ``Deprecation`` and ``Sunset`` headers of each deprecated API version (``versions``: version ->
+    (deprecated on, sunset on)).
+    """
     def __init__(self, versions: Mapping[str, tuple[date, date]], prefix: str = "/api/") -> None:
         self.prefix = prefix
         self.headers = {f"{prefix}{v}/": _headers(d, s) for v, (d, s) in versions.items()}

@@ -56,6 +56,9 @@ class FastPath:
         return None
 
     async def serve(self, matched: tuple[Endpoint, Scope], scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer a matched request: call its endpoint; a MlgateError or any other exception becomes the one
+        error map's response, a client that went away gets none.
+        """
         endpoint, child = matched
         scope.update(child)
         request = Request(scope, receive)

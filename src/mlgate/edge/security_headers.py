@@ -25,6 +25,7 @@ _CSP_HTML = b"frame-ancestors 'none'"
 
 
 class SecurityHeaders:
+    """The security headers of every response (see the module docstring); HSTS when ``hsts_max_age_s`` > 0."""
     def __init__(self, *, hsts_max_age_s: int = 0) -> None:
         hsts = ((b"strict-transport-security", f"max-age={hsts_max_age_s}; includeSubDomains".encode()),)
         extra = (*_ALWAYS, *(hsts if hsts_max_age_s > 0 else ()))

@@ -54,6 +54,7 @@ class Call:
 
     @property
     def batch_size(self) -> int | None:
+        """The rows of the call's first input (its batch size), or None before inputs are known or for a scalar."""
         if not self.inputs:
             return None
         first = next(iter(self.inputs.values()))
@@ -109,6 +110,7 @@ class DataPlane:
     # -- health and metadata ------------------------------------------------------------------------
 
     def live(self) -> bool:
+        """Whether the server process is alive (V2 ``/v2/health/live``): always True once it answers."""
         return True
 
     def ready(self) -> bool:
@@ -120,6 +122,7 @@ class DataPlane:
         return True
 
     def server_metadata(self) -> ServerMetadata:
+        """V2 server metadata: name ``mlgate``, this version, and the protocol extensions served (``EXTENSIONS``)."""
         return ServerMetadata(name="mlgate", version=__version__, extensions=list(EXTENSIONS))
 
     def model_status(self, name: str, version: str | None = None) -> ModelHandle:
@@ -136,6 +139,9 @@ class DataPlane:
         return handle
 
     def model_metadata(self, name: str, version: str | None = None) -> ModelMetadata:
+        """V2 model metadata of a READY model: its versions, platform and input/output tensors (name, datatype, shape;
+        -1 for a variable dimension). Raises 404 for an unknown model or version, 503 when it is not ready.
+        """
         handle = self.model(name, version)
         return ModelMetadata(
             name=handle.name,

@@ -26,6 +26,7 @@ __all__ = ["EmbeddingSignature", "Embeddings", "embed", "embedding_signature"]
 
 @dataclass(frozen=True)
 class EmbeddingSignature:
+    """Which tensors of a model make it an embedding model (see ``embedding_signature``)."""
     input: str
     """The BYTES ``[-1]`` input."""
     output: str
@@ -38,6 +39,7 @@ class EmbeddingSignature:
 
 @dataclass(frozen=True)
 class Embeddings:
+    """The answer to one embeddings request: vectors, and token counts when the model reports them."""
     vectors: np.ndarray
     """FP32 ``[n, D]``, row i for text i."""
     token_counts: np.ndarray | None

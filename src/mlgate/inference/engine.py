@@ -32,6 +32,9 @@ class InferenceEngine:
         self.clock = clock
 
     async def on_load(self, handle: ModelHandle) -> None:
+        """Put ``handle`` behind its dynamic batcher: on its in-process executor, or on a pool of ``instances``
+        worker processes (whose tensor specs then replace the in-process runtime's).
+        """
         manifest = handle.manifest
         assert manifest is not None and handle.executor is not None
         metrics = self.metrics.model(handle.name, handle.version)
@@ -53,4 +56,5 @@ class InferenceEngine:
             concurrency=concurrency, metrics=metrics, clock=self.clock, name=f"{handle.name}:{handle.version}")
 
     async def on_unload(self, handle: ModelHandle) -> None:
+        """Forget the model's metric series (its batcher and workers were closed by the registry)."""
         self.metrics.forget(handle.name, handle.version)

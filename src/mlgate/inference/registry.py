@@ -40,6 +40,7 @@ log = structlog.get_logger("mlgate.inference.registry")
 
 
 class ModelState(enum.StrEnum):
+    """The life cycle of a model version: LOADING -> READY or FAILED (with a reason); UNLOADED once removed."""
     LOADING = "LOADING"
     READY = "READY"
     FAILED = "FAILED"
@@ -56,7 +57,8 @@ class ThreadExecutor:
         return await anyio.to_thread.run_sync(self.runtime.predict, batch, parameters)
 
     async def close(self) -> None:
-        return None
+        """Nothing to release: the thread pool is anyio's, shared."""
+        return
 
 
 @dataclass(eq=False)
@@ -79,6 +81,7 @@ class ModelHandle:
         self.in_flight += 1
 
     def release(self) -> None:
+        """Count the end of a request started with ``acquire``; wakes ``drain`` when none is left."""
         self.in_flight -= 1
         if self.in_flight == 0 and self._idle is not None:
             self._idle.set()
@@ -94,22 +97,27 @@ class ModelHandle:
 
     @property
     def ready(self) -> bool:
+        """Whether the version is READY to serve."""
         return self.state is ModelState.READY
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]:
+        """The input tensors as the runtime reads them (name, datatype, shape); empty until loaded."""
         return self.runtime.inputs if self.runtime else ()
 
     @property
     def outputs(self) -> tuple[TensorSpec, ...]:
+        """The output tensors as the runtime gives them; empty until loaded."""
         return self.runtime.outputs if self.runtime else ()
 
     @property
     def platform(self) -> str:
+        """The V2 ``platform``: the runtime's (e.g. ``sklearn_joblib``), else the manifest's runtime name."""
         return self.runtime.platform if self.runtime else (self.manifest.runtime if self.manifest else "")
 
     @property
     def labels(self) -> tuple[str, ...] | None:
+        """Class labels from the manifest (V2 classification extension), if any."""
         return self.manifest.labels if self.manifest else None
 
 
@@ -120,12 +128,19 @@ def _version_key(version: str) -> tuple[int, int | str]:
 class ModelHook(Protocol):
     """Attaches behaviour to models as they load and unload (see the module docstring)."""
 
-    async def on_load(self, handle: ModelHandle) -> None: ...
+    async def on_load(self, handle: ModelHandle) -> None:
+        """Called after the runtime loaded ``handle`` and before it is READY; may replace ``handle.executor``."""
 
-    async def on_unload(self, handle: ModelHandle) -> None: ...
+    async def on_unload(self, handle: ModelHandle) -> None:
+        """Called after ``handle`` stopped serving and its executor was closed."""
 
 
 class ModelRegistry:
+    """The loaded models: every served version of every model by name, with each model's traffic route.
+
+    Not the database catalog (``mlgate.catalog``): this is what this process has in memory. ``hooks``
+    (the inference engine) attach batching and worker processes as versions load.
+    """
     def __init__(self, hooks: Sequence[ModelHook] = ()) -> None:
         self._models: dict[str, dict[str, ModelHandle]] = {}
         self._routes: dict[str, TrafficRoute] = {}
@@ -136,6 +151,7 @@ class ModelRegistry:
             yield from versions.values()
 
     def names(self) -> list[str]:
+        """The names of the loaded models, sorted."""
         return sorted(self._models)
 
     def versions(self, name: str) -> list[str]:
@@ -143,6 +159,7 @@ class ModelRegistry:
         return sorted(self._models.get(name, {}), key=_version_key)
 
     def route(self, name: str) -> TrafficRoute | None:
+        """The traffic route of ``name`` (production, aliases, canary, shadow), or None for a folder model."""
         return self._routes.get(name)
 
     def set_route(self, name: str, route: TrafficRoute | None) -> None:
@@ -252,5 +269,6 @@ class ModelRegistry:
             handle.runtime = None
 
     async def unload_all(self) -> None:
+        """Unload every version (server shutdown)."""
         for handle in list(self):
             await self.unload_model(handle)

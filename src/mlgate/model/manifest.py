@@ -106,6 +106,7 @@ class ImagePreprocessing(BaseModel):
 
     @property
     def channels(self) -> int:
+        """Channels of the decoded image: 3 for ``rgb``, else 1."""
         return 3 if self.color == "rgb" else 1
 
     @property

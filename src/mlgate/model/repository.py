@@ -27,10 +27,12 @@ class ModelSource:
 
     @property
     def name(self) -> str:
+        """The model's name: the manifest's, else the directory's."""
         return self.manifest.name if self.manifest else self.directory.name
 
     @property
     def version(self) -> str:
+        """The model's version: the manifest's, else ``1``."""
         return self.manifest.version if self.manifest else "1"
 
 

@@ -58,6 +58,7 @@ _KEY_PREFIX_RE = re.compile(r"(?:key:)?(mlg_[0-9a-f]{12})")
 
 
 class UsageCounts(BaseModel):
+    """Counts and latencies of a set of prediction-log rows."""
     requests: int = Field(description="Requests recorded (every status, shadow requests excluded).")
     requests_per_s: float = Field(description="requests / the seconds covered.")
     p50_ms: float | None = Field(description="Median latency of answered requests (not 429), ms; null if none.")
@@ -68,16 +69,19 @@ class UsageCounts(BaseModel):
 
 
 class UsageBucket(UsageCounts):
+    """The counts of one time bucket of the report."""
     start: datetime = Field(description="The bucket's first instant (UTC); it lasts step_s (the last one may be "
                             "cut short by the report's end).")
 
 
 class UsageRow(UsageCounts):
+    """The counts of one model or caller (or ``all``)."""
     name: str = Field(description="The model, or the caller (`key:<prefix> (user:<name>)`, `user:<name>`, "
                       "`anonymous`); `all` for the totals.")
 
 
 class UsageSeries(BaseModel):
+    """A model's or caller's requests per second over the report's buckets."""
     name: str = Field(description="The model or the caller.")
     requests_per_s: list[float] = Field(description="Requests per second in each bucket (the buckets' order).")
 

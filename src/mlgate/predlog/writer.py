@@ -77,6 +77,10 @@ def _row(p: Prediction) -> dict[str, Any]:
 
 
 class PredictionLog:
+    """The buffered prediction-log writer: ``record`` never blocks; a background task writes records in
+    batches of ``batch_size`` every ``interval_s`` seconds (or sooner when a batch is full). ``buffer_size``
+    records at most wait; tensors are kept for ``sample_rates`` (per model) of requests.
+    """
     def __init__(self, database: Database, *, buffer_size: int, batch_size: int, interval_s: float,
                  default_sample_rate: float, metrics: CollectorRegistry | None = None) -> None:
         self.database = database
@@ -99,6 +103,7 @@ class PredictionLog:
         self.pending.set_function(lambda: len(self._buffer))
 
     def start(self) -> None:
+        """Start the background writer task (in the running event loop)."""
         self._task = asyncio.get_running_loop().create_task(self._run(), name="prediction-log-writer")
 
     def wants_tensors(self, model: str) -> bool:

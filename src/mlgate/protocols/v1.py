@@ -40,6 +40,7 @@ _STATES = {"READY": "AVAILABLE", "LOADING": "LOADING", "FAILED": "UNAVAILABLE", 
 @router.get("/models/{model_name}", response_model=V1ModelStatus, summary="Model status",
             dependencies=[require(Action.PREDICT)])
 async def model_status(plane: Plane, model_name: str) -> Response:
+    """V1 model status: every loaded version of the model with its TF-Serving state (AVAILABLE, LOADING, ...)."""
     versions = plane.registry.versions(model_name)
     latest = plane.model_status(model_name)
     status = [{"version": v, "state": _STATES[plane.model_status(model_name, v).state.value]} for v in versions]

@@ -43,17 +43,20 @@ PREDICT = [require(Action.PREDICT)]
 
 @router.get("/health/live", response_model=LiveResponse, summary="Server liveness")
 async def live(plane: Plane) -> Response:
+    """V2 server liveness."""
     return json_response({"live": plane.live()})
 
 
 @router.get("/health/ready", response_model=ReadyResponse, summary="Server readiness (400 when not ready)")
 async def ready(plane: Plane) -> Response:
+    """V2 server readiness: 200 when ready, 400 (a 4xx, as the spec asks) when not."""
     is_ready = plane.ready()
     return json_response({"ready": is_ready}, 200 if is_ready else 400)
 
 
 @router.get("", response_model=ServerMetadata, summary="Server metadata", dependencies=[require_caller()])
 async def server_metadata(plane: Plane) -> Response:
+    """V2 server metadata (any caller that may use a model)."""
     return json_response(plane.server_metadata().model_dump())
 
 
@@ -62,6 +65,7 @@ async def server_metadata(plane: Plane) -> Response:
 @router.get("/models/{model_name}/versions/{model_version}", response_model=ModelMetadata,
             summary="Model version metadata", dependencies=PREDICT)
 async def model_metadata(plane: Plane, model_name: str, model_version: str | None = None) -> Response:
+    """V2 model metadata (the ``predict`` right on the model)."""
     return json_response(plane.model_metadata(model_name, model_version).model_dump())
 
 
@@ -70,6 +74,7 @@ async def model_metadata(plane: Plane, model_name: str, model_version: str | Non
 @router.get("/models/{model_name}/versions/{model_version}/ready", response_model=ModelReadyResponse,
             summary="Model version readiness (400 when not ready)", dependencies=PREDICT)
 async def model_ready(plane: Plane, model_name: str, model_version: str | None = None) -> Response:
+    """V2 model readiness: 200 when READY, 400 otherwise (the ``predict`` right on the model)."""
     handle = plane.model_status(model_name, model_version)
     body = {"name": handle.name, "version": handle.version, "ready": handle.ready}
     return json_response(body, 200 if handle.ready else 400)

@@ -46,6 +46,7 @@ class Quota:
     reset_s: int
 
     def tighter(self, other: Quota | None) -> Quota:
+        """The tighter of this quota and ``other``: the one with the smaller share of its limit remaining."""
         if other is None:
             return self
         return self if self.remaining / max(self.limit, 1) <= other.remaining / max(other.limit, 1) else other

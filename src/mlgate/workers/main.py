@@ -61,6 +61,9 @@ def _answer(runtime: Runtime, message: Any) -> list[bytes | memoryview]:
 
 
 def main() -> int:
+    """A worker process: read the init message (manifest, directory), load the runtime, answer its hello,
+    then serve predict messages on stdin/stdout until EOF. Returns the exit status.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     inp, out = _protocol_streams()
     try:

@@ -35,6 +35,9 @@ _MAX_BACKOFF_S = 10.0
 
 
 class WorkerPool:
+    """``instances`` worker processes of one model version behind one executor: each batch goes to a free
+    process; a process that dies is restarted and its batch fails with WorkerDied (503).
+    """
     def __init__(self, manifest: ModelManifest, directory: Path, instances: int, *, start_timeout_s: float = 120.0,
                  metrics: ModelMetrics | None = None) -> None:
         self.manifest = manifest

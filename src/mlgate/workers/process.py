@@ -30,6 +30,7 @@ _STREAM_LIMIT = 4 * 1024 * 1024  # bytes buffered from a worker's stdout before 
 
 
 class WorkerProcess:
+    """One running worker process and its message stream (one request at a time)."""
     def __init__(self, proc: asyncio.subprocess.Process, ready: Mapping[str, Any], name: str) -> None:
         self._proc = proc
         self.ready = ready
@@ -41,6 +42,7 @@ class WorkerProcess:
 
     @property
     def pid(self) -> int:
+        """The operating system's process id."""
         return self._proc.pid
 
     @classmethod
@@ -135,6 +137,7 @@ class WorkerProcess:
 
     @property
     def returncode(self) -> int | None:
+        """The exit status once the process ended, else None."""
         return self._proc.returncode
 
     async def stop(self, grace_s: float = 5.0) -> None:
