@@ -109,6 +109,9 @@ class JSONTooDeep(BadRequest):
 
 
 class InvalidInput(BadRequest):
+    """The request is well-formed but its content does not fit the model: a missing or unknown input, a
+    wrong datatype or shape, unequal batch sizes, NaN where the model takes none. ``field`` says where (400).
+    """
     code = "invalid_input"
 
 
@@ -205,11 +208,13 @@ class AliasNotFound(NotFound):
 
 
 class Conflict(MlgateError):
+    """The change conflicts with the catalog's state (409), e.g. deleting a version an alias points at."""
     status = HTTPStatus.CONFLICT
     code = "conflict"
 
 
 class VersionExists(Conflict):
+    """A push names a version the model already has (409); versions are immutable."""
     code = "version_exists"
 
     def __init__(self, name: str, version: str) -> None:

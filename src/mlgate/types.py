@@ -48,32 +48,38 @@ class ErrorBody(BaseModel):
 
 
 class LiveResponse(BaseModel):
+    """``GET /v2/health/live`` (KServe V2, "Server Live")."""
     live: bool
 
 
 class ReadyResponse(BaseModel):
+    """``GET /v2/health/ready`` (KServe V2, "Server Ready")."""
     ready: bool
 
 
 class ModelReadyResponse(BaseModel):
+    """``GET /v2/models/{name}[/versions/{v}]/ready`` (KServe V2, "Model Ready")."""
     name: str
     version: str | None = None
     ready: bool
 
 
 class ServerMetadata(BaseModel):
+    """``GET /v2`` (KServe V2, "Server Metadata"): name, version and the extensions served."""
     name: str
     version: str
     extensions: list[str]
 
 
 class MetadataTensor(BaseModel):
+    """One input or output of a model's metadata: name, V2 datatype and shape."""
     name: str
     datatype: Datatype
     shape: list[int] = Field(description="-1 marks a variable dimension; the first is the batch.")
 
 
 class ModelMetadata(BaseModel):
+    """``GET /v2/models/{name}`` (KServe V2, "Model Metadata")."""
     name: str
     versions: list[str]
     platform: str
@@ -105,6 +111,7 @@ class RequestOutput(BaseModel):
 
 
 class InferenceRequest(BaseModel):
+    """The body of ``POST /v2/models/{name}/infer`` (KServe V2, "Inference Request JSON Object")."""
     model_config = ConfigDict(extra="forbid")
 
     id: str | None = Field(default=None, description="Echoed in the response.")
@@ -115,6 +122,7 @@ class InferenceRequest(BaseModel):
 
 
 class ResponseOutput(BaseModel):
+    """One output tensor of an inference response."""
     name: str
     shape: list[int]
     datatype: Datatype
@@ -123,6 +131,7 @@ class ResponseOutput(BaseModel):
 
 
 class InferenceResponse(BaseModel):
+    """The answer to a V2 inference request (KServe V2, "Inference Response JSON Object")."""
     model_name: str
     model_version: str | None = None
     id: str | None = None
@@ -138,15 +147,18 @@ class V1PredictRequest(BaseModel):
 
 
 class V1PredictResponse(BaseModel):
+    """The answer to ``POST /v1/models/{name}:predict`` (KServe V1 / TF-Serving REST)."""
     predictions: list[Any] = Field(description="One entry per row; a dict per row for multi-output.")
 
 
 class V1VersionStatus(BaseModel):
+    """One version's state in a V1 model status."""
     version: str
     state: str = Field(description="AVAILABLE, LOADING or UNAVAILABLE (TF-Serving's model states).")
 
 
 class V1ModelStatus(BaseModel):
+    """``GET /v1/models/{name}`` (KServe V1 / TF-Serving model status)."""
     name: str
     ready: bool
     model_version_status: list[V1VersionStatus]
@@ -167,17 +179,20 @@ class EmbeddingRequest(BaseModel):
 
 
 class Embedding(BaseModel):
+    """One vector of an OpenAI embeddings response (``object: "embedding"``)."""
     object: Literal["embedding"] = "embedding"
     index: int = Field(description="Position of the input this embedding answers.")
     embedding: list[float] | str = Field(description="The vector, or its float32 bytes in base64.")
 
 
 class EmbeddingUsage(BaseModel):
+    """Tokens read for an OpenAI embeddings request."""
     prompt_tokens: int = Field(description="Tokens of the inputs, counted by the model's tokenizer.")
     total_tokens: int
 
 
 class EmbeddingResponse(BaseModel):
+    """The answer to ``POST /v1/embeddings`` (OpenAI's embeddings API shape)."""
     object: Literal["list"] = "list"
     data: list[Embedding]
     model: str
