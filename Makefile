@@ -26,8 +26,9 @@ serve: $(STAMP)  ## serve the example models on http://127.0.0.1:8000 (their man
 test: $(STAMP)  ## run the test suite
 	$(PY) -m pytest
 
-lint: $(STAMP)  ## ruff and mypy (strict) on the package
-	$(VENV)/bin/ruff check src tests
+lint: $(STAMP)  ## ruff (with the layering rule of scripts/layers.py) and mypy (strict) on the package
+	$(PY) scripts/layers.py --check
+	$(VENV)/bin/ruff check src tests scripts
 	$(PY) -m mypy
 
 check: lint test
