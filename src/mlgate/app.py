@@ -181,7 +181,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     fast_path = None if settings.cors_origins else FastPath([*v2.ROUTES, *v1.ROUTES, *openai.ROUTES])
     app.edge = lambda stack: EdgeMiddleware(
         stack, body_limit=BodyLimit(settings.max_body_bytes, path_limits={
-            "/api/": (settings.registry_max_upload_bytes, "registry_max_upload_bytes")}),
+            "/api/": (settings.registry_max_upload_bytes, "registry_max_upload_bytes"),
+            "/admin/models/push": (settings.registry_max_upload_bytes, "registry_max_upload_bytes")}),
         resolver=ClientAddressResolver(settings.trusted_proxies),
         security_headers=SecurityHeaders(hsts_max_age_s=settings.hsts_max_age_s),
         deprecation=DeprecationHeaders({
