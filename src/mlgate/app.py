@@ -147,7 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.router.routes[0:0] = [*v2.ROUTES, *v1.ROUTES, *openai.ROUTES]
     # -- inference engine routes (metrics, embeddings) --
     app.include_router(openai.router)
-    if settings.metrics:
+    if settings.metrics != "off":
         app.include_router(metrics_routes.router)
 
     # -- registry routes (behind security; registry_api=False turns them off, models still serve) --
