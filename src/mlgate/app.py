@@ -111,7 +111,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     fast_path = None if settings.cors_origins else FastPath(INFERENCE_ROUTES)
     app.edge = lambda stack: EdgeMiddleware(
         stack, body_limit=BodyLimit(settings.max_body_bytes, path_limits={
-            "/api/": (settings.registry_max_upload_bytes, "registry_max_upload_bytes")}),
+            "/api/": (settings.registry_max_upload_bytes, "registry_max_upload_bytes"),
+            "/admin/models/push": (settings.registry_max_upload_bytes, "registry_max_upload_bytes")}),
         resolver=ClientAddressResolver(settings.trusted_proxies),
         security_headers=SecurityHeaders(hsts_max_age_s=settings.hsts_max_age_s),
         deprecation=DeprecationHeaders({
@@ -126,7 +127,7 @@ def _include_routes(app: FastAPI, settings: Settings) -> None:
     app.include_router(v2.router)
     app.include_router(v1.router)
     app.router.routes.extend(INFERENCE_ROUTES)
-    if settings.metrics:
+    if settings.metrics != "off":
         app.include_router(metrics_routes.router)
     if settings.registry_api:  # off: models still serve, the catalog's REST API is gone
         app.include_router(repository_ext.router)

@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -102,7 +102,14 @@ class Settings(BaseSettings):
         default=120.0, gt=0,
         description="How long a worker process (manifest `instances`) may take to load its model, in seconds.",
     )
-    metrics: bool = Field(default=True, description="Serve Prometheus metrics at GET /metrics.")
+    metrics: Literal["open", "token", "off"] = Field(
+        default="open",
+        description="GET /metrics (Prometheus; names every model, closed ones included): open to every caller, "
+        "token (only with 'Authorization: Bearer <metrics_token>'), or off. true/false mean open/off.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None, min_length=16, description="The bearer token /metrics asks for when metrics = token."
+    )
     workers: int = Field(
         default=1, ge=0,
         description="HTTP server processes sharing the port, each with its own copy of the models and its own "
@@ -247,6 +254,22 @@ class Settings(BaseSettings):
     login_rate_limit: str = Field(
         default="10/minute", description="Password attempts at the token route, per client address."
     )
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _metrics_switch(cls, value: Any) -> Any:
+        # The setting was a boolean: keep true/false (and their environment spellings) working.
+        if isinstance(value, bool):
+            return "open" if value else "off"
+        if isinstance(value, str) and value.lower() in {"true", "1", "yes", "false", "0", "no"}:
+            return "open" if value.lower() in {"true", "1", "yes"} else "off"
+        return value
+
+    @model_validator(mode="after")
+    def _metrics_token_given(self) -> Settings:
+        if self.metrics == "token" and self.metrics_token is None:
+            raise ValueError("metrics = token needs metrics_token (env MLGATE_METRICS_TOKEN)")
+        return self
 
     @field_validator("rate_limit_tiers")
     @classmethod

@@ -80,3 +80,26 @@ async def test_bad_traffic_settings_are_4xx(app_client: Callable[..., Any], tmp_
         nope = await client.put(f"{API}/models/nope/traffic", json={})
         assert nope.status_code == 404 and nope.json()["code"] == "model_not_found"
         assert (await client.post("/v2/models/sum/infer", json=ZEROS)).status_code == 200
+
+
+async def test_traffic_refuses_the_production_version_and_non_numbers(
+    app_client: Callable[..., Any], tmp_path: Path, sqlite_url: str
+) -> None:
+    (tmp_path / "repo").mkdir()
+    async with app_client(tmp_path / "repo", database_url=sqlite_url) as client:
+        for v in (1, 2):
+            await push(client, "sum", versioned_model(tmp_path, v))
+        await promote(client, "sum", "1")
+        cases = [({"canary": {"version": "1", "percent": 30}}, "canary.version", "production"),
+                 ({"shadow": "1"}, "shadow", "production"),
+                 ({"canary": {"version": "2", "percent": True}}, "body.canary.percent", "number"),
+                 ({"canary": {"version": "2", "percent": "30"}}, "body.canary.percent", "number")]
+        for body, field, word in cases:
+            response = await client.put(f"{API}/models/sum/traffic", json=body)
+            assert response.status_code == 400, (body, response.text)
+            assert response.json()["field"] == field and word in response.json()["error"], response.json()
+        assert (await client.get(f"{API}/models/sum/traffic")).json() == {"canary": None, "shadow": None}
+        sample = await client.patch(f"{API}/models/sum", json={"log_sample_rate": True})
+        assert sample.status_code == 400 and sample.json()["field"] == "body.log_sample_rate", sample.text
+        ok = await client.put(f"{API}/models/sum/traffic", json={"canary": {"version": "2", "percent": 25}})
+        assert ok.status_code == 200, ok.text

@@ -4,6 +4,7 @@ and a PostgreSQL outage during load (through a TCP proxy that is cut, so the sha
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -114,18 +115,41 @@ async def test_records_filters_pagination_and_export(app_client: Callable[..., A
                 assert bad.json()["field"] == field
 
 
-async def test_buffer_is_bounded_and_drops_are_counted(app_client: Callable[..., Any], examples_repo: Path,
-                                                       sqlite_url: str) -> None:
+async def test_a_full_buffer_is_written_early_not_dropped(app_client: Callable[..., Any], examples_repo: Path,
+                                                         sqlite_url: str) -> None:
+    # A buffer smaller than a batch, and an interval that never comes during the test: the writer must
+    # flush each time the buffer fills (before: records 6 to 12 were dropped).
     async with app_client(examples_repo, database_url=sqlite_url, prediction_log_buffer=5,
                           prediction_log_batch=1000, prediction_log_interval_s=60) as client:
         rows = {"instances": [[0.0] * 30]}
-        for _ in range(8):
+        for _ in range(12):
+            assert (await client.post("/v1/models/breast-cancer:predict", json=rows)).status_code == 200
+            await anyio.sleep(0.01)
+        with anyio.fail_after(10):
+            while await _count(sqlite_url) < 10:
+                await anyio.sleep(0.05)
+        assert "mlgate_prediction_log_dropped_total 0.0" in (await client.get("/metrics")).text
+    # A clean shutdown writes what the buffer held, though the interval never came.
+    assert await _count(sqlite_url) == 12
+
+
+async def test_buffer_is_bounded_while_the_database_is_down(app_client: Callable[..., Any], examples_repo: Path,
+                                                            postgres_url: str) -> None:
+    direct = make_url(postgres_url)
+    proxy = TcpProxy(direct.host or "127.0.0.1", direct.port or 5432)
+    await proxy.start()
+    via_proxy = direct.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    async with app_client(examples_repo, database_url=via_proxy, prediction_log_buffer=5,
+                          prediction_log_batch=2, prediction_log_interval_s=0.05) as client:
+        await proxy.cut()
+        rows = {"instances": [[0.0] * 30]}
+        for _ in range(20):
             assert (await client.post("/v1/models/breast-cancer:predict", json=rows)).status_code == 200
         metrics = (await client.get("/metrics")).text
-        assert "mlgate_prediction_log_dropped_total 3.0" in metrics
-        assert "mlgate_prediction_log_pending 5.0" in metrics
-    # A clean shutdown writes what the buffer held, though the interval never came.
-    assert await _count(sqlite_url) == 5
+        dropped = float(re.search(r"^mlgate_prediction_log_dropped_total (\S+)$", metrics, re.M).group(1))  # type: ignore[union-attr]
+        pending = float(re.search(r"^mlgate_prediction_log_pending (\S+)$", metrics, re.M).group(1))  # type: ignore[union-attr]
+        assert dropped >= 13 and 5 <= pending <= 5 + 2 and dropped + pending == 20, metrics
+        await proxy.restore()
 
 
 async def test_postgresql_outage_loses_nothing_within_the_buffer(

@@ -444,3 +444,22 @@ async def test_regression_v1_other_verb_suggests_wrong_path(client: httpx.AsyncC
     resp = await client.post("/v1/models/breast-cancer:classify", json={"instances": [ROW]})
     check_error(resp, 404, "not_found", None, ":predict")
     assert "classify:predict" not in resp.json()["error"]
+
+
+_HUGE_INT = "9" * 5000  # beyond Python's default limit of 4300 digits for int <-> str
+
+
+@pytest.mark.parametrize("url", [V2, V1])
+async def test_regression_integer_beyond_the_digit_limit(client: httpx.AsyncClient, url: str) -> None:
+    body = json.dumps(v2() if url == V2 else {"instances": [ROW]}).replace(str(ROW[1]), _HUGE_INT, 1)
+    assert _HUGE_INT in body
+    resp = await client.post(url, content=body, headers={"content-type": "application/json"})
+    check_error(resp, 400, "malformed_json", None, "4300 digits")
+    await assert_serves(client)
+
+
+async def test_regression_integer_beyond_the_digit_limit_on_registry_routes(client: httpx.AsyncClient) -> None:
+    resp = await client.patch("/api/v1/models/breast-cancer", content='{"description": "x", "n": ' + _HUGE_INT + "}",
+                              headers={"content-type": "application/json"})
+    assert 400 <= resp.status_code < 500, resp.text
+    assert resp.json()["code"], resp.text

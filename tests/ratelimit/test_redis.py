@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from mlgate.cli.main import app as cli
 from tests.processes import free_port
-from tests.secure import bearer, secure_app, v2_body
+from tests.secure import PASSWORD, bearer, secure_app, v2_body
 
 INFER = "/v2/models/breast-cancer/infer"
 
@@ -143,3 +143,16 @@ def test_x_forwarded_for_from_a_real_untrusted_peer_does_not_pick_the_bucket(
         headers = {"X-Forwarded-For": f"198.51.100.{i}", "Forwarded": f"for=198.51.100.{i}"}
         codes.append(httpx.get(urls[i % 2] + "/v2/models/digits", headers=headers, timeout=10).status_code)
     assert codes == [200, 200, 200, 429, 429]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("policy", ["refuse", "allow"])
+async def test_redis_down_logins_fall_back_to_a_local_limit(examples_repo: Path, policy: str) -> None:
+    async with secure_app(examples_repo, rate_limit_storage=_closed_port_url(), login_rate_limit="3/minute",
+                          rate_limit_on_storage_error=policy) as sec:
+        await sec.user("root")
+        form = {"username": "root", "password": PASSWORD}
+        codes = [(await sec.client.post("/api/v1/auth/token", data=form)).status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]  # signing in still works, and is still limited
+        metrics = (await sec.client.get("/metrics")).text
+        assert 'mlgate_rate_limit_storage_errors_total{policy="local"} 4.0' in metrics

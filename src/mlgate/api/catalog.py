@@ -115,7 +115,8 @@ class RollbackBody(BaseModel):
 class Canary(BaseModel):
     model_config = ConfigDict(extra="forbid")
     version: Name
-    percent: float = Field(gt=0, le=100, description="Share of requests without a version, 0-100.")
+    # strict: JSON true is not 1 %, nor "30" thirty.
+    percent: float = Field(gt=0, le=100, strict=True, description="Share of requests without a version, 0-100.")
 
 
 class TrafficBody(BaseModel):
@@ -126,7 +127,7 @@ class TrafficBody(BaseModel):
 
 class ModelPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    log_sample_rate: float | None = Field(default=None, ge=0, le=1,
+    log_sample_rate: float | None = Field(default=None, ge=0, le=1, strict=True,
                                           description="Share of requests whose inputs and outputs are logged.")
     description: str | None = Field(default=None, max_length=10_000)
 

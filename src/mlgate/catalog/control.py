@@ -182,6 +182,12 @@ class ControlPlane:
         if canary_version is not None and not 0 < canary_percent <= 100:
             raise InvalidInput("canary percent must be > 0 and <= 100", field="canary.percent")
         info = await self.catalog.model(name)
+        production = info.aliases.get("production")
+        for version, field in ((canary_version, "canary.version"), (shadow_version, "shadow")):
+            if version is not None and version == production:
+                what = "canary" if field == "canary.version" else "shadow"
+                raise InvalidInput(f"version {version} is the production version of {name}; the {what} must be "
+                                   "another version", field=field)
         for version in (canary_version, shadow_version):
             if version is not None:
                 if version not in info.versions:

@@ -4,7 +4,9 @@ The archive (tar.gz or zip of a model directory) is checked before anything is u
 (``mlgate.model.archives``), then unpacked into a scratch folder only to read and validate its manifest:
 ``model.toml``, or an MLflow ``MLmodel`` file (``mlgate.model.mlflow``). The version is the one asked
 for, else the manifest's ``version`` when it sets one, else one more than the highest numeric version.
-Versions are immutable: pushing an existing one is VersionExists (409).
+Versions are immutable: pushing an existing one is VersionExists (409). A ``model.toml`` must name the model it
+is pushed as; an archive with a second manifest (``model.toml`` or ``MLmodel`` below the top, or both at the
+top) is refused.
 
 ``check_file`` (optional) sees the path of every file in the archive once it is checked and before anything
 is unpacked, then the artifact as ``loaded_as`` names it, before anything is stored or recorded; the REST API
@@ -40,6 +42,9 @@ def read_model_dir(directory: Path) -> tuple[ModelManifest, bool]:
 
     ``model.toml`` first, else MLflow's ``MLmodel``. Raises ModelLoadError naming what is wrong.
     """
+    if (directory / MANIFEST_FILE).is_file() and (directory / MLMODEL_FILE).is_file():
+        raise ModelLoadError(f"the model directory has both a {MANIFEST_FILE} and an MLflow {MLMODEL_FILE} file; "
+                             "keep the one that describes the model")
     if (directory / MANIFEST_FILE).is_file():
         manifest = read_manifest(directory)
         with (directory / MANIFEST_FILE).open("rb") as fh:
@@ -70,8 +75,14 @@ def loaded_as(manifest: ModelManifest) -> str:
 
 
 def _inspect(fh: BinaryIO, max_unpacked_bytes: int,
-             check_file: Callable[[str], None] | None) -> tuple[str, str, ModelManifest, bool]:
+             check_file: Callable[[str], None] | None) -> tuple[str, str, ModelManifest, bool, bool]:
     info = check_archive(fh, max_unpacked_bytes=max_unpacked_bytes)
+    strip = len(PurePosixPath(info.prefix).parts) if info.prefix else 0
+    manifests = [path for path in info.files if PurePosixPath(path).name in (MANIFEST_FILE, MLMODEL_FILE)
+                 and len(PurePosixPath(path).parts) - strip > 1]
+    if manifests:
+        raise InvalidInput(f"the archive holds a second manifest, {manifests[0]}; a pushed archive is one model "
+                           f"directory, with its {MANIFEST_FILE} (or MLmodel) at the top", field="file")
     if check_file is not None:
         for path in info.files:
             check_file(path)
@@ -83,9 +94,10 @@ def _inspect(fh: BinaryIO, max_unpacked_bytes: int,
         except ModelLoadError as exc:
             message = exc.message.replace(str(Path(scratch) / MANIFEST_FILE), MANIFEST_FILE).replace(scratch, ".")
             raise InvalidInput(f"the pushed model directory is not valid: {message}", field="file") from exc
+        named = (Path(scratch) / MANIFEST_FILE).is_file()
         if check_file is not None:
             check_file(loaded_as(manifest))  # a link to a member of another name, or a format by runtime
-    return info.format, checksum, manifest, explicit
+    return info.format, checksum, manifest, explicit, named
 
 
 async def push_archive(catalog: Catalog, store: ArtifactStore, name: str, fh: BinaryIO, *,
@@ -101,8 +113,9 @@ async def push_archive(catalog: Catalog, store: ArtifactStore, name: str, fh: Bi
         if value is not None and not is_valid_name(value):
             raise InvalidInput(f"{what} {value!r} is not valid: letters, digits, '.', '_' and '-', "
                                "starting with a letter or digit", field=what)
-    fmt, checksum, manifest, explicit = await anyio.to_thread.run_sync(_inspect, fh, max_unpacked_bytes, check_file)
-    if explicit and manifest.name != name:
+    fmt, checksum, manifest, explicit, named = await anyio.to_thread.run_sync(
+        _inspect, fh, max_unpacked_bytes, check_file)
+    if named and manifest.name != name:  # model.toml always names its model; MLmodel never does
         raise InvalidInput(f"the archive's {MANIFEST_FILE} names model {manifest.name!r}, but it was pushed "
                            f"as {name!r}", field="model_name")
     if version is None:

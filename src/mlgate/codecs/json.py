@@ -10,6 +10,7 @@ recursive parser.
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import numpy as np
@@ -55,8 +56,8 @@ def json_depth(body: bytes) -> int:
 def loads(body: bytes, *, max_depth: int) -> Any:
     """Parse a JSON document.
 
-    Raises MalformedJSON (400) naming the position of the first error, and JSONTooDeep (400) when the
-    nesting is deeper than ``max_depth``.
+    Raises MalformedJSON (400) naming the position of the first error or an integer of more digits than
+    Python converts (4300 by default), and JSONTooDeep (400) when the nesting is deeper than ``max_depth``.
     """
     # The depth is at most the number of opening brackets (strings included), counted in C: most bodies
     # need no scan at all.
@@ -85,6 +86,9 @@ def loads(body: bytes, *, max_depth: int) -> Any:
         ) from None
     except RecursionError:
         raise JSONTooDeep("JSON body is nested too deeply") from None
+    except ValueError:  # an integer beyond sys.get_int_max_str_digits() (CVE-2020-10735's limit)
+        raise MalformedJSON(f"request body holds an integer of more than {sys.get_int_max_str_digits()} "
+                            "digits; send numbers within the model's datatype") from None
     try:
         orjson.dumps(parsed)  # what orjson refused but json took must still be text we can write back
     except TypeError:

@@ -41,13 +41,24 @@ def validation_error(errors: Sequence[Mapping[str, Any]]) -> InvalidInput:
 
 
 def parse_request(body: Any) -> InferenceRequest:
-    """Validate the envelope of a V2 inference request (not the tensor data). Raises InvalidInput."""
+    """Validate the envelope of a V2 inference request (not the tensor data). Raises InvalidInput.
+
+    An output named twice in ``outputs`` is refused here, before the model runs: each repeat would be
+    encoded again, so a small request could ask for an answer many times its size.
+    """
     if not isinstance(body, dict):
         raise InvalidInput("body: expected a JSON object with 'inputs'", field="body")
     try:
-        return InferenceRequest.model_validate(body)
+        request = InferenceRequest.model_validate(body)
     except ValidationError as exc:
         raise validation_error(exc.errors()) from None
+    seen: set[str] = set()
+    for i, output in enumerate(request.outputs or ()):
+        if output.name in seen:
+            raise InvalidInput(f"outputs[{i}].name: output '{output.name}' is asked for twice",
+                               field=f"outputs[{i}].name")
+        seen.add(output.name)
+    return request
 
 
 def decode_inputs(request: InferenceRequest, specs: Sequence[TensorSpec],

@@ -13,6 +13,9 @@ merged. A batch goes when its rows reach ``max_batch_size`` or one of ``preferre
 next request of its kind does not fit, or at its deadline: ``max_queue_delay_ms`` after its first request
 entered the queue, computed once from the injected ``clock`` (``time.monotonic``).
 
+When a merged runtime call fails, the requests in it are run again one at a time, so that one caller's bad
+row (bytes that are not UTF-8 for a text model, a value the model rejects) fails only that caller's request.
+
 If the collector dies, every queued request fails with BatcherStopped (503), and so do later ones.
 """
 
@@ -224,10 +227,22 @@ class DynamicBatcher:
                 merged = items[0].inputs
             else:
                 merged = {name: np.concatenate([item.inputs[name] for item in items]) for name in items[0].inputs}
-            outputs = await self.inner(merged, items[0].request.parameters)
-            if self.metrics is not None:
-                self.metrics.compute.observe(self.clock() - started)
-            parts = [outputs] if len(items) == 1 else _split(outputs, rows)
+            try:
+                outputs = await self.inner(merged, items[0].request.parameters)
+                if self.metrics is not None:
+                    self.metrics.compute.observe(self.clock() - started)
+                parts = [outputs] if len(items) == 1 else _split(outputs, rows)
+            except _ENGINE_ERRORS:
+                raise
+            except Exception as exc:
+                if len({id(item.request) for item in items}) == 1:
+                    raise
+                # One request's rows may be what failed: run each request's rows alone, so that the error
+                # reaches only the request that caused it.
+                log.info("merged batch failed; running its requests one at a time", model=self.name,
+                         requests=len(items), error=f"{type(exc).__name__}: {str(exc)[:200]}")
+                await self._run_alone(items)
+                return
             for item, part in zip(items, parts, strict=True):
                 self._deliver(item, part)
         except Exception as exc:  # noqa: BLE001 - handed to each caller, whose data plane maps it
@@ -236,6 +251,22 @@ class DynamicBatcher:
                     item.request.future.set_exception(exc)
         finally:
             self._slots.release()
+
+    async def _run_alone(self, items: list[_Item]) -> None:
+        """Each item of a failed merged batch in its own runtime call; an error fails only its request."""
+        for item in items:
+            if item.request.future.done():
+                continue  # another chunk of the same request failed already
+            try:
+                started = self.clock()
+                outputs = await self.inner(item.inputs, item.request.parameters)
+                if self.metrics is not None:
+                    self.metrics.batch_size.observe(item.rows)
+                    self.metrics.compute.observe(self.clock() - started)
+                self._deliver(item, _split(outputs, [item.rows])[0])
+            except Exception as exc:  # noqa: BLE001 - handed to this caller only
+                if not item.request.future.done():
+                    item.request.future.set_exception(exc)
 
     def _deliver(self, item: _Item, outputs: Batch) -> None:
         request = item.request
@@ -260,6 +291,10 @@ class DynamicBatcher:
         self._waiting = value
         if self.metrics is not None:
             self.metrics.queue_depth.set(value)
+
+
+_ENGINE_ERRORS = (BatcherStopped, ModelNotReady, QueueFull)
+"""Failures of the engine itself, not of a request's rows: never retried request by request."""
 
 
 def _split(outputs: Batch, rows: Sequence[int]) -> list[Batch]:

@@ -135,24 +135,43 @@ def check_archive(fh: BinaryIO, *, max_unpacked_bytes: int, max_members: int = M
 
 
 def extract_archive(fh: BinaryIO, dest: Path, info: ArchiveInfo) -> None:
-    """Unpack a checked archive into ``dest`` (created), dropping ``info.prefix``."""
+    """Unpack a checked archive into ``dest`` (created), dropping ``info.prefix``.
+
+    Raises InvalidArchive (400) for a member that fails while being unpacked: a link that leaves the
+    directory through another link (tarfile's ``data`` filter), a corrupt member, or a zip member whose
+    content is not the size its header declares (the size ``check_archive`` counted). ``dest`` may then
+    hold part of the archive; the caller removes it.
+    """
     dest.mkdir(parents=True, exist_ok=True)
     strip = len(PurePosixPath(info.prefix).parts) if info.prefix else 0
     fh.seek(0)
-    if info.format == "tar":
-        with tarfile.open(fileobj=fh, mode="r:gz") as tar:
-            members = []
-            for member in tar.getmembers():
-                parts = PurePosixPath(member.name).parts[strip:]
-                if not parts:
-                    continue
-                member.name = str(PurePosixPath(*parts))
-                if member.islnk():
-                    link_parts = PurePosixPath(member.linkname).parts[strip:]
-                    member.linkname = str(PurePosixPath(*link_parts))
-                members.append(member)
-            tar.extractall(dest, members=members, filter="data")
-        return
+    try:
+        if info.format == "tar":
+            _extract_tar(fh, dest, strip)
+        else:
+            _extract_zip(fh, dest, strip)
+    except tarfile.FilterError as exc:
+        raise InvalidArchive(f"member {exc.tarinfo.name!r}: {exc}", field="file") from exc
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        raise InvalidArchive(f"the archive could not be unpacked: {exc}", field="file") from exc
+
+
+def _extract_tar(fh: BinaryIO, dest: Path, strip: int) -> None:
+    with tarfile.open(fileobj=fh, mode="r:gz") as tar:
+        members = []
+        for member in tar.getmembers():
+            parts = PurePosixPath(member.name).parts[strip:]
+            if not parts:
+                continue
+            member.name = str(PurePosixPath(*parts))
+            if member.islnk():
+                link_parts = PurePosixPath(member.linkname).parts[strip:]
+                member.linkname = str(PurePosixPath(*link_parts))
+            members.append(member)
+        tar.extractall(dest, members=members, filter="data")
+
+
+def _extract_zip(fh: BinaryIO, dest: Path, strip: int) -> None:
     with zipfile.ZipFile(fh) as zf:
         for zinfo in zf.infolist():
             parts = PurePosixPath(zinfo.filename).parts[strip:]
@@ -160,9 +179,16 @@ def extract_archive(fh: BinaryIO, dest: Path, info: ArchiveInfo) -> None:
                 continue
             target = dest.joinpath(*parts)
             target.parent.mkdir(parents=True, exist_ok=True)
+            written = 0
             with zf.open(zinfo) as src, target.open("wb") as out:
+                # zipfile stops at the declared size (a larger member then fails its CRC) but returns a
+                # shorter member without complaint: count what arrives.
                 while chunk := src.read(1 << 20):
+                    written += len(chunk)
                     out.write(chunk)
+            if written != zinfo.file_size:
+                raise InvalidArchive(f"member {zinfo.filename!r}: holds {written} bytes but its header declares "
+                                     f"{zinfo.file_size}", field="file")
 
 
 def pack_directory(directory: Path, out: BinaryIO) -> None:

@@ -65,9 +65,14 @@ from mlgate.access import ModelAccess, RateLimitTier
 from mlgate.datatypes import Datatype
 from mlgate.errors import ModelLoadError
 
-__all__ = ["MANIFEST_FILE", "BatchingConfig", "ImagePreprocessing", "ModelManifest", "TensorSpec", "read_manifest"]
+__all__ = ["MANIFEST_FILE", "MAX_DESCRIPTION_CHARS", "MAX_MANIFEST_BYTES", "BatchingConfig", "ImagePreprocessing",
+           "ModelManifest", "TensorSpec", "read_manifest"]
 
 MANIFEST_FILE = "model.toml"
+MAX_MANIFEST_BYTES = 1024 * 1024
+"""Largest manifest file read (``model.toml`` or MLflow's ``MLmodel``), in bytes."""
+MAX_DESCRIPTION_CHARS = 10_000
+"""Longest model description, in characters (as the registry API's PATCH allows)."""
 
 # Model names and versions end up in URL paths and file names: letters, digits, '.', '_' and '-' only,
 # starting with a letter or digit, so that '..', '/', '%2F' and friends can never name a model.
@@ -196,7 +201,7 @@ class ModelManifest(BaseModel):
     version: str = Field(default="1", pattern=NAME_PATTERN)
     runtime: str = Field(min_length=1, description="sklearn, onnx, python or sentence-transformers")
     artifact: str = Field(min_length=1, description="Path of the artifact, relative to the model dir.")
-    description: str = ""
+    description: str = Field(default="", max_length=MAX_DESCRIPTION_CHARS)
     inputs: tuple[TensorSpec, ...] = ()
     outputs: tuple[TensorSpec, ...] = ()
     labels: tuple[str, ...] | None = Field(default=None, description="Class labels, by class index.")
@@ -224,6 +229,17 @@ class ModelManifest(BaseModel):
             raise ValueError("must not contain '..'")
         return value
 
+    @model_validator(mode="after")
+    def _names_unique(self) -> ModelManifest:
+        # A repeated name makes two tensors one key of the request or the answer: refuse it at load.
+        for kind, specs in (("input", self.inputs), ("output", self.outputs)):
+            seen: set[str] = set()
+            for spec in specs:
+                if spec.name in seen:
+                    raise ValueError(f"{kind} '{spec.name}' is declared twice; each {kind} needs its own name")
+                seen.add(spec.name)
+        return self
+
     @field_validator("artifact")
     @classmethod
     def _artifact_inside(cls, value: str) -> str:
@@ -236,14 +252,19 @@ class ModelManifest(BaseModel):
 def read_manifest(model_dir: Path) -> ModelManifest:
     """Read and validate ``model_dir/model.toml``.
 
-    Raises ModelLoadError naming the file and every invalid field.
+    Raises ModelLoadError naming the file and every invalid field, and for a file over ``MAX_MANIFEST_BYTES``.
     """
     path = model_dir / MANIFEST_FILE
     try:
         with path.open("rb") as fh:
-            raw = tomllib.load(fh)
+            text = fh.read(MAX_MANIFEST_BYTES + 1)
+        if len(text) > MAX_MANIFEST_BYTES:
+            raise ModelLoadError(f"{path}: the manifest is larger than {MAX_MANIFEST_BYTES} bytes")
+        raw = tomllib.loads(text.decode("utf-8"))
     except FileNotFoundError:
         raise ModelLoadError(f"{path}: no {MANIFEST_FILE}") from None
+    except UnicodeDecodeError as exc:
+        raise ModelLoadError(f"{path}: not UTF-8 text: byte {exc.start} is invalid") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ModelLoadError(f"{path}: not valid TOML: {exc}") from exc
     try:

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from mlgate.datatypes import Datatype
 from mlgate.errors import ModelLoadError
-from mlgate.model.manifest import ModelManifest, TensorSpec
+from mlgate.model.manifest import MAX_MANIFEST_BYTES, ModelManifest, TensorSpec
 
 __all__ = ["MLMODEL_FILE", "read_mlmodel"]
 
@@ -72,7 +72,11 @@ def read_mlmodel(directory: Path, name: str | None = None) -> ModelManifest:
     """The manifest of an MLflow model directory. Raises ModelLoadError naming what is not supported."""
     path = directory / MLMODEL_FILE
     try:
-        doc = yaml.safe_load(path.read_text())
+        with path.open("rb") as fh:
+            text = fh.read(MAX_MANIFEST_BYTES + 1)
+        if len(text) > MAX_MANIFEST_BYTES:
+            raise ModelLoadError(f"{path}: the MLmodel file is larger than {MAX_MANIFEST_BYTES} bytes")
+        doc = yaml.safe_load(text)
     except (OSError, yaml.YAMLError) as exc:
         raise ModelLoadError(f"{path}: cannot read the MLmodel file: {exc}") from exc
     flavors = doc.get("flavors") if isinstance(doc, dict) else None

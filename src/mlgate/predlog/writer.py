@@ -1,11 +1,15 @@
 """The prediction log writer: records of served requests, written to the database in batches, off the
 request path.
 
-``record()`` never waits: it appends to a bounded buffer (``prediction_log_buffer`` records) and returns;
-when the buffer is full the record is dropped and counted (``mlgate_prediction_log_dropped_total`` in
-``/metrics``). One writer task inserts up to ``prediction_log_batch`` records per statement, at least every
-``prediction_log_interval_s``. While the database is down the writer keeps the records and retries with
-back-off, so nothing within the buffer is lost; ``close()`` writes what is left (clean shutdown).
+``record()`` never waits: it appends to a bounded buffer (``prediction_log_buffer`` records) and returns.
+One writer task inserts up to ``prediction_log_batch`` records per statement, at least every
+``prediction_log_interval_s``, and at once when a batch is ready or the buffer is full (so a buffer smaller
+than a batch is flushed early rather than dropped). The batch being written leaves the buffer, so records keep
+coming in during the insert (a failed insert puts it back in front: at most one batch over the bound). Only
+when the buffer is full while the database is slow or down is a record dropped and counted
+(``mlgate_prediction_log_dropped_total`` in ``/metrics``). While the database is down the writer keeps the
+records and retries with back-off, so nothing within the buffer is lost; ``close()`` writes what is left
+(clean shutdown).
 Inputs and outputs are kept for a per-model share of requests (``sample_rate``).
 """
 
@@ -100,7 +104,8 @@ class PredictionLog:
                                registry=metrics)
         self.pending = Gauge("mlgate_prediction_log_pending", "Prediction log records waiting to be written.",
                              registry=metrics)
-        self.pending.set_function(lambda: len(self._buffer))
+        self._in_flight = 0
+        self.pending.set_function(lambda: len(self._buffer) + self._in_flight)
 
     def start(self) -> None:
         """Start the background writer task (in the running event loop)."""
@@ -117,7 +122,7 @@ class PredictionLog:
             self.dropped.inc()
             return
         self._buffer.append(prediction)
-        if len(self._buffer) >= self.batch_size:
+        if len(self._buffer) >= min(self.batch_size, self.buffer_size):
             self._wake.set()
 
     async def _run(self) -> None:
@@ -128,7 +133,7 @@ class PredictionLog:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.interval_s)
                 continue
-            if len(self._buffer) < self.batch_size and not self._closing:
+            if len(self._buffer) < min(self.batch_size, self.buffer_size) and not self._closing:
                 # Give a partial batch the interval to fill up.
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -149,13 +154,18 @@ class PredictionLog:
                 self.dropped.inc(dropped)
 
     async def _write_batch(self) -> None:
-        batch = [self._buffer[i] for i in range(min(self.batch_size, len(self._buffer)))]
-        rows = await anyio.to_thread.run_sync(lambda: [_row(p) for p in batch])
-        # A Core executemany on the table: the ORM's bulk insert spent ~40 % more CPU per record.
-        async with self.database.engine.begin() as connection:
-            await connection.execute(_INSERT, rows)
-        for _ in batch:  # only now: a failed write keeps the records for the next try
-            self._buffer.popleft()
+        batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
+        self._in_flight = len(batch)
+        try:
+            rows = await anyio.to_thread.run_sync(lambda: [_row(p) for p in batch])
+            # A Core executemany on the table: the ORM's bulk insert spent ~40 % more CPU per record.
+            async with self.database.engine.begin() as connection:
+                await connection.execute(_INSERT, rows)
+        except BaseException:
+            self._buffer.extendleft(reversed(batch))  # kept, in order, for the next try
+            raise
+        finally:
+            self._in_flight = 0
         self.written.inc(len(batch))
 
     async def close(self, timeout_s: float = 10.0) -> None:

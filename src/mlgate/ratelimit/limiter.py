@@ -8,7 +8,9 @@ identity, model and unit, so switching protocol (V1, V2, OpenAI) or version does
 When the storage fails (Redis down), the configured policy applies: ``allow`` lets the request through,
 ``refuse`` answers 503. Either way the failure is counted in ``mlgate_rate_limit_storage_errors_total``, logged
 at most once per ``log_interval_s``, and the storage is left alone for ``RETRY_AFTER_FAILURE_S`` so a dead
-Redis costs one connection attempt per second, not one per request.
+Redis costs one connection attempt per second, not one per request. Password attempts (``consume_login``) are
+the exception: while the storage fails they are counted in this process's memory instead (policy label
+``local``), so a Redis outage neither locks admins out (``refuse``) nor lifts the brute-force limit (``allow``).
 """
 
 from __future__ import annotations
@@ -119,6 +121,9 @@ class RateLimits:
         self._down_until = -math.inf
         self._last_log = -math.inf
         self._suppressed = 0
+        self._local: Any = None
+        """Memory storage of the login limit while the storage fails (made on first use)."""
+        self._local_sliding: RateLimiter = self.sliding
 
     async def aclose(self) -> None:
         """Close the storage's connections (Redis) and stop its expiry task (memory)."""
@@ -126,9 +131,10 @@ class RateLimits:
         client = getattr(bridge, "storage", None)
         if client is not None and hasattr(client, "aclose"):
             await client.aclose()
-        timer = getattr(self.storage, "timer", None)
-        if timer is not None and not timer.done():
-            timer.cancel()
+        for storage in (self.storage, self._local):
+            timer = getattr(storage, "timer", None)
+            if timer is not None and not timer.done():
+                timer.cancel()
 
     async def consume(self, tier_name: str, tier: RateLimitTier, identity: str, scope: str, unit: Unit,
                       cost: int = 1) -> Quota | None:
@@ -140,39 +146,56 @@ class RateLimits:
         return await self._consume(items, (tier_name, identity, scope, unit), cost, tier_name, unit)
 
     async def consume_login(self, limit: str, address: str) -> None:
-        """One password attempt from ``address`` against ``limit`` (e.g. ``"10/minute"``)."""
+        """One password attempt from ``address`` against ``limit`` (e.g. ``"10/minute"``).
+
+        Raises LimitExceeded (429). Never RateLimitUnavailable: when the storage fails, the attempt is
+        counted against the same limit in this process's memory."""
         items = tuple((False, item) for item in parse_many(limit))
-        await self._consume(items, ("login", address), 1, "login", "requests")
+        await self._consume(items, ("login", address), 1, "login", "requests", local_fallback=True)
 
     async def _consume(self, items: Sequence[tuple[bool, RateLimitItem]], ids: tuple[str, ...], cost: int,
-                       tier_name: str, unit: Unit) -> Quota | None:
+                       tier_name: str, unit: Unit, *, local_fallback: bool = False) -> Quota | None:
         if not items or cost <= 0:
             return None
         if self.clock() < self._down_until:
-            self._storage_failed(None)
-            return None
+            return await self._failed(None, items, ids, cost, tier_name, unit, local_fallback)
         try:
-            tightest: Quota | None = None
-            for is_quota, item in items:
-                strategy = self.fixed if is_quota else self.sliding
-                ok = await strategy.hit(item, *ids, cost=cost)
-                stats = await strategy.get_window_stats(item, *ids)
-                reset_s = max(0, math.ceil(stats.reset_time - time.time()))
-                if reset_s == 0 and stats.remaining < item.amount:  # Redis may report a whole window as 0
-                    reset_s = item.get_expiry()
-                quota = Quota(limit=item.amount, remaining=stats.remaining, reset_s=reset_s)
-                if not ok:
-                    self.metrics.limited.labels(tier_name, unit).inc()
-                    raise LimitExceeded(self._message(item, is_quota, unit, cost),
-                                        reset_s if cost <= item.amount else item.get_expiry(), quota)
-                tightest = quota.tighter(tightest)
-            return tightest
+            return await self._hit(self.sliding, self.fixed, items, ids, cost, tier_name, unit)
         except RateLimited:
             raise
         except Exception as exc:  # noqa: BLE001 - any storage failure (StorageError, OSError) takes the policy
             self._down_until = self.clock() + RETRY_AFTER_FAILURE_S
+            return await self._failed(exc, items, ids, cost, tier_name, unit, local_fallback)
+
+    async def _failed(self, exc: Exception | None, items: Sequence[tuple[bool, RateLimitItem]],
+                      ids: tuple[str, ...], cost: int, tier_name: str, unit: Unit,
+                      local_fallback: bool) -> Quota | None:
+        if not local_fallback:
             self._storage_failed(exc)
             return None
+        self._note_failure(exc, "local")
+        if self._local is None:
+            self._local = storage_from_string("async+memory://")
+            self._local_sliding = SlidingWindowCounterRateLimiter(self._local)
+        return await self._hit(self._local_sliding, self._local_sliding, items, ids, cost, tier_name, unit)
+
+    async def _hit(self, sliding: RateLimiter, fixed: RateLimiter, items: Sequence[tuple[bool, RateLimitItem]],
+                   ids: tuple[str, ...], cost: int, tier_name: str, unit: Unit) -> Quota | None:
+        tightest: Quota | None = None
+        for is_quota, item in items:
+            strategy = fixed if is_quota else sliding
+            ok = await strategy.hit(item, *ids, cost=cost)
+            stats = await strategy.get_window_stats(item, *ids)
+            reset_s = max(0, math.ceil(stats.reset_time - time.time()))
+            if reset_s == 0 and stats.remaining < item.amount:  # Redis may report a whole window as 0
+                reset_s = item.get_expiry()
+            quota = Quota(limit=item.amount, remaining=stats.remaining, reset_s=reset_s)
+            if not ok:
+                self.metrics.limited.labels(tier_name, unit).inc()
+                raise LimitExceeded(self._message(item, is_quota, unit, cost),
+                                    reset_s if cost <= item.amount else item.get_expiry(), quota)
+            tightest = quota.tighter(tightest)
+        return tightest
 
     @staticmethod
     def _message(item: RateLimitItem, is_quota: bool, unit: Unit, cost: int) -> str:
@@ -186,16 +209,18 @@ class RateLimits:
 
     def _storage_failed(self, exc: Exception | None) -> None:
         """Count and (rate-limited) log a storage failure; raise RateLimitUnavailable under "refuse"."""
-        self.metrics.storage_errors.labels(self.policy).inc()
+        self._note_failure(exc, self.policy)
+        if self.policy == "refuse":
+            raise RateLimitUnavailable()
+
+    def _note_failure(self, exc: Exception | None, policy: str) -> None:
+        self.metrics.storage_errors.labels(policy).inc()
         now = self.clock()
         if now - self._last_log >= self.log_interval_s:
-            log.warning("rate-limit storage unreachable; applying the policy", policy=self.policy,
+            log.warning("rate-limit storage unreachable; applying the policy", policy=policy,
                         error=f"{type(exc).__name__}: {exc}" if exc else "storage marked down",
                         suppressed_since_last_log=self._suppressed)
             self._last_log = now
             self._suppressed = 0
         else:
             self._suppressed += 1
-        if self.policy == "refuse":
-            raise RateLimitUnavailable()
-        return

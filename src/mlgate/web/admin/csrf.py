@@ -5,20 +5,23 @@ The token is made once per session (``csrf_token``) and put in every form as the
 header instead. ``CsrfMiddleware`` (pure ASGI, inside the session middleware) refuses any POST, PUT,
 PATCH or DELETE under the admin whose token is missing or wrong with 403
 ``{"error", "code": "csrf_failed", "field": "csrf_token"}`` before any route runs, so nothing changes.
-The body is read once, checked, and replayed to the route.
+The body is read once (into a temporary file past 1 MiB), checked, and replayed to the route; a body
+over the edge's limit is answered 413 here.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
+import tempfile
 from typing import Any
 
 from markupsafe import Markup
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mlgate.protocols.errors import error_response
+from mlgate.errors import MlgateError
+from mlgate.protocols.errors import error_response, mlgate_error_response
 
 __all__ = ["FIELD", "HEADER", "CsrfMiddleware", "csrf_field", "csrf_token"]
 
@@ -26,6 +29,8 @@ FIELD = "csrf_token"
 HEADER = "x-csrf-token"
 _SESSION_KEY = "csrf"
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+_IN_MEMORY = 1 << 20
+_CHUNK = 1 << 16
 
 
 def csrf_token(request: Request) -> str:
@@ -50,33 +55,44 @@ class CsrfMiddleware:
         if scope["type"] != "http" or scope["method"] in _SAFE:
             await self.app(scope, receive, send)
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
+        # The body is kept in a file past _IN_MEMORY bytes: the push form takes archives up to the registry's
+        # upload limit. Over the edge's body limit, the read raises PayloadTooLarge: answer it here, since
+        # this middleware runs ahead of the admin's routes and their error handling.
+        with tempfile.SpooledTemporaryFile(max_size=_IN_MEMORY) as body:
+            try:
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return
+                    body.write(message.get("body", b""))
+                    if not message.get("more_body", False):
+                        break
+            except MlgateError as exc:
+                await mlgate_error_response(Request(scope), exc)(scope, receive, send)
                 return
-            body += message.get("body", b"")
-            if not message.get("more_body", False):
-                break
-        sent = False
+            size = body.tell()
+            finished = False
 
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": bytes(body), "more_body": False}
-            return await receive()
+            async def replay() -> Message:
+                nonlocal finished
+                if finished:
+                    return await receive()
+                chunk = body.read(_CHUNK)
+                finished = body.tell() >= size
+                return {"type": "http.request", "body": chunk, "more_body": not finished}
 
-        expected = scope.get("session", {}).get(_SESSION_KEY)
-        given = await _given_token(scope, replay)
-        sent = False  # the route reads the body again from the start
-        if not (isinstance(expected, str) and expected and given
-                and hmac.compare_digest(expected.encode(), given.encode())):
-            response = error_response(403, "this form is missing its CSRF token or the token is wrong; "
-                                      "reload the page and try again", "csrf_failed", field=FIELD)
-            await response(scope, receive, send)
-            return
-        await self.app(scope, replay, send)
+            expected = scope.get("session", {}).get(_SESSION_KEY)
+            body.seek(0)
+            given = await _given_token(scope, replay)
+            body.seek(0)  # the route reads the body again from the start
+            finished = False
+            if not (isinstance(expected, str) and expected and given
+                    and hmac.compare_digest(expected.encode(), given.encode())):
+                response = error_response(403, "this form is missing its CSRF token or the token is wrong; "
+                                          "reload the page and try again", "csrf_failed", field=FIELD)
+                await response(scope, receive, send)
+                return
+            await self.app(scope, replay, send)
 
 
 async def _given_token(scope: Scope, receive: Receive) -> str | None:

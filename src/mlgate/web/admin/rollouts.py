@@ -3,8 +3,8 @@
 Every change goes through ``ControlPlane``, exactly as the registry REST API's: a version is loaded and
 warmed before an alias, canary or shadow moves to it, the old one drains, the change is recorded in the
 catalog (``registry_changes``, with ``by = user:<name>``) with its audit-log row in the same transaction,
-and followed by the other replicas. Admins and deployers. A push through this page is limited to
-``max_body_bytes`` (the REST API takes larger archives).
+and followed by the other replicas. Admins and deployers. A push through this page takes archives
+up to ``registry_max_upload_bytes``, as the REST API does.
 """
 
 from __future__ import annotations

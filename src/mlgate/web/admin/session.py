@@ -26,6 +26,7 @@ from mlgate.protocols.security import client_address
 from mlgate.settings import Settings
 from mlgate.web.admin.context import ADMIN_ROLES, AdminContext, set_signed_in
 from mlgate.web.admin.csrf import CsrfMiddleware, csrf_token
+from mlgate.web.admin.links import RelativeLinks
 
 __all__ = ["COOKIE", "SessionAuth"]
 
@@ -55,6 +56,7 @@ class SessionAuth(AuthenticationBackend):
         super().__init__(SessionSecret(settings),  # type: ignore[arg-type]
                          session_cookie=COOKIE, max_age=settings.admin_session_ttl_s,
                          path=base_url, same_site="lax", https_only=settings.admin_cookie_secure)
+        self.middlewares.insert(0, Middleware(RelativeLinks))
         self.middlewares.append(Middleware(CsrfMiddleware))
         self.context = context
         self.templates: Any = None
