@@ -102,6 +102,18 @@ class Settings(BaseSettings):
         default=120.0, gt=0,
         description="How long a worker process (manifest `instances`) may take to load its model, in seconds.",
     )
+    drain_s: float = Field(
+        default=0.0, ge=0, le=3600,
+        description="On SIGTERM (or Ctrl-C), answer 503 on /v2/health/ready but go on serving for this many "
+        "seconds, with `Connection: close` on each answer, so load balancers take the server out of rotation "
+        "before it stops listening; a second signal ends the drain early. Set it above the balancer's "
+        "detection time (HAProxy: inter x fall; Kubernetes: periodSeconds x failureThreshold).",
+    )
+    shutdown_timeout_s: float = Field(
+        default=30.0, gt=0,
+        description="After the drain, how long requests in flight may take to finish before they are "
+        "cancelled, in seconds; then batchers and the prediction log are flushed and the server exits.",
+    )
     metrics: Literal["open", "token", "off"] = Field(
         default="open",
         description="GET /metrics (Prometheus; names every model, closed ones included): open to every caller, "

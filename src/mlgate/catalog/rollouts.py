@@ -22,22 +22,18 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import anyio
-import numpy as np
 import structlog
 
 from mlgate.catalog.store import ArtifactStore
-from mlgate.datatypes import NUMPY_DTYPES
 from mlgate.db.queries.catalog import Catalog, ModelInfo, VersionInfo, version_key
 from mlgate.errors import Conflict, MlgateError, ModelNotFound
 from mlgate.inference.registry import ModelHandle, ModelRegistry, ModelState
 from mlgate.inference.traffic import TrafficRoute
+from mlgate.inference.warmup import warm
 from mlgate.model.manifest import ModelManifest
 from mlgate.model.repository import ModelSource
 
 __all__ = ["Rollouts", "desired_route", "warm"]
-
-WARM_TIMEOUT_S = 30.0
-"""A warm-up request slower than this is abandoned (logged); the rollout goes on."""
 
 log = structlog.get_logger("mlgate.catalog.rollouts")
 
@@ -220,24 +216,3 @@ class Rollouts:
         for task in list(self._draining):
             with contextlib.suppress(Exception):
                 await task
-
-
-async def warm(handle: ModelHandle) -> None:
-    """Send one row of zeros through a freshly loaded model, so its first real request is not the slow one.
-
-    Skipped for inputs without a fixed shape or of type BYTES; a failure is logged, not raised (a model
-    may refuse zeros and still be fine).
-    """
-    batch: dict[str, np.ndarray] = {}
-    for spec in handle.inputs:
-        dims = spec.shape[1:]
-        if spec.datatype == "BYTES" or any(d < 0 for d in dims) or spec.datatype not in NUMPY_DTYPES:
-            return
-        batch[spec.name] = np.zeros((1, *dims), dtype=NUMPY_DTYPES[spec.datatype])
-    if not batch or handle.executor is None:
-        return
-    try:
-        with anyio.fail_after(WARM_TIMEOUT_S):
-            await handle.executor(batch, {})
-    except Exception as exc:  # noqa: BLE001 - warming is best effort (TimeoutError included)
-        log.warning("warm-up request failed", model=handle.name, version=handle.version, error=str(exc)[:200])

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from mlgate import __version__
 from mlgate.cli.common import ConfigOption, RepositoryOption, err, out, settings_from
+from mlgate.cli.ops import config_app, db_app, doctor
 from mlgate.cli.security import groups_app, keys_app, users_app
 from mlgate.settings import default_examples_dir
 
@@ -30,10 +31,11 @@ app = typer.Typer(
 models_app = typer.Typer(help="Inspect the model repository; push, promote and roll back registry versions.",
                          no_args_is_help=True)
 examples_app = typer.Typer(help="Build the example models from real data.", no_args_is_help=True)
-db_app = typer.Typer(help="Manage the database schema (migrations).", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
 app.add_typer(examples_app, name="examples")
+app.add_typer(config_app, name="config")
+app.command()(doctor)
 
 @app.command()
 def serve(
@@ -64,7 +66,13 @@ def serve(
         err.print(f"[red]error:[/red] model repository {settings.model_repository} is not a directory")
         raise typer.Exit(2)
     configure_logging(settings.log_level, settings.log_format)
-    run_server(settings)
+    from mlgate.db.migrate import SchemaTooNew
+
+    try:
+        run_server(settings)
+    except SchemaTooNew as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
 
 
 @models_app.command("list")
@@ -194,29 +202,6 @@ def build(
 
     dirs = build_examples(directory, force=force, progress=lambda line: out.print(escape(line)))
     out.print(f"{len(dirs)} models ready. Serve them with: mlgate serve --model-repository {directory}")
-
-
-@db_app.command("upgrade")
-def db_upgrade(
-    config: ConfigOption = None,
-    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL [default: settings].",
-                                                     show_default=False)] = None,
-    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
-) -> None:
-    """Apply the database migrations (SQLite by default, PostgreSQL via MLGATE_DATABASE_URL)."""
-    import asyncio
-
-    from mlgate.db.migrate import current_revision, upgrade
-
-    settings = settings_from(config, database_url=database_url)
-    url = settings.effective_database_url
-    from mlgate.db.engine import async_url
-
-    shown = async_url(url).render_as_string(hide_password=True)
-    before = asyncio.run(current_revision(url))
-    upgrade(url, revision)
-    after = asyncio.run(current_revision(url))
-    out.print(f"database {shown}: {before or '(empty)'} -> {after}")
 
 
 @app.command()

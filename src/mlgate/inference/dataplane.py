@@ -104,6 +104,8 @@ class DataPlane:
         self.metrics = metrics if metrics is not None else EngineMetrics()
         self.loaded = False
         """Set once the model repository has been loaded (successfully or not) at start-up."""
+        self.draining = False
+        """Set when the server was told to stop (SIGTERM): not ready any more, still serving (``drain``)."""
         self.observers = tuple(observers)
         """Told about every request served through ``serving`` (prediction log, shadow traffic)."""
 
@@ -114,12 +116,23 @@ class DataPlane:
         return True
 
     def ready(self) -> bool:
-        """Ready once loading finished; with ``strict_readiness``, only if every model is READY."""
-        if not self.loaded:
+        """Whether a load balancer should send requests here (GET /v2/health/ready).
+
+        False until loading finished, and from the moment the server is told to stop (``drain``). Every
+        model whose manifest says ``required = true`` must be READY (loaded and warmed: a required model
+        that failed keeps the server out of rotation); with ``strict_readiness``, every model must be.
+        """
+        if not self.loaded or self.draining:
             return False
         if self.settings.strict_readiness:
             return all(handle.ready for handle in self.registry)
-        return True
+        return all(handle.ready for handle in self.registry if handle.manifest and handle.manifest.required)
+
+    def drain(self) -> None:
+        """Stop reporting ready; requests are still served (the server stops once the drain period is over)."""
+        if not self.draining:
+            log.info("draining: not ready any more, still serving", drain_s=self.settings.drain_s)
+        self.draining = True
 
     def server_metadata(self) -> ServerMetadata:
         """V2 server metadata: name ``mlgate``, this version, and the protocol extensions served (``EXTENSIONS``)."""

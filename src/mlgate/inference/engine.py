@@ -6,8 +6,10 @@ On load, a model's executor becomes::
                                                       or  ThreadExecutor (in this process, instances = 0)
 
 so every request waits in one bounded queue per model version, and at most one batch per instance runs
-at a time. A model with ``instances > 0`` is loaded by its workers, not in the server process (the
-registry leaves its runtime unloaded); its signature comes from the first worker's report.
+at a time. A model whose manifest says ``required = true`` is warmed (one request of zeros,
+``mlgate.inference.warmup``) before it becomes READY, since the server's readiness waits for it. A model
+with ``instances > 0`` is loaded by its workers, not in the server process (the registry leaves its runtime
+unloaded); its signature comes from the first worker's report.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 
 from mlgate.inference.batching import Clock, DynamicBatcher
 from mlgate.inference.registry import Executor, ModelHandle
+from mlgate.inference.warmup import warm
 from mlgate.metrics import EngineMetrics
 from mlgate.settings import Settings
 from mlgate.workers.pool import WorkerPool
@@ -54,6 +57,8 @@ class InferenceEngine:
             preferred_batch_sizes=batching.preferred_batch_sizes,
             max_queue_size=batching.max_queue_size or self.settings.max_queue_size,
             concurrency=concurrency, metrics=metrics, clock=self.clock, name=f"{handle.name}:{handle.version}")
+        if manifest.required:
+            await warm(handle)
 
     async def on_unload(self, handle: ModelHandle) -> None:
         """Forget the model's metric series (its batcher and workers were closed by the registry)."""

@@ -214,6 +214,10 @@ class ModelManifest(BaseModel):
         default=None, gt=0,
         description="Request timeout for this model in ms (queue + compute); unset: request_timeout_ms.",
     )
+    required: bool = Field(
+        default=False,
+        description="The server reports ready (GET /v2/health/ready) only once this model is loaded and warmed.",
+    )
     parameters: dict[str, Any] = Field(
         default_factory=dict, description="Runtime-specific options, e.g. class_name for python."
     )

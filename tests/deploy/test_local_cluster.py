@@ -1,0 +1,328 @@
+"""The local cluster of deploy/local/cluster.py under steady load: HAProxy, three `mlgate serve` replicas, the
+real PostgreSQL (behind a TCP proxy the test can cut) and Redis.
+
+One scenario, in order, while four clients send a steady, bounded stream of V2 requests through HAProxy
+(loopback only; at most ~60 requests/s and 20,000 in all):
+
+1. rolling restart of every replica (SIGTERM, drain, start, back in rotation): 0 failed requests;
+2. promote and roll back through the balancer: 0 failed, no answer from a version that was not live;
+3. SIGKILL of one replica: failed requests at most those in flight at that moment; detection and recovery times;
+4. the database connection cut for 3 s: serving goes on, every prediction-log record of that time is written
+   once the database is back, and the catalog follower reconnects (a promote reaches every replica);
+then, without load: a key revoked on one replica is refused on all three within 1 s, and a rate limit is
+counted once across the replicas. The measured numbers are printed (and written to ``$MLGATE_CLUSTER_REPORT``
+when set): docs/deployment.md holds those of a run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import io
+import json
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+import pytest
+
+from mlgate.model.archives import pack_to_bytes
+from tests.fakes import sum_model
+from tests.registry_helpers import API, ZEROS, versioned_model
+from tests.tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIENTS = 4
+PAUSE_S = 0.05  # between two requests of one client
+MAX_REQUESTS = 20_000
+RATE_LIMIT = 20
+
+
+def _load_cluster_module() -> Any:
+    spec = importlib.util.spec_from_file_location("mlgate_local_cluster", ROOT / "deploy" / "local" / "cluster.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass(frozen=True)
+class Outcome:
+    phase: str
+    started: float
+    ended: float
+    result: str  # the HTTP status, or the name of the transport error
+    version: str | None
+
+
+class Load:
+    """``CLIENTS`` keep-alive clients sending V2 requests of zeros to ``url`` until stopped (bounded)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.phase = "steady"
+        self.outcomes: list[Outcome] = []
+        self.in_flight = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(CLIENTS)]
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=70)
+
+    def _client(self, index: int) -> None:
+        with httpx.Client(base_url=self.url, timeout=65) as client:
+            for n in range(MAX_REQUESTS // CLIENTS):
+                if self._stop.is_set():
+                    return
+                phase = self.phase
+                with self._lock:
+                    self.in_flight += 1
+                started = time.monotonic()
+                version = None
+                try:
+                    response = client.post("/v2/models/sum/infer", json=ZEROS,
+                                           headers={"X-Request-ID": f"{phase}-{index}-{n}"})
+                    result = str(response.status_code)
+                    if response.status_code == 200:
+                        version = str(response.json()["model_version"])
+                except httpx.TransportError as exc:
+                    result = type(exc).__name__
+                with self._lock:
+                    self.in_flight -= 1
+                    self.outcomes.append(Outcome(phase, started, time.monotonic(), result, version))
+                time.sleep(PAUSE_S)
+
+    def of(self, phase: str) -> list[Outcome]:
+        with self._lock:
+            return [o for o in self.outcomes if o.phase == phase]
+
+
+class LoopThread:
+    """An asyncio loop on a thread, for the TCP proxy in front of PostgreSQL."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=30)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+        self.loop.close()
+
+
+def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> float:
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout_s, f"{what}: not within {timeout_s} s"
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def _answer(url: str) -> str | None:
+    try:
+        response = httpx.post(f"{url}/v2/models/sum/infer", json=ZEROS, timeout=5)
+    except httpx.TransportError:
+        return None
+    return str(response.json()["model_version"]) if response.status_code == 200 else None
+
+
+def _failed(outcomes: list[Outcome]) -> list[Outcome]:
+    return [o for o in outcomes if o.result != "200"]
+
+
+def test_local_cluster_under_load(tmp_path: Path, postgres_url: str, redis_url: str) -> None:
+    local = _load_cluster_module()
+    repo = tmp_path / "repo"  # the folder model "limited" (a sum model): only the rate-limit step uses it
+    shutil.copytree(sum_model(tmp_path / "build"), repo / "limited")
+    toml = repo / "limited" / "model.toml"
+    toml.write_text(toml.read_text().replace('name = "sum"', 'name = "limited"'))
+
+    loop = LoopThread()
+    pg = urlsplit(postgres_url)
+    proxy = TcpProxy(pg.hostname or "127.0.0.1", pg.port or 5432)
+    loop.run(proxy.start())
+    through_proxy = postgres_url.replace(f"{pg.hostname}:{pg.port}", f"127.0.0.1:{proxy.port}")
+    cluster = local.LocalCluster(
+        tmp_path / "cluster", database_url=through_proxy, redis_url=redis_url, model_repository=repo,
+        extra_env={"MLGATE_ANONYMOUS_MODELS": '["*"]',
+                   "MLGATE_RATE_LIMIT_TIERS": '{"anonymous": {"requests": "", "rows": ""}}',
+                   "MLGATE_RATE_LIMIT_MODELS": json.dumps(
+                       {"limited": {"anonymous": {"requests": f"{RATE_LIMIT}/minute"}}}),
+                   "MLGATE_AUTH_CACHE_TTL_S": "60"})  # a long TTL: only the change feed can revoke in time
+    report: dict[str, Any] = {}
+    try:
+        started = time.monotonic()
+        cluster.start()
+        report["cluster start (migrate, 3 replicas, HAProxy) s"] = round(time.monotonic() - started, 1)
+        lb = cluster.url
+        signed_in = httpx.post(f"{lb}/api/v1/auth/token", timeout=10,
+                               data={"username": local.ADMIN_USERNAME, "password": local.ADMIN_PASSWORD})
+        admin = {"Authorization": f"Bearer {signed_in.json()['access_token']}"}
+        for v in (1, 2, 3):
+            pushed = httpx.post(f"{lb}{API}/models/sum/versions", headers=admin, timeout=30,
+                                files={"file": ("m.tar.gz", io.BytesIO(pack_to_bytes(versioned_model(tmp_path, v))))})
+            assert pushed.status_code == 201, pushed.text
+            if v == 1:
+                assert httpx.post(f"{lb}{API}/models/sum/promote", json={"version": "1"}, headers=admin,
+                                  timeout=30).status_code == 200
+        for replica in cluster.replicas:
+            _wait(lambda r=replica: _answer(r.url) == "1", 10, f"{replica.name} answers version 1")
+
+        with Load(lb) as load:
+            time.sleep(2)
+            # 1. rolling restart
+            load.phase = "rolling"
+            restarts = []
+            for replica in cluster.replicas:
+                began = time.monotonic()
+                cluster.stop_replica(replica)
+                cluster.start_replica(replica)
+                cluster.wait_state(replica, "UP")
+                restarts.append(time.monotonic() - began)
+            report["rolling restart: requests"] = len(load.of("rolling"))
+            report["rolling restart: failed"] = len(_failed(load.of("rolling")))
+            report["rolling restart: s per replica (drain, start, back in rotation)"] = round(max(restarts), 1)
+
+            # 2. promote and roll back during the load
+            load.phase = "promote"
+            time.sleep(0.5)
+            assert httpx.post(f"{lb}{API}/models/sum/promote", json={"version": "2"}, headers=admin,
+                              timeout=30).status_code == 200
+            promoted_at = time.monotonic()
+            time.sleep(2.0)
+            rollback_started = time.monotonic()
+            assert httpx.post(f"{lb}{API}/models/sum/rollback", headers=admin, timeout=30).status_code == 200
+            rolled_back_at = time.monotonic()
+            time.sleep(2.0)
+            promote = load.of("promote")
+            report["promote + rollback: requests"] = len(promote)
+            report["promote + rollback: failed"] = len(_failed(promote))
+            versions = Counter(o.version for o in promote)
+            report["promote + rollback: answers by version"] = dict(sorted(versions.items()))
+            late_v1 = [o for o in promote if o.started > promoted_at + 1.0 and o.ended < rollback_started]
+            late_v2 = [o for o in promote if o.started > rolled_back_at + 1.0]
+            report["promote + rollback: stale answers (> 1 s after the change)"] = (
+                sum(o.version != "2" for o in late_v1) + sum(o.version != "1" for o in late_v2))
+
+            # 3. SIGKILL of one replica
+            load.phase = "kill"
+            time.sleep(0.5)
+            victim = cluster.replicas[1]
+            in_flight = load.in_flight
+            killed_at = time.monotonic()
+            assert victim.proc is not None
+            victim.proc.send_signal(signal.SIGKILL)
+            victim.proc.wait(timeout=10)
+            report["SIGKILL: requests in flight (all replicas) at the kill"] = in_flight
+            report["SIGKILL: HAProxy marks it DOWN after s"] = round(cluster.wait_state(victim, "DOWN", 10), 2)
+            down_at = time.monotonic()
+            cluster.start_replica(victim)
+            cluster.wait_state(victim, "UP")
+            report["SIGKILL: back in rotation after s (restart included)"] = round(time.monotonic() - killed_at, 1)
+            time.sleep(0.5)
+            kill = load.of("kill")
+            report["SIGKILL: requests"] = len(kill)
+            report["SIGKILL: failed"] = len(_failed(kill))
+            report["SIGKILL: failed after HAProxy marked it DOWN"] = len(
+                [o for o in _failed(kill) if o.started > down_at])
+
+            # 4. the database connection cut for 3 s
+            load.phase = "dbcut"
+            time.sleep(0.5)
+            loop.run(proxy.cut())
+            time.sleep(3.0)
+            loop.run(proxy.restore())
+            time.sleep(1.0)
+            load.phase = "after"
+            dbcut = load.of("dbcut")
+            report["database cut 3 s: requests"] = len(dbcut)
+            report["database cut 3 s: failed"] = len(_failed(dbcut))
+        outcomes = load.outcomes
+
+        # The prediction log of the outage: every answered request of that time is in the database.
+        dbcut_ok = sum(1 for o in outcomes if o.phase == "dbcut" and o.result == "200")
+
+        async def logged() -> int:
+            connection = await asyncpg.connect(postgres_url.replace("postgresql+asyncpg", "postgresql"))
+            try:
+                return int(await connection.fetchval(
+                    "SELECT count(*) FROM prediction_log WHERE request_id LIKE 'dbcut-%' AND status = 200"))
+            finally:
+                await connection.close()
+
+        waited = _wait(lambda: asyncio.run(logged()) >= dbcut_ok, 15, "prediction log written after the outage")
+        report["database cut 3 s: prediction-log records written / answered"] = f"{asyncio.run(logged())}/{dbcut_ok}"
+        report["database cut 3 s: log caught up after s"] = round(waited, 1)
+        # The change follower reconnected: a promote made now reaches every replica.
+        assert httpx.post(f"{lb}{API}/models/sum/promote", json={"version": "2"}, headers=admin,
+                          timeout=30).status_code == 200
+        reached = max(_wait(lambda r=r: _answer(r.url) == "2", 5, f"{r.name} follows after the outage")
+                      for r in cluster.replicas)
+        report["database cut 3 s: promote after it reaches every replica in s"] = round(reached, 2)
+
+        # A key revoked on one replica is refused on all three within 1 s.
+        made = httpx.post(f"{cluster.replicas[0].url}/api/v1/keys", json={"name": "revoked"}, headers=admin,
+                          timeout=10)
+        assert made.status_code == 201, made.text
+        key = made.json()["key"]
+        bearer = {"Authorization": f"Bearer {key}"}
+        for replica in cluster.replicas:  # cached on every replica now
+            for _ in range(2):
+                assert httpx.get(f"{replica.url}/api/v1/auth/me", headers=bearer, timeout=5).status_code == 200
+        revoked = httpx.delete(f"{cluster.replicas[1].url}/api/v1/keys/{key[:16]}", headers=admin, timeout=10)
+        assert revoked.status_code in (200, 204), revoked.text
+        refused = [_wait(lambda r=r: httpx.get(f"{r.url}/api/v1/auth/me", headers=bearer, timeout=5).status_code
+                         == 401, 5, f"{r.name} refuses the revoked key") for r in cluster.replicas]
+        report["key revoked on r2: refused on all 3 replicas within s"] = round(max(refused), 2)
+
+        # A rate limit is counted once across the replicas (Redis): 30 requests over 3 replicas, 20 pass.
+        statuses = Counter(
+            httpx.post(f"{cluster.replicas[i % 3].url}/v2/models/limited/infer", json=ZEROS,
+                       timeout=10).status_code for i in range(RATE_LIMIT + 10))
+        report[f"rate limit {RATE_LIMIT}/minute, 30 requests over 3 replicas: 200 / 429"] = (
+            f"{statuses[200]} / {statuses[429]}")
+    finally:
+        cluster.stop()
+        loop.run(proxy.cut())
+        loop.close()
+    text = json.dumps(report, indent=1)
+    print(text)
+    if os.environ.get("MLGATE_CLUSTER_REPORT"):
+        Path(os.environ["MLGATE_CLUSTER_REPORT"]).write_text(text)
+
+    assert report["rolling restart: failed"] == 0, _failed([o for o in outcomes if o.phase == "rolling"])
+    assert report["rolling restart: requests"] > 100
+    assert report["promote + rollback: failed"] == 0
+    assert set(report["promote + rollback: answers by version"]) <= {"1", "2"}  # never 3, never pushed live
+    assert report["promote + rollback: stale answers (> 1 s after the change)"] == 0
+    assert report["SIGKILL: failed"] <= report["SIGKILL: requests in flight (all replicas) at the kill"]
+    assert report["SIGKILL: failed after HAProxy marked it DOWN"] == 0
+    assert report["database cut 3 s: failed"] == 0
+    assert report["key revoked on r2: refused on all 3 replicas within s"] < 1.0
+    assert statuses == {200: RATE_LIMIT, 429: 10}, statuses
