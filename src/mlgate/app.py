@@ -33,6 +33,7 @@ from mlgate.edge.deprecation import DeprecationHeaders
 from mlgate.edge.fast_path import FastPath
 from mlgate.edge.middleware import EdgeMiddleware
 from mlgate.edge.security_headers import SecurityHeaders
+from mlgate.inference.dataplane import Stopping
 from mlgate.inference.engine import InferenceEngine
 from mlgate.inference.registry import ModelRegistry
 from mlgate.lifespan import serve_state
@@ -72,6 +73,8 @@ class MlgateApp(FastAPI):
 
     edge: Callable[[ASGIApp], ASGIApp] | None = None
     _edge_app: ASGIApp | None = None
+    stopping: Stopping
+    """Set by the process's stop signal (``mlgate.server``): readiness turns off while serving goes on."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.edge is None:
@@ -83,21 +86,23 @@ class MlgateApp(FastAPI):
         await self._edge_app(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> MlgateApp:
     """Build the app. Models load in the lifespan (``mlgate.lifespan``), so the app is importable without
     touching disk; the lifespan's ``ServerState`` is ``app.state.mlgate`` while it runs."""
     settings = settings or Settings()
     metrics = EngineMetrics()  # its own CollectorRegistry: apps (and tests) never share series
     registry = ModelRegistry(hooks=[InferenceEngine(settings, metrics)])
+    stopping = Stopping()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with serve_state(settings, registry, metrics) as state:
+        async with serve_state(settings, registry, metrics, stopping) as state:
             setattr(app.state, STATE_KEY, state)
             yield
 
     app = MlgateApp(title="mlgate", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                     docs_url=None, redoc_url=None, openapi_url="/openapi.json" if settings.public_docs else None)
+    app.stopping = stopping
     _include_routes(app, settings)
     install_error_handlers(app)
     if settings.cors_origins:

@@ -24,7 +24,7 @@ from mlgate.catalog.recording import CallRecorder
 from mlgate.catalog.shadow import ShadowTraffic
 from mlgate.db.engine import Database
 from mlgate.db.migrate import upgrade
-from mlgate.inference.dataplane import DataPlane, Observer
+from mlgate.inference.dataplane import DataPlane, Observer, Stopping
 from mlgate.inference.registry import ModelRegistry
 from mlgate.memory import release_freed_heap
 from mlgate.metrics import EngineMetrics
@@ -41,9 +41,10 @@ log = structlog.get_logger("mlgate.lifespan")
 
 
 @asynccontextmanager
-async def serve_state(settings: Settings, registry: ModelRegistry,
-                      metrics: EngineMetrics) -> AsyncIterator[ServerState]:
-    """The ``ServerState`` of a server serving ``registry``, open for the duration of the ``async with``."""
+async def serve_state(settings: Settings, registry: ModelRegistry, metrics: EngineMetrics,
+                      stopping: Stopping | None = None) -> AsyncIterator[ServerState]:
+    """The ``ServerState`` of a server serving ``registry``, open for the duration of the ``async with``;
+    ``stopping`` is the server's stop signal (``mlgate.server`` drains on SIGTERM) that readiness reads."""
     database_url = settings.effective_database_url
     if settings.database_auto_upgrade:
         await anyio.to_thread.run_sync(upgrade, database_url)
@@ -72,7 +73,7 @@ async def serve_state(settings: Settings, registry: ModelRegistry,
     shadow = ShadowTraffic(settings.shadow_max_in_flight, metrics.registry,
                            record=recorder.shadow if recorder is not None else None)
     observers.append(shadow.observe)
-    plane = DataPlane(settings, registry, metrics, observers=observers)
+    plane = DataPlane(settings, registry, metrics, observers=observers, stopping=stopping)
     control = ControlPlane(settings, database, plane, predlog=predlog, recorder=recorder, shadow=shadow,
                            folder_sources=group_by_name(sources),
                            on_change=[security.authenticator.clear_cache])  # identity changes of other replicas

@@ -40,7 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mlgate.settings import Settings
 
 if TYPE_CHECKING:
-    from mlgate.inference.dataplane import DataPlane
+    from mlgate.inference.dataplane import Stopping
 
 __all__ = ["SETTINGS_ENV", "GracefulExit", "available_cores", "create_app_from_environment", "run_server"]
 
@@ -76,22 +76,21 @@ def _graceful_app(settings: Settings) -> ASGIApp:
     from mlgate.app import create_app
 
     app = create_app(settings)
-    plane: DataPlane = app.state.dataplane
-    GracefulExit(plane, settings.drain_s).install()
-    return CloseWhileDraining(app, plane) if settings.drain_s > 0 else app
+    GracefulExit(app.stopping, settings.drain_s).install()
+    return CloseWhileDraining(app, app.stopping) if settings.drain_s > 0 else app
 
 
 class GracefulExit:
     """This process's SIGTERM/SIGINT handler: drain first, then hand the signal to uvicorn's own handler.
 
-    First signal: ``plane.drain()`` (readiness 503, serving goes on), and after ``drain_s`` seconds the
+    First signal: ``stopping.drain()`` (readiness 503, serving goes on), and after ``drain_s`` seconds the
     signal goes to the handler that was installed before (uvicorn's: stop listening, finish the requests in
     flight, run the lifespan's shutdown). A second signal during the drain is passed on at once.
     Install it from inside the running event loop.
     """
 
-    def __init__(self, plane: DataPlane, drain_s: float) -> None:
-        self.plane = plane
+    def __init__(self, stopping: Stopping, drain_s: float) -> None:
+        self.stopping = stopping
         self.drain_s = drain_s
         self._loop = asyncio.get_running_loop()
         self._previous: dict[int, Callable[[int, FrameType | None], Any]] = {}
@@ -110,7 +109,7 @@ class GracefulExit:
             self._pass_on(sig)  # a second signal (or no drain): uvicorn's turn; a third Ctrl-C forces the exit
             return
         self._signalled = True
-        self.plane.drain()
+        self.stopping.drain()
         # A signal handler may interrupt the loop anywhere: call_soon_threadsafe is the safe way in.
         self._loop.call_soon_threadsafe(self._loop.call_later, self.drain_s, self._drained, sig)
 
@@ -119,7 +118,7 @@ class GracefulExit:
             self._pass_on(sig)
 
     def _pass_on(self, sig: int) -> None:
-        self.plane.drain()
+        self.stopping.drain()
         if not self._passed_on:
             log.info("stopping: no new connections, finishing the requests in flight")
         self._passed_on = True
@@ -130,13 +129,13 @@ class CloseWhileDraining:
     """ASGI wrapper: while the server drains, every HTTP answer says ``Connection: close``, so keep-alive
     clients (and load balancers' pooled connections) reconnect elsewhere before the server stops listening."""
 
-    def __init__(self, app: ASGIApp, plane: DataPlane) -> None:
+    def __init__(self, app: ASGIApp, stopping: Stopping) -> None:
         self.app = app
-        self.plane = plane
+        self.stopping = stopping
         self.state = getattr(app, "state", None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.plane.draining:
+        if scope["type"] != "http" or not self.stopping.draining:
             await self.app(scope, receive, send)
             return
 

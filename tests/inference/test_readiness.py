@@ -48,7 +48,7 @@ async def test_draining_turns_readiness_off_and_serving_goes_on(app_client: Any,
     toml.write_text(toml.read_text().replace('artifact = "model.py"', 'artifact = "model.py"\nrequired = true'))
     async with app_client(tmp_path) as client:
         assert (await client.get("/v2/health/ready")).status_code == 200
-        client._transport.app.state.dataplane.drain()  # type: ignore[attr-defined]  # what SIGTERM does
+        client._transport.app.state.mlgate.dataplane.drain()  # type: ignore[attr-defined]  # what SIGTERM does
         assert (await client.get("/v2/health/ready")).status_code == 400
         zeros = {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}
         answer = await client.post("/v2/models/sum/infer", json=zeros)

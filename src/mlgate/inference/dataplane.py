@@ -27,7 +27,7 @@ from mlgate.metrics import EngineMetrics
 from mlgate.settings import Settings
 from mlgate.types import MetadataTensor, ModelMetadata, ServerMetadata
 
-__all__ = ["EXTENSIONS", "Call", "DataPlane", "Observer"]
+__all__ = ["EXTENSIONS", "Call", "DataPlane", "Observer", "Stopping"]
 
 log = structlog.get_logger("mlgate.inference.dataplane")
 
@@ -81,6 +81,20 @@ class Call:
         self.plane.observe(self, status, (time.perf_counter() - self.started) * 1000)
 
 
+class Stopping:
+    """Whether this server was told to stop (SIGTERM): made by ``create_app`` before the data plane exists, so
+    the process's signal handler (``mlgate.server``) and the data plane's readiness share it."""
+
+    def __init__(self) -> None:
+        self.draining = False
+
+    def drain(self) -> None:
+        """From now on, not ready (``/v2/health/ready`` says no); serving goes on."""
+        if not self.draining:
+            log.info("draining: not ready any more, still serving")
+        self.draining = True
+
+
 Observer = Callable[[Call, int, float], None]
 """Called after each request with the call, its HTTP status and its latency in ms; must not block."""
 
@@ -98,14 +112,14 @@ class DataPlane:
     """
 
     def __init__(self, settings: Settings, registry: ModelRegistry, metrics: EngineMetrics | None = None, *,
-                 observers: Sequence[Observer] = ()) -> None:
+                 observers: Sequence[Observer] = (), stopping: Stopping | None = None) -> None:
         self.settings = settings
         self.registry = registry
         self.metrics = metrics if metrics is not None else EngineMetrics()
         self.loaded = False
         """Set once the model repository has been loaded (successfully or not) at start-up."""
-        self.draining = False
-        """Set when the server was told to stop (SIGTERM): not ready any more, still serving (``drain``)."""
+        self.stopping = stopping if stopping is not None else Stopping()
+        """Set when the server was told to stop (SIGTERM): not ready any more, still serving."""
         self.observers = tuple(observers)
         """Told about every request served through ``serving`` (prediction log, shadow traffic)."""
 
@@ -122,17 +136,20 @@ class DataPlane:
         model whose manifest says ``required = true`` must be READY (loaded and warmed: a required model
         that failed keeps the server out of rotation); with ``strict_readiness``, every model must be.
         """
-        if not self.loaded or self.draining:
+        if not self.loaded or self.stopping.draining:
             return False
         if self.settings.strict_readiness:
             return all(handle.ready for handle in self.registry)
         return all(handle.ready for handle in self.registry if handle.manifest and handle.manifest.required)
 
+    @property
+    def draining(self) -> bool:
+        """Whether the server was told to stop (``Stopping.drain``)."""
+        return self.stopping.draining
+
     def drain(self) -> None:
         """Stop reporting ready; requests are still served (the server stops once the drain period is over)."""
-        if not self.draining:
-            log.info("draining: not ready any more, still serving", drain_s=self.settings.drain_s)
-        self.draining = True
+        self.stopping.drain()
 
     def server_metadata(self) -> ServerMetadata:
         """V2 server metadata: name ``mlgate``, this version, and the protocol extensions served (``EXTENSIONS``)."""
