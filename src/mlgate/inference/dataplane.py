@@ -240,7 +240,7 @@ class DataPlane:
         limit_ms = self.timeout_ms(handle, timeout_ms)
         handle.acquire()
         try:
-            # asyncio's own timeout: ~5 µs per request against ~10 µs for anyio.move_on_after (uvloop, this machine).
+            # asyncio's own timeout: about half the cost of anyio.move_on_after per request (benchmarks/RESULTS.md).
             deadline = asyncio.timeout(limit_ms / 1000.0)
             try:
                 async with deadline:

@@ -158,7 +158,7 @@ class PredictionLog:
         self._in_flight = len(batch)
         try:
             rows = await anyio.to_thread.run_sync(lambda: [_row(p) for p in batch])
-            # A Core executemany on the table: the ORM's bulk insert spent ~40 % more CPU per record.
+            # A Core executemany on the table: the ORM's bulk insert spends more CPU per record (benchmarks/RESULTS.md).
             async with self.database.engine.begin() as connection:
                 await connection.execute(_INSERT, rows)
         except BaseException:

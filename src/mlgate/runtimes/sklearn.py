@@ -86,7 +86,8 @@ class SklearnRuntime(Runtime):
         out: dict[str, np.ndarray] = {}
         if self.split is not None and "predict" in wanted and "predict_proba" in wanted:
             # Both answers of a pipeline: its transforms once, then the final estimator's two methods, which
-            # is what Pipeline.predict and Pipeline.predict_proba each do (the same numbers, ~25 % less time).
+            # is what Pipeline.predict and Pipeline.predict_proba each do (the same numbers, less time; see
+            # benchmarks/RESULTS.md).
             transforms, final = self.split
             features = transforms.transform(x)
             return {"predict": np.asarray(final.predict(features)),
