@@ -41,6 +41,7 @@ _DUMMY_HASH = hash_key("mlg_000000000000_" + "0" * 43)
 
 
 class AuthMetrics:
+    """Prometheus series of authentication: refused credentials by reason (``mlgate_auth_failures_total``)."""
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.failures = Counter("mlgate_auth_failures", "Refused credentials, by reason.", ("reason",),

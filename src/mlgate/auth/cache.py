@@ -45,6 +45,7 @@ class CredentialCache(Generic[V]):
         """Bumped by every ``clear()``; a lookup passes the value it began with to ``put``."""
 
     def get(self, key: object) -> V | None:
+        """The cached value of ``key``, or None (also when the cache is off)."""
         return None if self._entries is None else self._entries.get(key)
 
     def put(self, key: object, value: V, generation: int) -> None:

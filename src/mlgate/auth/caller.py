@@ -22,12 +22,16 @@ __all__ = ["ROLE_ACTIONS", "Action", "Caller", "CallerKind", "Role", "matches", 
 
 
 class Action(enum.StrEnum):
+    """What a caller may do with a model: ``predict`` (inference, metadata), ``deploy`` (push, promote,
+    traffic, load/unload), ``admin`` (everything, users and keys included).
+    """
     PREDICT = "predict"
     DEPLOY = "deploy"
     ADMIN = "admin"
 
 
 class Role(enum.StrEnum):
+    """A user's role; it bounds the actions of the user's keys (``ROLE_ACTIONS``)."""
     USER = "user"
     DEPLOYER = "deployer"
     ADMIN = "admin"
@@ -41,6 +45,7 @@ ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
 
 
 class CallerKind(enum.StrEnum):
+    """How a caller authenticated: not at all, with an API key, or with an access token."""
     ANONYMOUS = "anonymous"
     KEY = "key"
     TOKEN = "token"
@@ -84,6 +89,7 @@ class Caller:
 
     @property
     def anonymous(self) -> bool:
+        """Whether the caller sent no credentials."""
         return self.kind is CallerKind.ANONYMOUS
 
     @property

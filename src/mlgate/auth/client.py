@@ -24,10 +24,14 @@ def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 
 class ClientAddressResolver:
+    """Resolves a request's client address through ``X-Forwarded-For`` when the TCP peer is one of
+    ``trusted_proxies`` (addresses or CIDR networks); with none configured the peer is the client.
+    """
     def __init__(self, trusted_proxies: Iterable[str] = ()) -> None:
         self.trusted: tuple[Network, ...] = tuple(ipaddress.ip_network(p, strict=False) for p in trusted_proxies)
 
     def is_trusted(self, address: str) -> bool:
+        """Whether ``address`` is in one of the trusted proxy networks."""
         ip = _ip(address)
         return ip is not None and any(ip in network for network in self.trusted)
 

@@ -34,6 +34,7 @@ def hash_key(key: str) -> str:
 
 
 def new_key() -> NewKey:
+    """A new API key: ``mlg_<12 hex>_<43 url-safe chars>`` (256 bits of secret), its public prefix and its hash."""
     prefix = f"{KEY_MARK}{secrets.token_hex(6)}"
     key = f"{prefix}_{secrets.token_urlsafe(32)}"
     return NewKey(key=key, prefix=prefix, secret_hash=hash_key(key))

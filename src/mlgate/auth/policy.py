@@ -52,6 +52,9 @@ class Policy:
         self.model_tiers = dict(model_tiers or {})
 
     def open_to_anonymous(self, model: str) -> bool:
+        """Whether anonymous callers may predict with ``model`` (setting ``anonymous_models`` or the manifest's
+        ``[access] anonymous``); never for an invalid name.
+        """
         if not is_valid_name(model):
             return False
         if matches(self.anonymous_models, model):
@@ -60,6 +63,7 @@ class Policy:
         return policy is not None and policy.anonymous
 
     def any_open_to_anonymous(self) -> bool:
+        """Whether any served model is open to anonymous callers."""
         return any(self.open_to_anonymous(name) for name in self.names())
 
     def check(self, caller: Caller, action: Action, model: str | None = None) -> None:

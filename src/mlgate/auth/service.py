@@ -32,6 +32,9 @@ log = structlog.get_logger("mlgate.auth")
 
 @dataclass(frozen=True)
 class SecurityService:
+    """Everything one app's security needs, built once by ``build_security``: settings, the identity store,
+    the token issuer, the authenticator, the policy and the rate limits.
+    """
     settings: Settings
     store: AuthStore
     tokens: TokenIssuer

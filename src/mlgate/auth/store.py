@@ -40,6 +40,7 @@ _USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 
 @dataclass(frozen=True)
 class UserInfo:
+    """A user as the policy sees it: role, whether active, groups and the models they grant."""
     id: int
     username: str
     role: Role
@@ -51,6 +52,7 @@ class UserInfo:
 
 @dataclass(frozen=True)
 class KeyInfo:
+    """An API key's public record (never its secret): prefix, owner, scope (models, actions), tier, dates."""
     id: int
     prefix: str
     name: str
@@ -64,6 +66,7 @@ class KeyInfo:
     last_used_at: datetime | None
 
     def usable(self, now: datetime) -> bool:
+        """Whether the key is neither revoked nor expired at ``now``."""
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
 
 
@@ -104,6 +107,7 @@ class AuthStore:
     # -- users and groups ---------------------------------------------------------------------------
 
     async def count_users(self, role: Role | None = None) -> int:
+        """How many users there are (of ``role``, when given)."""
         query = select(func.count()).select_from(User)
         if role is not None:
             query = query.where(User.role == role.value)
@@ -112,6 +116,9 @@ class AuthStore:
 
     async def create_user(self, username: str, password: str, role: Role | str = Role.USER,
                           groups: Sequence[str] = (), *, actor: Actor) -> UserInfo:
+        """Create a user (argon2-hashed password) in ``groups``; 400 for a bad name, role or password, 409 when
+        the name is taken. Audited as ``actor``.
+        """
         if not _USERNAME_RE.fullmatch(username):
             raise BadRequest("a username has 1-64 letters, digits, '.', '_', '@' or '-'", field="username")
         try:
@@ -137,6 +144,7 @@ class AuthStore:
         return found
 
     async def create_group(self, name: str, models: Iterable[str], *, actor: Actor) -> None:
+        """Create a group granting ``models`` (names or patterns) to its members; 409 when it exists."""
         if not _USERNAME_RE.fullmatch(name):
             raise BadRequest("a group name has 1-64 letters, digits, '.', '_', '@' or '-'", field="name")
         patterns = _patterns(models, "group models")
@@ -149,6 +157,7 @@ class AuthStore:
             raise Conflict(f"group '{name}' already exists", field="name") from None
 
     async def add_to_group(self, username: str, group: str, *, actor: Actor) -> None:
+        """Add ``username`` to ``group``; 404 when either is unknown."""
         async with self.database.session() as session:
             user = await self._user_row(session, username)
             (row,) = await self._groups(session, [group])
@@ -189,16 +198,19 @@ class AuthStore:
         return found
 
     async def list_users(self) -> list[UserInfo]:
+        """Every user, by name."""
         async with self.database.session() as session:
             rows = (await session.execute(select(User).order_by(User.username))).scalars().all()
             return [await self._user_info(session, row) for row in rows]
 
     async def get_user(self, username: str) -> UserInfo | None:
+        """The user named ``username``, or None."""
         async with self.database.session() as session:
             row = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
             return None if row is None else await self._user_info(session, row)
 
     async def get_user_by_id(self, user_id: int) -> UserInfo | None:
+        """The user with id ``user_id`` (an access token's subject), or None."""
         async with self.database.session() as session:
             row = await session.get(User, user_id)
             return None if row is None else await self._user_info(session, row)
@@ -253,6 +265,7 @@ class AuthStore:
             return made.key, _key_info(row, username)
 
     async def list_keys(self, username: str | None = None) -> list[KeyInfo]:
+        """Every API key (of ``username``, when given), oldest first, without secrets."""
         query = select(ApiKey, User.username).join(User, User.id == ApiKey.user_id).order_by(ApiKey.id)
         if username is not None:
             query = query.where(User.username == username)

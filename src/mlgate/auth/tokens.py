@@ -62,6 +62,7 @@ class TokenIssuer:
     ttl_s: int
 
     def issue(self, user_id: int, username: str) -> str:
+        """A signed access token (JWT, HS256) for the user, valid for ``ttl_s`` seconds from now."""
         now = int(time.time())
         claims = {"sub": str(user_id), "name": username, "iss": ISSUER, "aud": AUDIENCE, "iat": now,
                   "nbf": now, "exp": now + self.ttl_s, "jti": uuid.uuid4().hex}

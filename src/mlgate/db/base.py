@@ -24,6 +24,7 @@ NAMING_CONVENTION = {
 
 
 class Base(DeclarativeBase):
+    """The declarative base of every table, with a naming convention for constraints (stable migration names)."""
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
@@ -39,11 +40,13 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        """Refuse naive datetimes; store the value in UTC."""
         if value is not None and value.tzinfo is None:
             raise ValueError("naive datetime: pass a timezone-aware value")
         return value.astimezone(UTC) if value is not None else None
 
     def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        """Read back timezone-aware (UTC), whatever the backend kept."""
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value

@@ -47,6 +47,7 @@ class Database:
 
     @property
     def is_sqlite(self) -> bool:
+        """Whether the database is SQLite (no LISTEN/NOTIFY, one writer at a time)."""
         return self.url.get_backend_name() == "sqlite"
 
     @asynccontextmanager
@@ -56,6 +57,7 @@ class Database:
             yield session
 
     async def dispose(self) -> None:
+        """Close every pooled connection."""
         await self.engine.dispose()
 
 

@@ -39,6 +39,7 @@ class SchemaTooNew(RuntimeError):
 
 
 def alembic_config(url: str) -> Config:
+    """The Alembic configuration of mlgate's migrations against the database at ``url``."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", async_url(url).render_as_string(hide_password=False))
@@ -53,6 +54,7 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 
 def head_revision() -> str | None:
+    """The newest revision this release's migrations define."""
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 

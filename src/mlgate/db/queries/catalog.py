@@ -51,6 +51,7 @@ def version_key(version: str) -> tuple[int, int | str]:
 
 @dataclass(frozen=True, slots=True)
 class VersionInfo:
+    """One model version as the catalog records it: runtime, artifact, checksum, size, manifest, who and when."""
     name: str
     version: str
     runtime: str
@@ -89,6 +90,7 @@ class ModelInfo:
 
 @dataclass(frozen=True, slots=True)
 class CatalogSnapshot:
+    """Every model of the catalog as of change ``change_id``."""
     models: dict[str, ModelInfo]
     change_id: int
 
@@ -99,6 +101,9 @@ def _version(name: str, row: ModelVersionRecord) -> VersionInfo:
 
 
 class Catalog:
+    """The catalog's queries and changes; each change is one transaction that also writes the registry
+    change log (which replicas follow) and, with ``by``, the audit log.
+    """
     def __init__(self, database: Database) -> None:
         self.database = database
 
@@ -147,6 +152,7 @@ class Catalog:
     # -- reads --------------------------------------------------------------------------------------
 
     async def last_change(self) -> int:
+        """The id of the newest registry change (0 when none)."""
         async with self._session() as session:
             return int((await session.execute(select(func.max(RegistryChange.id)))).scalar() or 0)
 
@@ -301,6 +307,7 @@ class Catalog:
         return left, previous.version
 
     async def delete_alias(self, name: str, alias: str, *, by: Actor | None = None) -> None:
+        """Delete ``alias`` of ``name``; 404 when it has none."""
         async with self._session() as session:
             model = await self._model(session, name, lock=True)
             row = await session.get(ModelAlias, (model.id, alias))
@@ -334,6 +341,7 @@ class Catalog:
 
     async def update_model(self, name: str, *, log_sample_rate: float | None = None,
                            description: str | None = None, by: Actor | None = None) -> None:
+        """Change the model's tensor sample rate of the prediction log and/or its description."""
         async with self._session() as session:
             model = await self._model(session, name)
             if log_sample_rate is not None:

@@ -23,6 +23,7 @@ __all__ = ["PredictionFilter", "export_predictions", "query_predictions", "recor
 
 @dataclass(frozen=True, slots=True)
 class PredictionFilter:
+    """The filters of a prediction-log query (every field optional; all given ones must match)."""
     model: str | None = None
     version: str | None = None
     status: int | None = None
@@ -34,6 +35,7 @@ class PredictionFilter:
     caller: str | None = None
 
     def apply(self, stmt: Select[Any]) -> Select[Any]:
+        """``stmt`` with this filter's conditions on the prediction-log table."""
         t = PredictionRecord
         if self.model is not None:
             stmt = stmt.where(t.model == self.model)
@@ -55,6 +57,7 @@ class PredictionFilter:
 
 
 def record_json(r: PredictionRecord) -> dict[str, Any]:
+    """A prediction-log row as the REST API returns it."""
     return {"id": r.id, "at": r.at.isoformat(), "model": r.model, "version": r.version, "caller": r.caller,
             "status": r.status, "latency_ms": r.latency_ms, "batch_size": r.batch_size, "shadow": r.shadow,
             "request_id": r.request_id, "inputs": r.inputs, "outputs": r.outputs}

@@ -61,11 +61,13 @@ class UsageWindow:
     caller_key: str | None = None
 
     def bucket(self) -> ColumnElement[int]:
+        """The bucket index of each row: whole ``step_s`` steps since the window's start."""
         t = PredictionRecord
         start = int(self.start.timestamp())
         return ((epoch_s(t.at) - literal(start, BigInteger())) // literal(self.step_s, BigInteger())).label("bucket")
 
     def where(self, stmt: Select[Any], *, shadow: bool = False) -> Select[Any]:
+        """``stmt`` restricted to the window's rows (time range, shadow or not, model, caller)."""
         t = PredictionRecord
         stmt = stmt.select_from(t).where(t.at >= self.start, t.at < self.end, t.shadow.is_(shadow))
         if self.model is not None:

@@ -39,6 +39,7 @@ class Actor:
 
 
 class AuditEntry(Base):
+    """One audited change: who (actor, client address, request id), what (action, target) and when."""
     __tablename__ = "audit_log"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

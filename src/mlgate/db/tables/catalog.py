@@ -24,6 +24,7 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class ModelRecord(Base):
+    """A model of the catalog (the database-backed model registry) and its per-model settings."""
     __tablename__ = "models"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -34,6 +35,7 @@ class ModelRecord(Base):
 
 
 class ModelVersionRecord(Base):
+    """An immutable version of a model: runtime, artifact URI and checksum, manifest."""
     __tablename__ = "model_versions"
     __table_args__ = (UniqueConstraint("model_id", "version", name="uq_model_versions_model_id_version"),)
 
@@ -50,6 +52,7 @@ class ModelVersionRecord(Base):
 
 
 class ModelAlias(Base):
+    """A name (``production``, ``staging``...) pointing at a version of a model."""
     __tablename__ = "model_aliases"
 
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), primary_key=True)
@@ -59,6 +62,7 @@ class ModelAlias(Base):
 
 
 class AliasHistory(Base):
+    """Where an alias pointed before, newest last (what rollback goes back to)."""
     __tablename__ = "model_alias_history"
     __table_args__ = (Index("ix_model_alias_history_model_id_alias", "model_id", "alias", "id"),)
 
@@ -83,6 +87,7 @@ class ModelTraffic(Base):
 
 
 class RegistryChange(Base):
+    """The change log: one row per catalog change, which replicas follow (``mlgate.catalog.follower``)."""
     __tablename__ = "registry_changes"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -18,6 +18,7 @@ __all__ = ["ApiKey", "Group", "GroupMember", "User"]
 
 
 class User(Base):
+    """A user: name, argon2 password hash, role, active or not."""
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -30,6 +31,7 @@ class User(Base):
 
 
 class Group(Base):
+    """A group of users and the model names or patterns it grants."""
     __tablename__ = "user_groups"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -39,6 +41,7 @@ class Group(Base):
 
 
 class GroupMember(Base):
+    """A user's membership of a group."""
     __tablename__ = "user_group_members"
 
     group_id: Mapped[int] = mapped_column(ForeignKey("user_groups.id", ondelete="CASCADE"), primary_key=True)
@@ -46,6 +49,7 @@ class GroupMember(Base):
 
 
 class ApiKey(Base):
+    """An API key: public prefix, secret hash, owner, scope (models, actions), tier, expiry, revocation."""
     __tablename__ = "api_keys"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -13,6 +13,7 @@ __all__ = ["ServerMeta"]
 
 
 class ServerMeta(Base):
+    """Server-wide key/value facts (e.g. when the schema was first created)."""
     __tablename__ = "server_meta"
 
     key: Mapped[str] = mapped_column(String(128), primary_key=True)

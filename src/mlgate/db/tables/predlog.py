@@ -20,6 +20,9 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class PredictionRecord(Base):
+    """One request in the prediction log: model, version, caller, status, latency (ms), batch size,
+    request id, shadow or not, and the sampled input/output tensors (JSON).
+    """
     __tablename__ = "prediction_log"
     __table_args__ = (Index("ix_prediction_log_model_at", "model", "at"),)
 
