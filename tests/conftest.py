@@ -50,6 +50,19 @@ from tests.services import (  # noqa: F401 - fixtures
 configure_logging("info", "json")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under ``--dist loadgroup`` (pyproject's addopts) each test module runs on one xdist worker.
+
+    Many modules start a server, a browser or an app once per module; keeping a module on one worker starts it
+    once. A module that shares something costly with others names a wider group itself
+    (``pytest.mark.xdist_group("embeddings")``: the three modules that load all-MiniLM-L6-v2).
+    """
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+
+
 class OncePerPasswordHash(PasswordHash):
     """argon2id as shipped, but each distinct password is hashed once per test process.
 
