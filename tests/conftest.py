@@ -14,9 +14,9 @@ registry's security without that help.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -25,17 +25,63 @@ from typing import Any
 
 import httpx
 import pytest
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
 
 from mlgate.app import create_app
-from mlgate.auth import Actor
+from mlgate.auth import Actor, passwords
 from mlgate.logs import configure_logging
 from mlgate.model.examples import build_examples, missing_requirement
 from mlgate.settings import Settings
 from tests.processes import ADMIN_PASSWORD, ADMIN_USERNAME, serve_process
-from tests.services import database_url, postgres_url, redis_url, sqlite_url  # noqa: F401 - fixtures
+from tests.services import (  # noqa: F401 - fixtures
+    database_url,
+    empty_database_url,
+    empty_postgres_url,
+    empty_sqlite_url,
+    postgres_template,
+    postgres_url,
+    prepare_database,
+    redis_url,
+    sqlite_url,
+)
 
 # Route structlog through the standard library, as `mlgate serve` does, so caplog sees every line.
 configure_logging("info", "json")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under ``--dist loadgroup`` (pyproject's addopts) each test module runs on one xdist worker.
+
+    Many modules start a server, a browser or an app once per module; keeping a module on one worker starts it
+    once. A module that shares something costly with others names a wider group itself
+    (``pytest.mark.xdist_group("embeddings")``: the three modules that load all-MiniLM-L6-v2).
+    """
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+
+
+class OncePerPasswordHash(PasswordHash):
+    """argon2id as shipped, but each distinct password is hashed once per test process.
+
+    An argon2 hash costs ~0.6 s here on purpose, and the suite creates dozens of users with the same few test
+    passwords. Every hash is still a real argon2id PHC string and every sign-in still verifies against it;
+    only the salt is shared between users of the same password, which no test observes.
+    """
+
+    @functools.cache  # noqa: B019 - one instance, alive for the whole session
+    def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
+        return super().hash(password, salt=salt)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _argon2_once_per_password() -> Iterator[None]:
+    hasher = OncePerPasswordHash((Argon2Hasher(),))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(passwords, "_hasher", lambda: hasher)
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -134,14 +180,13 @@ class RegistryAuth(httpx.Auth):
 @asynccontextmanager
 async def serve_app(repository: Path, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
     """The real app with its lifespan run, behind an httpx client speaking HTTP to it in-process."""
-    if "data_dir" not in settings:
-        settings["data_dir"] = Path(tempfile.mkdtemp(prefix="mlgate-data-"))
     settings.setdefault("anonymous_models", ["*"])
     # No anonymous rate limit here: rollout and prediction-log tests send hundreds of requests. The limits
     # themselves are tested through tests/secure.py and with explicit tiers.
     settings.setdefault("rate_limit_tiers", {"anonymous": {"requests": "", "rows": ""}})
     settings.setdefault("admin_username", ADMIN_USERNAME)
     settings.setdefault("admin_password", ADMIN_PASSWORD)
+    prepare_database(settings)  # a copy of a migrated template, with the first admin already made
     app = create_app(Settings(model_repository=repository, **settings))
     async with app.router.lifespan_context(app):
         key, _ = await app.state.mlgate.security.store.create_key(

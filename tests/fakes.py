@@ -1,8 +1,18 @@
-"""Tiny real models for the python runtime, written into model directories by the tests."""
+"""Tiny real models: Python-runtime sources written into model directories by the tests, and fakes that are
+real ``Runtime`` subclasses (no files, no framework) for unit tests of the data plane and the registry."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from mlgate.errors import ModelLoadError
+from mlgate.model.manifest import ModelManifest
+from mlgate.runtimes.base import Batch, Runtime
 
 SUM_MODEL = '''
 import numpy as np
@@ -136,3 +146,81 @@ def open_gate(model_dir: Path) -> None:
 def started(model_dir: Path) -> list[tuple[int, int]]:
     """(pid, first value) of each call the gated model started."""
     return sorted((int(p.name.split("-")[1]), int(p.name.split("-")[2])) for p in model_dir.glob("started-*"))
+
+
+# -- fakes as real Runtime subclasses, for unit tests of the data plane and the registry ------------------
+# Registered under "fake-*" names by ``fake_runtimes`` (tests/inference/conftest.py), so the registry loads
+# them through its real path (runtime_class, load on a worker thread, hooks) from a manifest.
+
+class FakeRuntime(Runtime):
+    """Base of the fakes: nothing to read from disk; ``loads`` and ``unloads`` count the calls."""
+
+    name: ClassVar[str] = "fake"
+    platform: ClassVar[str] = "fake"
+
+    def load(self) -> None:
+        self.loads = getattr(self, "loads", 0) + 1
+
+    def unload(self) -> None:
+        self.unloads = getattr(self, "unloads", 0) + 1
+
+    def predict(self, batch: Batch, parameters: Mapping[str, Any]) -> Batch:
+        raise NotImplementedError
+
+
+class SumRuntime(FakeRuntime):
+    """``sum`` = row sums of ``x`` [-1, 3] times ``parameters["scale"]`` (default 1)."""
+
+    def predict(self, batch: Batch, parameters: Mapping[str, Any]) -> Batch:
+        return {"sum": batch["x"].sum(axis=1) * float(parameters.get("scale", 1.0))}
+
+
+class SlowRuntime(SumRuntime):
+    """``SumRuntime`` that blocks until its ``gate`` event is set (at most 30 s); ``started`` is set on entry."""
+
+    def load(self) -> None:
+        super().load()
+        self.gate = threading.Event()
+        self.started = threading.Event()
+
+    def predict(self, batch: Batch, parameters: Mapping[str, Any]) -> Batch:
+        self.started.set()
+        self.gate.wait(30)
+        return super().predict(batch, parameters)
+
+
+class ErrorRuntime(FakeRuntime):
+    """Raises an exception whose message must never reach a caller."""
+
+    def predict(self, batch: Batch, parameters: Mapping[str, Any]) -> Batch:
+        raise RuntimeError("secret internal detail /srv/models/boom.py line 3")
+
+
+class WrongBatchRuntime(FakeRuntime):
+    """Answers one row whatever the batch size (a model bug the data plane must catch)."""
+
+    def predict(self, batch: Batch, parameters: Mapping[str, Any]) -> Batch:
+        return {"sum": np.zeros(1)}
+
+
+class FailingLoadRuntime(FakeRuntime):
+    def load(self) -> None:
+        raise ModelLoadError("the artifact is corrupt")
+
+
+FAKE_RUNTIMES = {
+    "fake-sum": "tests.fakes:SumRuntime",
+    "fake-slow": "tests.fakes:SlowRuntime",
+    "fake-error": "tests.fakes:ErrorRuntime",
+    "fake-wrong-batch": "tests.fakes:WrongBatchRuntime",
+    "fake-failing-load": "tests.fakes:FailingLoadRuntime",
+}
+"""Runtime names of the fakes, as ``mlgate.runtimes.RUNTIMES`` entries (module:class)."""
+
+
+def fake_manifest(name: str = "sum", runtime: str = "fake-sum", version: str = "1", **fields: Any) -> ModelManifest:
+    """A manifest for a fake: input ``x`` FP64 [-1, 3], output ``sum`` FP64 [-1]."""
+    return ModelManifest.model_validate({
+        "name": name, "version": version, "runtime": runtime, "artifact": "none",
+        "inputs": [{"name": "x", "datatype": "FP64", "shape": [-1, 3]}],
+        "outputs": [{"name": "sum", "datatype": "FP64", "shape": [-1]}], **fields})

@@ -7,7 +7,6 @@ users and keys exactly as the CLI does and then call the API with them.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from sklearn.datasets import load_breast_cancer
 from mlgate.app import create_app
 from mlgate.auth import Actor, AuthStore, Role
 from mlgate.settings import Settings
+from tests.services import prepare_database
 
 TEST_ACTOR = Actor("test", client="local")
 PASSWORD = "correct horse battery"
@@ -55,7 +55,8 @@ class SecureApp:
 
 @asynccontextmanager
 async def secure_app(repository: Path, **settings: Any) -> AsyncIterator[SecureApp]:
-    data_dir = Path(settings.pop("data_dir", None) or tempfile.mkdtemp(prefix="mlgate-sec-"))
+    prepare_database(settings)  # a copy of a migrated template
+    data_dir = Path(settings.pop("data_dir"))
     app = create_app(Settings(model_repository=repository, data_dir=data_dir, **settings))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

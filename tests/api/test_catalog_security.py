@@ -25,7 +25,6 @@ from mlgate.catalog.push import loaded_as, push_archive
 from mlgate.catalog.store import ArtifactStore
 from mlgate.cli.main import app as cli
 from mlgate.db.engine import Database
-from mlgate.db.migrate import upgrade
 from mlgate.db.queries.catalog import Catalog
 from mlgate.db.tables.audit import AuditEntry
 from mlgate.errors import Forbidden
@@ -34,6 +33,7 @@ from mlgate.model.manifest import ModelManifest
 from tests.processes import admin_key, serve_process
 from tests.registry_helpers import API, ZEROS, versioned_model
 from tests.secure import SecureApp, bearer, secure_app, v2_body
+from tests.services import migrated_sqlite
 
 pytestmark = pytest.mark.anyio
 
@@ -216,8 +216,7 @@ async def test_a_pickle_pushed_without_the_deploy_right_is_refused_and_nothing_r
 async def test_push_checks_every_archive_file_before_storing_or_recording(tmp_path: Path) -> None:
     """The push path's own check (``check_file`` = ``Policy.check_artifact``), below the route's: a caller
     without deploy on the model is refused for a pickle, and neither the store nor the catalog changes."""
-    url = f"sqlite+aiosqlite:///{tmp_path}/registry.db"
-    await anyio.to_thread.run_sync(upgrade, url)
+    url = migrated_sqlite(tmp_path / "registry.db")
     database = Database(url)
     catalog = Catalog(database)
     store = ArtifactStore(str(tmp_path / "artifacts"), tmp_path / "cache", max_unpacked_bytes=10_000_000)
@@ -296,8 +295,7 @@ def test_a_tar_member_link_named_like_a_pickle_is_checked_too(tmp_path: Path) ->
         seen.append(path)
 
     async def main() -> None:
-        url = f"sqlite+aiosqlite:///{tmp_path}/registry.db"
-        await anyio.to_thread.run_sync(upgrade, url)
+        url = migrated_sqlite(tmp_path / "registry.db")
         database = Database(url)
         store = ArtifactStore(str(tmp_path / "artifacts"), tmp_path / "cache", max_unpacked_bytes=10_000_000)
         try:

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import update
 
 from mlgate.auth import Role
+from mlgate.auth import authenticator as authenticator_module
 from mlgate.auth.authenticator import Authenticator
 from mlgate.db.tables.identity import ApiKey
 from tests.processes import serve_process
@@ -170,14 +171,18 @@ async def test_changes_reach_another_server_within_two_seconds(
                 assert await _refused_within(other, root_key, "/api/v1/keys?user=bob", 403) < AGREE_WITHIN_S
 
 
-async def test_a_cached_key_still_expires_on_time(examples_repo: Path) -> None:
+async def test_a_cached_key_still_expires_on_time(examples_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The authenticator's clock is moved to the key's expiry instead of waiting for it in real time."""
     async with secure_app(examples_repo, auth_cache_ttl_s=300) as sec:
         await sec.user("alice")
-        expires_at = datetime.now(UTC) + timedelta(seconds=2)
+        expires_at = datetime.now(UTC) + timedelta(hours=1)
         key = await sec.key("alice", expires_at=expires_at)
         assert await _infer(sec.client, key) == 200
         assert len(_authenticator(sec).keys) == 1
-        await anyio.sleep((expires_at - datetime.now(UTC)).total_seconds() + 0.1)
+        monkeypatch.setattr(authenticator_module, "utcnow", lambda: expires_at - timedelta(microseconds=1))
+        assert await _infer(sec.client, key) == 200  # the last instant before the expiry, from the cache
+        assert len(_authenticator(sec).keys) == 1
+        monkeypatch.setattr(authenticator_module, "utcnow", lambda: expires_at)
         assert await _infer(sec.client, key) == 401
 
 

@@ -24,7 +24,8 @@ from mlgate.errors import BadRequest, Conflict, NotFound
 ACTOR = Actor("cli:tester", client="local", request_id="r-1")
 
 
-def test_migrations_create_exactly_the_tables_the_models_declare(database_url: str) -> None:
+def test_migrations_create_exactly_the_tables_the_models_declare(empty_database_url: str) -> None:
+    database_url = empty_database_url
     upgrade(database_url)
 
     async def diff() -> list[object]:
@@ -40,7 +41,6 @@ def test_migrations_create_exactly_the_tables_the_models_declare(database_url: s
 
 
 def test_users_groups_keys_and_their_audit_trail(database_url: str) -> None:
-    upgrade(database_url)
 
     async def scenario() -> None:
         database = Database(database_url)

@@ -13,7 +13,8 @@ from mlgate.db.migrate import current_revision, head_revision, upgrade
 from mlgate.db.tables.meta import ServerMeta
 
 
-def test_upgrade_creates_the_schema_and_is_idempotent(database_url: str) -> None:
+def test_upgrade_creates_the_schema_and_is_idempotent(empty_database_url: str) -> None:
+    database_url = empty_database_url
     assert asyncio.run(current_revision(database_url)) is None
     upgrade(database_url)
     assert asyncio.run(current_revision(database_url)) == head_revision()
@@ -34,7 +35,8 @@ def test_upgrade_creates_the_schema_and_is_idempotent(database_url: str) -> None
     assert asyncio.run(round_trip()) == "test"
 
 
-def test_cli_db_upgrade(database_url: str) -> None:
+def test_cli_db_upgrade(empty_database_url: str) -> None:
+    database_url = empty_database_url
     result = CliRunner().invoke(app, ["db", "upgrade", "--database-url", database_url])
     assert result.exit_code == 0, result.output
     assert "(empty) ->" in result.output and str(head_revision()) in result.output

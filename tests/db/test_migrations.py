@@ -13,7 +13,8 @@ from mlgate.db.base import Base
 from mlgate.db.migrate import upgrade
 
 
-def test_migrations_match_the_models(database_url: str) -> None:
+def test_migrations_match_the_models(empty_database_url: str) -> None:
+    database_url = empty_database_url
     upgrade(database_url)
 
     async def diff() -> list[object]:

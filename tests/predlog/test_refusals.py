@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from mlgate.db.engine import Database
 from mlgate.db.tables.predlog import PredictionRecord
-from tests.secure import bearer, secure_app, v2_body
+from tests.secure import SecureApp, bearer, secure_app, v2_body
 
 pytestmark = pytest.mark.anyio
 
@@ -29,6 +29,15 @@ async def _records(database: Database, n: int, timeout_s: float = 10.0) -> list[
             if len(rows) >= n:
                 return rows
             await anyio.sleep(0.05)
+
+
+async def _written(sec: SecureApp) -> list[PredictionRecord]:
+    """Every record the requests so far produced: closing the log writes each buffered one, and the requests
+    recorded theirs before they answered, so no record can come later (no waiting for one that never comes)."""
+    predlog = sec.app.state.mlgate.control.predlog
+    assert predlog is not None
+    await predlog.close()
+    return await _records(sec.app.state.mlgate.database, 0)
 
 
 def _summary(rows: list[PredictionRecord]) -> list[tuple[Any, ...]]:
@@ -58,9 +67,7 @@ async def test_429_and_bad_input_are_logged_once_and_unknown_models_never(exampl
         # No credentials, wrong credentials: 401, never a row.
         assert (await sec.client.post(INFER, json=v2_body())).status_code == 401
         assert (await sec.client.post(INFER, json=v2_body(), headers=bearer("mlg_000000000000_x"))).status_code == 401
-        rows = await _records(sec.app.state.mlgate.database, 4)
-        await anyio.sleep(0.3)  # anything else would have been written by now
-        rows = await _records(sec.app.state.mlgate.database, 4)
+        rows = await _written(sec)
         assert _summary(rows) == [("breast-cancer", 200, caller), ("breast-cancer", 400, caller),
                                   ("breast-cancer", 200, caller), ("breast-cancer", 429, caller)]
         limited = rows[3]
@@ -79,8 +86,6 @@ async def test_a_429_on_rows_inside_the_data_plane_is_logged_once(examples_repo:
         for _ in range(2):
             response = await sec.client.post(INFER, json=v2_body(), headers=bearer(key))  # 3 rows > 2
             assert response.status_code == 429
-        await _records(sec.app.state.mlgate.database, 2)
-        await anyio.sleep(0.3)
-        rows = await _records(sec.app.state.mlgate.database, 2)
+        rows = await _written(sec)
         assert [r.status for r in rows] == [429, 429]
         assert all(r.version is not None for r in rows)

@@ -19,7 +19,6 @@ import pytest
 
 from mlgate.auth import Role
 from mlgate.db.engine import Database
-from mlgate.db.migrate import upgrade
 from mlgate.predlog.usage import UsageReport, UsageRow, usage_report
 from mlgate.predlog.writer import Prediction, PredictionLog
 from mlgate.web.playground import templates
@@ -56,7 +55,7 @@ def _records(n: int, seed: int = 7) -> list[Prediction]:
 
 
 async def _write(url: str, records: list[Prediction]) -> Database:
-    await anyio.to_thread.run_sync(upgrade, url)
+    """Write ``records`` through the prediction log into the (migrated) database at ``url``."""
     database = Database(url)
     writer = PredictionLog(database, buffer_size=10_000, batch_size=200, interval_s=0.01, default_sample_rate=0.0)
     writer.start()

@@ -1,13 +1,18 @@
-"""Web fixtures: a model whose labels, features and description hold HTML, and a repository with it."""
+"""Web fixtures: a model whose labels, features and description hold HTML, a repository with it, and one app
+per test module for the modules whose tests only read (the docs pages and the OpenAPI document: ``client``
+overrides the per-test app of tests/conftest.py; tests that change state start their own app)."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from tests.conftest import serve_app
 from tests.fakes import TEXT_MODEL, write_python_model
 
 HTML_LABELS = ['<b id="bold">bold</b>', '<img src=x onerror="window.__xss=1">']
@@ -77,3 +82,15 @@ def web_repo(examples_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> P
                        '[[inputs]]\nname = "x"\ndatatype = "FP32"\nshape = [-1, 1]\n',
                        '[[outputs]]\nname = "y"\ndatatype = "FP32"\nshape = [-1]\n')
     return root
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    """Module scope, so that the module-scoped ``client`` and the tests run on one event loop."""
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+async def client(examples_repo: Path) -> AsyncIterator[httpx.AsyncClient]:
+    async with serve_app(examples_repo) as c:
+        yield c
