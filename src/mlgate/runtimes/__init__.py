@@ -17,6 +17,7 @@ RUNTIMES: dict[str, str] = {
     "sklearn": "mlgate.runtimes.sklearn:SklearnRuntime",
     "onnx": "mlgate.runtimes.onnx:OnnxRuntime",
     "python": "mlgate.runtimes.python:PythonRuntime",
+    "keras": "mlgate.runtimes.keras:KerasRuntime",
     "mlflow_pyfunc": "mlgate.runtimes.mlflow_pyfunc:MlflowPyfuncRuntime",
     "sentence-transformers": "mlgate.runtimes.sentence_transformers:SentenceTransformersRuntime",
 }
