@@ -18,6 +18,7 @@ RUNTIMES: dict[str, str] = {
     "onnx": "mlgate.runtimes.onnx:OnnxRuntime",
     "python": "mlgate.runtimes.python:PythonRuntime",
     "keras": "mlgate.runtimes.keras:KerasRuntime",
+    "torch": "mlgate.runtimes.torch:TorchRuntime",
     "mlflow_pyfunc": "mlgate.runtimes.mlflow_pyfunc:MlflowPyfuncRuntime",
     "sentence-transformers": "mlgate.runtimes.sentence_transformers:SentenceTransformersRuntime",
 }
