@@ -19,6 +19,8 @@ RUNTIMES: dict[str, str] = {
     "python": "mlgate.runtimes.python:PythonRuntime",
     "keras": "mlgate.runtimes.keras:KerasRuntime",
     "torch": "mlgate.runtimes.torch:TorchRuntime",
+    "xgboost": "mlgate.runtimes.xgboost:XGBoostRuntime",
+    "lightgbm": "mlgate.runtimes.lightgbm:LightGBMRuntime",
     "mlflow_pyfunc": "mlgate.runtimes.mlflow_pyfunc:MlflowPyfuncRuntime",
     "sentence-transformers": "mlgate.runtimes.sentence_transformers:SentenceTransformersRuntime",
 }
