@@ -21,6 +21,7 @@ RUNTIMES: dict[str, str] = {
     "torch": "mlgate.runtimes.torch:TorchRuntime",
     "xgboost": "mlgate.runtimes.xgboost:XGBoostRuntime",
     "lightgbm": "mlgate.runtimes.lightgbm:LightGBMRuntime",
+    "tensorflow": "mlgate.runtimes.tensorflow:TensorFlowRuntime",
     "mlflow_pyfunc": "mlgate.runtimes.mlflow_pyfunc:MlflowPyfuncRuntime",
     "sentence-transformers": "mlgate.runtimes.sentence_transformers:SentenceTransformersRuntime",
 }
