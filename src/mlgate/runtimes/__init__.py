@@ -22,6 +22,7 @@ RUNTIMES: dict[str, str] = {
     "xgboost": "mlgate.runtimes.xgboost:XGBoostRuntime",
     "lightgbm": "mlgate.runtimes.lightgbm:LightGBMRuntime",
     "tensorflow": "mlgate.runtimes.tensorflow:TensorFlowRuntime",
+    "transformers": "mlgate.runtimes.transformers:TransformersRuntime",
     "mlflow_pyfunc": "mlgate.runtimes.mlflow_pyfunc:MlflowPyfuncRuntime",
     "sentence-transformers": "mlgate.runtimes.sentence_transformers:SentenceTransformersRuntime",
 }
