@@ -4,8 +4,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.installed-docs
-# Extras installed with mlgate; `make install EXTRAS=test` leaves out the embeddings (PyTorch) runtime.
-EXTRAS ?= test,embeddings
+# Extras installed with mlgate: what the tests and the examples need (embeddings for minilm, keras for digits-cnn;
+# the tests also serve TensorFlow, XGBoost, LightGBM and transformers models). `make install EXTRAS=test` leaves
+# out every PyTorch-based runtime.
+EXTRAS ?= test,embeddings,keras,tensorflow,xgboost,lightgbm,transformers
 
 .PHONY: install serve test lint check docs clean
 
@@ -14,7 +16,7 @@ EXTRAS ?= test,embeddings
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	case ",$(EXTRAS)," in *,embeddings,*) $(PY) -m pip install --quiet torch==2.13.0 ;; esac
+	case ",$(EXTRAS)," in *,embeddings,*|*,keras,*|*,transformers,*) $(PY) -m pip install --quiet torch==2.13.0 ;; esac
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 

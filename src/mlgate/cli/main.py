@@ -196,8 +196,9 @@ def build(
     directory: Annotated[Path, typer.Argument(help="Where to write the model directories.")],
     force: Annotated[bool, typer.Option("--force", help="Rebuild models that already exist.")] = False,
 ) -> None:
-    """Build the example models: breast-cancer and digits, trained on scikit-learn's bundled data sets, and
-    minilm (sentence embeddings) when the embeddings extra is installed."""
+    """Build the example models: breast-cancer and digits, trained on scikit-learn's bundled data sets,
+    digits-cnn (a Keras CNN on the same digits) when the keras extra is installed, and minilm (sentence
+    embeddings) when the embeddings extra is installed."""
     from mlgate.model.examples import build_examples
 
     dirs = build_examples(directory, force=force, progress=lambda line: out.print(escape(line)))

@@ -14,7 +14,8 @@ Seams for what attaches to a model (dynamic batching, worker processes, metrics,
 - ``ModelHook.on_load`` runs after a model loaded and before it turns READY; ``on_unload`` before the
   runtime is released. Hooks run in the order given.
 - A manifest with ``instances > 0`` is loaded by worker processes (``mlgate.inference.engine`` hook), not here: its
-  runtime object is built but not loaded in this process, and the hook fills in its signature.
+  runtime object is built but not loaded in this process, and the hook fills in its signature. So is a model
+  whose runtime says it cannot run in this process (``Runtime.own_process``, e.g. Keras on another backend).
 """
 
 from __future__ import annotations
@@ -227,6 +228,14 @@ class ModelRegistry:
         assert handle.manifest is not None
         try:
             runtime = runtime_class(handle.manifest.runtime)(handle.manifest, handle.directory)
+            if handle.manifest.device != "cpu" and not runtime.cuda:
+                raise ModelLoadError(f"device {handle.manifest.device!r}: the {runtime.name} runtime runs on the "
+                                     "CPU only; set device = \"cpu\"")
+            reason = None if handle.manifest.instances else runtime.own_process()
+            if reason is not None:  # one worker process runs it (mlgate.inference.engine starts it)
+                log.info("model runs in its own worker process", model=handle.name, version=handle.version,
+                         reason=reason)
+                handle.manifest = runtime.manifest = handle.manifest.model_copy(update={"instances": 1})
             if not handle.manifest.instances:  # else its worker processes load it (mlgate.inference.engine)
                 runtime.load()
         except ModelLoadError as exc:

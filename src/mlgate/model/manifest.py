@@ -38,7 +38,8 @@ drawing pad (``ImagePreprocessing``)::
     value_range = [0.0, 16.0]
     invert = true
 
-Inference engine keys: ``instances`` (worker processes, 0 = in this process), ``timeout_ms`` (the
+Inference engine keys: ``instances`` (worker processes, 0 = in this process), ``device`` (``cpu``, ``cuda``
+or ``cuda:N``, for the runtimes that run on a GPU: keras, torch, tensorflow, xgboost, transformers), ``timeout_ms`` (the
 model's request timeout) and, under ``[batching]``, ``preferred_batch_sizes`` and ``max_queue_size``.
 
 A manifest can open its model to callers without credentials and set its own rate limits::
@@ -199,7 +200,7 @@ class ModelManifest(BaseModel):
 
     name: str = Field(pattern=NAME_PATTERN)
     version: str = Field(default="1", pattern=NAME_PATTERN)
-    runtime: str = Field(min_length=1, description="sklearn, onnx, python or sentence-transformers")
+    runtime: str = Field(min_length=1, description="e.g. sklearn, onnx, keras (mlgate.runtimes.RUNTIMES)")
     artifact: str = Field(min_length=1, description="Path of the artifact, relative to the model dir.")
     description: str = Field(default="", max_length=MAX_DESCRIPTION_CHARS)
     inputs: tuple[TensorSpec, ...] = ()
@@ -209,6 +210,10 @@ class ModelManifest(BaseModel):
     instances: int = Field(
         default=0, ge=0, le=64,
         description="Worker processes that run the model, each loading it; 0: run it in the server process.",
+    )
+    device: str = Field(
+        default="cpu", pattern=r"^(cpu|cuda(:[0-9]{1,2})?)$",
+        description="Where the model runs: cpu, cuda (the first GPU) or cuda:N; each instance on that device.",
     )
     timeout_ms: float | None = Field(
         default=None, gt=0,

