@@ -10,12 +10,12 @@ sets it, so the processes do not oversubscribe the cores. Prometheus metrics are
 ``PROMETHEUS_MULTIPROC_DIR`` (see ``mlgate.metrics``), removed when the server stops.
 
 Stopping (``GracefulExit``), in each HTTP process: the first SIGTERM or SIGINT turns readiness off
-(``DataPlane.drain``: 503 on ``/v2/health/ready``) while the server goes on serving for ``drain_s`` seconds,
-every answer with ``Connection: close`` so that clients and load balancers leave it; then uvicorn stops
-listening, lets the requests in flight finish (at most ``shutdown_timeout_s``), and the lifespan's shutdown
-closes the batchers (their queues are empty by then) and writes the prediction log's buffer before the
-process exits. A second signal ends the drain at once. Under ``--workers N`` the parent passes SIGTERM on to
-every process, and each drains the same way.
+(``DataPlane.drain``: 400, "not ready", on ``/v2/health/ready``) while the server goes on serving for
+``drain_s`` seconds, every answer with ``Connection: close`` so that clients and load balancers leave it;
+then uvicorn stops listening, lets the requests in flight finish (at most ``shutdown_timeout_s``), and the
+lifespan's shutdown closes the batchers (their queues are empty by then) and writes the prediction log's
+buffer before the process exits. A second signal ends the drain at once. Under ``--workers N`` the parent
+passes SIGTERM on to every process, and each drains the same way.
 """
 
 from __future__ import annotations
@@ -83,9 +83,10 @@ def _graceful_app(settings: Settings) -> ASGIApp:
 class GracefulExit:
     """This process's SIGTERM/SIGINT handler: drain first, then hand the signal to uvicorn's own handler.
 
-    First signal: ``stopping.drain()`` (readiness 503, serving goes on), and after ``drain_s`` seconds the
-    signal goes to the handler that was installed before (uvicorn's: stop listening, finish the requests in
-    flight, run the lifespan's shutdown). A second signal during the drain is passed on at once.
+    First signal: ``stopping.drain()`` (not ready: 400 on /v2/health/ready; serving goes on), and after
+    ``drain_s`` seconds the signal goes to the handler that was installed before (uvicorn's: stop listening,
+    finish the requests in flight, run the lifespan's shutdown). A second signal during the drain is passed
+    on at once.
     Install it from inside the running event loop.
     """
 

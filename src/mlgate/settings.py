@@ -104,8 +104,8 @@ class Settings(BaseSettings):
     )
     drain_s: float = Field(
         default=0.0, ge=0, le=3600,
-        description="On SIGTERM (or Ctrl-C), answer 503 on /v2/health/ready but go on serving for this many "
-        "seconds, with `Connection: close` on each answer, so load balancers take the server out of rotation "
+        description="On SIGTERM (or Ctrl-C), answer not ready (400) on /v2/health/ready but go on serving for this "
+        "many seconds, with `Connection: close` on each answer, so load balancers take the server out of rotation "
         "before it stops listening; a second signal ends the drain early. Set it above the balancer's "
         "detection time (HAProxy: inter x fall; Kubernetes: periodSeconds x failureThreshold).",
     )

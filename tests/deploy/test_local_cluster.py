@@ -6,7 +6,9 @@ One scenario, in order, while four clients send a steady, bounded stream of V2 r
 
 1. rolling restart of every replica (SIGTERM, drain, start, back in rotation): 0 failed requests;
 2. promote and roll back through the balancer: 0 failed, no answer from a version that was not live;
-3. SIGKILL of one replica: failed requests at most those in flight at that moment; detection and recovery times;
+3. SIGKILL of one replica while six 2-second requests are in flight across the replicas: failed requests at
+   most those in flight at that moment and those sent before HAProxy saw it down, none after; detection and
+   recovery times;
 4. the database connection cut for 3 s: serving goes on, every prediction-log record of that time is written
    once the database is back, and the catalog follower reconnects (a promote reaches every replica);
 then, without load: a key revoked on one replica is refused on all three within 1 s, and a rate limit is
@@ -38,7 +40,7 @@ import httpx
 import pytest
 
 from mlgate.model.archives import pack_to_bytes
-from tests.fakes import sum_model
+from tests.fakes import sum_model, write_python_model
 from tests.registry_helpers import API, ZEROS, versioned_model
 from tests.tcp_proxy import TcpProxy
 
@@ -49,6 +51,14 @@ CLIENTS = 4
 PAUSE_S = 0.05  # between two requests of one client
 MAX_REQUESTS = 20_000
 RATE_LIMIT = 20
+NAP_MODEL = """
+import time
+
+class Model:
+    def predict(self, batch, parameters):
+        time.sleep(float(parameters.get("sleep_s", 0)))
+        return {"y": batch["x"] * 2}
+"""
 
 
 def _load_cluster_module() -> Any:
@@ -76,7 +86,6 @@ class Load:
         self.url = url
         self.phase = "steady"
         self.outcomes: list[Outcome] = []
-        self.in_flight = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(CLIENTS)]
@@ -97,8 +106,6 @@ class Load:
                 if self._stop.is_set():
                     return
                 phase = self.phase
-                with self._lock:
-                    self.in_flight += 1
                 started = time.monotonic()
                 version = None
                 try:
@@ -110,9 +117,27 @@ class Load:
                 except httpx.TransportError as exc:
                     result = type(exc).__name__
                 with self._lock:
-                    self.in_flight -= 1
                     self.outcomes.append(Outcome(phase, started, time.monotonic(), result, version))
                 time.sleep(PAUSE_S)
+
+    def long_requests(self, count: int, sleep_s: float) -> list[threading.Thread]:
+        """``count`` requests to the model "nap" that each take ``sleep_s`` (in flight across the replicas)."""
+
+        def one() -> None:
+            started = time.monotonic()
+            body = {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}],
+                    "parameters": {"sleep_s": sleep_s}}
+            try:
+                result = str(httpx.post(f"{self.url}/v2/models/nap/infer", json=body, timeout=65).status_code)
+            except httpx.TransportError as exc:
+                result = type(exc).__name__
+            with self._lock:
+                self.outcomes.append(Outcome(self.phase, started, time.monotonic(), result, None))
+
+        threads = [threading.Thread(target=one, daemon=True) for _ in range(count)]
+        for thread in threads:
+            thread.start()
+        return threads
 
     def of(self, phase: str) -> list[Outcome]:
         with self._lock:
@@ -162,6 +187,8 @@ def test_local_cluster_under_load(tmp_path: Path, postgres_url: str, redis_url: 
     shutil.copytree(sum_model(tmp_path / "build"), repo / "limited")
     toml = repo / "limited" / "model.toml"
     toml.write_text(toml.read_text().replace('name = "sum"', 'name = "limited"'))
+    write_python_model(repo, "nap", NAP_MODEL, '[[inputs]]\nname = "x"\ndatatype = "FP32"\nshape = [-1]\n',
+                       '[[outputs]]\nname = "y"\ndatatype = "FP32"\nshape = [-1]\n')
 
     loop = LoopThread()
     pg = urlsplit(postgres_url)
@@ -195,7 +222,7 @@ def test_local_cluster_under_load(tmp_path: Path, postgres_url: str, redis_url: 
             _wait(lambda r=replica: _answer(r.url) == "1", 10, f"{replica.name} answers version 1")
 
         with Load(lb) as load:
-            time.sleep(2)
+            time.sleep(1)
             # 1. rolling restart
             load.phase = "rolling"
             restarts = []
@@ -215,11 +242,11 @@ def test_local_cluster_under_load(tmp_path: Path, postgres_url: str, redis_url: 
             assert httpx.post(f"{lb}{API}/models/sum/promote", json={"version": "2"}, headers=admin,
                               timeout=30).status_code == 200
             promoted_at = time.monotonic()
-            time.sleep(2.0)
+            time.sleep(1.5)
             rollback_started = time.monotonic()
             assert httpx.post(f"{lb}{API}/models/sum/rollback", headers=admin, timeout=30).status_code == 200
             rolled_back_at = time.monotonic()
-            time.sleep(2.0)
+            time.sleep(1.5)
             promote = load.of("promote")
             report["promote + rollback: requests"] = len(promote)
             report["promote + rollback: failed"] = len(_failed(promote))
@@ -234,21 +261,29 @@ def test_local_cluster_under_load(tmp_path: Path, postgres_url: str, redis_url: 
             load.phase = "kill"
             time.sleep(0.5)
             victim = cluster.replicas[1]
-            in_flight = load.in_flight
+            longs = load.long_requests(6, 2.0)  # about two of them on the victim when it dies
+            time.sleep(0.7)
             killed_at = time.monotonic()
             assert victim.proc is not None
             victim.proc.send_signal(signal.SIGKILL)
             victim.proc.wait(timeout=10)
-            report["SIGKILL: requests in flight (all replicas) at the kill"] = in_flight
             report["SIGKILL: HAProxy marks it DOWN after s"] = round(cluster.wait_state(victim, "DOWN", 10), 2)
             down_at = time.monotonic()
             cluster.start_replica(victim)
             cluster.wait_state(victim, "UP")
             report["SIGKILL: back in rotation after s (restart included)"] = round(time.monotonic() - killed_at, 1)
-            time.sleep(0.5)
+            for thread in longs:
+                thread.join(timeout=30)
             kill = load.of("kill")
             report["SIGKILL: requests"] = len(kill)
+            report["SIGKILL: requests in flight (all replicas) at the kill"] = sum(
+                o.started <= killed_at <= o.ended for o in kill)
+            report["SIGKILL: requests sent before HAProxy marked it DOWN"] = sum(
+                killed_at < o.started < down_at for o in kill)
             report["SIGKILL: failed"] = len(_failed(kill))
+            report["SIGKILL: failed, by answer"] = dict(Counter(o.result for o in _failed(kill)))
+            report["SIGKILL: failed, sent at s after the kill"] = [round(o.started - killed_at, 2)
+                                                                   for o in _failed(kill)]
             report["SIGKILL: failed after HAProxy marked it DOWN"] = len(
                 [o for o in _failed(kill) if o.started > down_at])
 
@@ -321,7 +356,9 @@ def test_local_cluster_under_load(tmp_path: Path, postgres_url: str, redis_url: 
     assert report["promote + rollback: failed"] == 0
     assert set(report["promote + rollback: answers by version"]) <= {"1", "2"}  # never 3, never pushed live
     assert report["promote + rollback: stale answers (> 1 s after the change)"] == 0
-    assert report["SIGKILL: failed"] <= report["SIGKILL: requests in flight (all replicas) at the kill"]
+    # At most what it was running, plus what HAProxy sent it before it saw it down (it cannot know sooner).
+    assert report["SIGKILL: failed"] <= (report["SIGKILL: requests in flight (all replicas) at the kill"]
+                                         + report["SIGKILL: requests sent before HAProxy marked it DOWN"])
     assert report["SIGKILL: failed after HAProxy marked it DOWN"] == 0
     assert report["database cut 3 s: failed"] == 0
     assert report["key revoked on r2: refused on all 3 replicas within s"] < 1.0
