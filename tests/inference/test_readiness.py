@@ -49,7 +49,7 @@ async def test_draining_turns_readiness_off_and_serving_goes_on(app_client: Any,
     async with app_client(tmp_path) as client:
         assert (await client.get("/v2/health/ready")).status_code == 200
         client._transport.app.state.mlgate.dataplane.drain()  # type: ignore[attr-defined]  # what SIGTERM does
-        assert (await client.get("/v2/health/ready")).status_code == 400
+        assert (await client.get("/v2/health/ready")).status_code == 503
         zeros = {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}
         answer = await client.post("/v2/models/sum/infer", json=zeros)
         assert answer.status_code == 200 and answer.json()["outputs"][0]["data"] == [6.5]

@@ -1,6 +1,6 @@
 """Stopping without dropping: SIGTERM to a real `mlgate serve` under load, with one and two HTTP processes.
 
-On SIGTERM the server turns /v2/health/ready to not ready (400, the V2 route's answer, as Triton's) and
+On SIGTERM the server turns /v2/health/ready to not ready (503: the server is unavailable) and
 keeps serving for ``drain_s`` (every answer with ``Connection: close``), then stops listening, finishes what
 is in flight, writes the prediction log and exits. The load below behaves like a load balancer: it stops
 sending new requests once it sees the server not ready; requests already sent, and long ones still running
@@ -132,7 +132,7 @@ def test_sigterm_under_load_drops_no_accepted_request(tmp_path: Path, workers: i
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.2)
         # Still serving during the drain (a new connection), while readiness says not ready.
-        assert httpx.get(f"{url}/v2/health/ready", timeout=10).status_code == 400
+        assert httpx.get(f"{url}/v2/health/ready", timeout=10).status_code == 503
         assert httpx.get(f"{url}/v2/health/live", timeout=10).status_code == 200
         assert httpx.post(f"{url}/v2/models/quick/infer", json=_body(1, 0), timeout=10).status_code == 200
         longs = [threading.Thread(target=long_request) for _ in range(2)]

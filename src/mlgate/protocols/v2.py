@@ -47,11 +47,15 @@ async def live(plane: Plane) -> Response:
     return json_response({"live": plane.live()})
 
 
-@router.get("/health/ready", response_model=ReadyResponse, summary="Server readiness (400 when not ready)")
+@router.get("/health/ready", response_model=ReadyResponse,
+            summary="Server readiness (400 while loading, 503 while stopping)")
 async def ready(plane: Plane) -> Response:
-    """V2 server readiness: 200 when ready, 400 (a 4xx, as the spec asks) when not."""
+    """V2 server readiness: 200 when ready; 400 (a 4xx, as the spec asks) while loading; 503 while stopping."""
     is_ready = plane.ready()
-    return json_response({"ready": is_ready}, 200 if is_ready else 400)
+    # 400 while loading (the spec asks for a 4xx); 503 once the server is stopping, so that load balancers
+    # and probes see an unavailable server, not a bad request.
+    status = 200 if is_ready else 503 if plane.draining else 400
+    return json_response({"ready": is_ready}, status)
 
 
 @router.get("", response_model=ServerMetadata, summary="Server metadata", dependencies=[require_caller()])
