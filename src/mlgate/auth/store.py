@@ -47,6 +47,9 @@ class UserInfo:
     groups: tuple[str, ...]
     group_models: tuple[str, ...]
     """Model names and patterns granted by the user's groups."""
+    session_stamp: str = ""
+    """Changes whenever the user row does (role, activation, password) and at ``end_sessions``: an admin
+    session records it at sign-in and ends when it differs."""
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,12 @@ class AuthStore:
         found = await self.get_user(username)
         assert found is not None
         return found
+
+    async def end_sessions(self, user_id: int) -> None:
+        """End every admin session of this user, on every replica (their ``session_stamp`` changes)."""
+        async with self.database.session() as session:
+            await session.execute(update(User).where(User.id == user_id).values(updated_at=utcnow()))
+        self._notify()
 
     async def list_users(self) -> list[UserInfo]:
         async with self.database.session() as session:
@@ -363,4 +372,5 @@ class AuthStore:
         )).all()
         models = tuple(dict.fromkeys(m for _, ms in groups for m in ms))
         return UserInfo(id=user.id, username=user.username, role=Role(user.role), is_active=user.is_active,
-                        groups=tuple(name for name, _ in groups), group_models=models)
+                        groups=tuple(name for name, _ in groups), group_models=models,
+                        session_stamp=user.updated_at.isoformat() if user.updated_at else "")
