@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import anyio
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,7 +31,7 @@ from mlgate.db.queries.catalog import NOTIFY_CHANNEL
 from mlgate.db.tables.audit import Actor, record_audit
 from mlgate.db.tables.catalog import RegistryChange
 from mlgate.db.tables.identity import ApiKey, Group, GroupMember, User
-from mlgate.errors import BadRequest, Conflict, NotFound
+from mlgate.errors import BadRequest, Conflict, NotFound, TooManyKeys
 
 __all__ = ["Actor", "AuthStore", "KeyInfo", "KeyRecord", "UserInfo"]
 
@@ -98,9 +98,12 @@ def _patterns(values: Iterable[str], what: str) -> list[str]:
 class AuthStore:
     """Identity data on one ``Database``. ``tiers`` are the rate-limit tier names a key may be given."""
 
-    def __init__(self, database: Database, tiers: Collection[str] = (DEFAULT_TIER,)) -> None:
+    def __init__(self, database: Database, tiers: Collection[str] = (DEFAULT_TIER,),
+                 max_active_keys: int | None = None) -> None:
         self.database = database
         self.tiers = frozenset(tiers)
+        self.max_active_keys = max_active_keys
+        """Keys a user may hold at once (not revoked, not expired); None: no cap."""
         self.listeners: list[Callable[[], None]] = []
         """Called after each committed identity change (the authenticator clears its cache)."""
 
@@ -227,7 +230,8 @@ class AuthStore:
                          tier: str = DEFAULT_TIER, actor: Actor) -> tuple[str, KeyInfo]:
         """Make a key for ``username``; returns the key (show it once, it is not stored) and its info.
 
-        ``actions`` default to the user's role's actions and may not exceed them.
+        ``actions`` default to the user's role's actions and may not exceed them. Raises TooManyKeys (409) when
+        the user already holds ``max_active_keys`` keys that are neither revoked nor expired.
         """
         name = name.strip()
         if not 1 <= len(name) <= 100:
@@ -248,6 +252,15 @@ class AuthStore:
             if not wanted or not set(wanted) <= allowed:
                 raise BadRequest(f"user '{username}' (role {user.role}) can grant only "
                                  f"{', '.join(sorted(allowed))}", field="actions")
+            if self.max_active_keys is not None:
+                now = utcnow()
+                active = (await session.execute(
+                    select(func.count()).select_from(ApiKey).where(
+                        ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None),
+                        or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now)))).scalar_one()
+                if active >= self.max_active_keys:
+                    raise TooManyKeys(f"user '{username}' already has {active} active API keys (setting "
+                                      f"max_active_keys_per_user = {self.max_active_keys}); revoke one first")
             made = new_key()
             row = ApiKey(prefix=made.prefix, secret_hash=made.secret_hash, name=name, user_id=user.id,
                          models=patterns, actions=[a.value for a in wanted], tier=tier, created_at=utcnow(),
