@@ -20,7 +20,8 @@ Messages of 4xx errors are written for the caller: they name the field and what 
     │   └── InvalidCredentials       401 invalid_credentials (malformed, wrong, expired or revoked key/token)
     ├── Forbidden                    403 forbidden           (a valid caller without the right)
     ├── Conflict                     409 conflict            (a name already taken; a version an alias points at)
-    │   └── VersionExists            409 version_exists      (versions are immutable once pushed)
+    │   ├── VersionExists            409 version_exists      (versions are immutable once pushed)
+    │   └── TooManyKeys              409 too_many_keys       (max_active_keys_per_user reached)
     ├── PayloadTooLarge              413 payload_too_large
     ├── RateLimited                  429 rate_limited        (Retry-After and RateLimit-* headers)
     ├── RateLimitUnavailable         503 rate_limit_unavailable (counter storage down, policy "refuse")
@@ -64,6 +65,7 @@ __all__ = [
     "RateLimitUnavailable",
     "RateLimited",
     "RemoteError",
+    "TooManyKeys",
     "Unauthenticated",
     "UnsupportedFeature",
     "UnsupportedModel",
@@ -222,6 +224,15 @@ class VersionExists(Conflict):
             f"model '{name}' already has a version '{version}'; versions are immutable, push a new version",
             field="version",
         )
+
+
+class TooManyKeys(Conflict):
+    """The user already holds as many active API keys as ``max_active_keys_per_user`` allows."""
+
+    code = "too_many_keys"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field="user")
 
 
 class DatabaseUnavailable(MlgateError):

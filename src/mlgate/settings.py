@@ -257,11 +257,20 @@ class Settings(BaseSettings):
     )
     rate_limit_tiers: dict[str, RateLimitTier] = Field(
         default_factory=default_tiers,
-        description="Named tiers; 'anonymous' (per client address) and 'default' (per key or user) must exist.",
+        description="Named tiers; 'anonymous' (per client address) and 'default' (per user: all of a user's keys "
+        "and tokens together) must exist.",
     )
     rate_limit_models: dict[str, dict[str, RateLimitTier]] = Field(
         default_factory=dict,
         description="Per-model overrides: {model: {tier: limits}}; over the manifest's [rate_limit.<tier>].",
+    )
+    rate_limit_key_tier: str | None = Field(
+        default=None,
+        description="A tier (of rate_limit_tiers) that limits each API key on its own, on top of its user's "
+        "total (limits and quotas count per user: all of a user's keys and tokens together); unset: none.",
+    )
+    max_active_keys_per_user: int = Field(
+        default=20, ge=1, description="API keys a user may hold at once (not revoked, not expired); one more: 409."
     )
     login_rate_limit: str = Field(
         default="10/minute", description="Password attempts at the token route, per client address."
@@ -287,6 +296,13 @@ class Settings(BaseSettings):
     @classmethod
     def _builtin_tiers_kept(cls, tiers: dict[str, RateLimitTier]) -> dict[str, RateLimitTier]:
         return {**default_tiers(), **tiers}
+
+    @model_validator(mode="after")
+    def _key_tier_known(self) -> Settings:
+        if self.rate_limit_key_tier is not None and self.rate_limit_key_tier not in self.rate_limit_tiers:
+            raise ValueError(f"rate_limit_key_tier {self.rate_limit_key_tier!r} is not one of rate_limit_tiers "
+                             f"({', '.join(sorted(self.rate_limit_tiers))})")
+        return self
 
     @field_validator("anonymous_models", "user_models")
     @classmethod

@@ -190,7 +190,7 @@ def test_engine_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("MLGATE_METRICS", "false")
     settings = Settings.load()
     assert (settings.request_timeout_ms, settings.max_queue_size) == (250.0, 7)
-    assert settings.worker_start_timeout_s == 30.0 and settings.metrics is False
+    assert settings.worker_start_timeout_s == 30.0 and settings.metrics == "off"  # false still turns it off
     monkeypatch.setenv("MLGATE_MAX_QUEUE_SIZE", "0")
     with pytest.raises(ValidationError, match="max_queue_size"):
         Settings.load()

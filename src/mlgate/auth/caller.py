@@ -111,11 +111,12 @@ class Caller:
 
     @property
     def rate_identity(self) -> str:
-        """What rate limits count against: the key, the user, or the client address."""
-        if self.key_id is not None:
-            return f"key:{self.key_id}"
+        """What rate limits and quotas count against: the user (all their keys and tokens together, so that
+        more keys do not mean more budget), or the client address of an anonymous caller."""
         if self.user_id is not None:
             return f"user:{self.user_id}"
+        if self.key_id is not None:
+            return f"key:{self.key_id}"
         return f"addr:{self.address}"
 
     @property

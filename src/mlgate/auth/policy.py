@@ -38,14 +38,17 @@ class Policy:
     ``anonymous_models``: names or patterns open to anonymous callers. ``lookup(name)``: the served model's
     own policy, None when unknown. ``names()``: the served model names. ``tiers`` and ``model_tiers``: the
     rate-limit tiers, and per-model overrides (``{model: {tier: limits}}``) that win over the manifest's.
+    ``key_tier``: the tier that limits each API key on its own, on top of its user's total (None: none).
     """
 
     def __init__(self, *, anonymous_models: Sequence[str] = (),
                  lookup: Callable[[str], ModelPolicy | None] = lambda name: None,
                  names: Callable[[], Iterable[str]] = tuple,
                  tiers: Mapping[str, RateLimitTier] | None = None,
-                 model_tiers: Mapping[str, Mapping[str, RateLimitTier]] | None = None) -> None:
+                 model_tiers: Mapping[str, Mapping[str, RateLimitTier]] | None = None,
+                 key_tier: str | None = None) -> None:
         self.anonymous_models = tuple(anonymous_models)
+        self.key_tier_name = key_tier
         self.lookup = lookup
         self.names = names
         self.tiers = dict(tiers or {DEFAULT_TIER: RateLimitTier()})
@@ -108,6 +111,13 @@ class Policy:
             raise Forbidden(f"artifact '{PurePosixPath(artifact).name}' is a format that runs code when loaded; "
                             f"only callers with the deploy right on model '{model}' may supply it "
                             "(use ONNX or skops instead)", field="artifact")
+
+    def key_tier(self, caller: Caller) -> tuple[str, RateLimitTier] | None:
+        """The tier that limits the caller's API key on its own (setting rate_limit_key_tier), on top of the
+        user's total; None for callers without a key, or when the setting is unset."""
+        if caller.key_id is None or self.key_tier_name is None or self.key_tier_name not in self.tiers:
+            return None
+        return self.key_tier_name, self.tiers[self.key_tier_name]
 
     def tier(self, caller: Caller, model: str | None) -> tuple[str, RateLimitTier]:
         """The caller's tier name and its limits on ``model``: settings override > manifest > the tier.

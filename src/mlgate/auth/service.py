@@ -53,7 +53,8 @@ def build_security(settings: Settings, database: Database, *,
     metrics objects (made once per app, on its CollectorRegistry) are what it counts into."""
     secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else load_or_create_secret(
         settings.data_dir)
-    store = AuthStore(database, tiers=settings.rate_limit_tiers.keys())
+    store = AuthStore(database, tiers=settings.rate_limit_tiers.keys(),
+                      max_active_keys=settings.max_active_keys_per_user)
     tokens = TokenIssuer(secret, settings.jwt_ttl_s)
     return SecurityService(
         settings=settings,
@@ -62,7 +63,8 @@ def build_security(settings: Settings, database: Database, *,
         authenticator=Authenticator(store, tokens, settings.user_models, auth_metrics,
                                     cache_size=settings.auth_cache_size, cache_ttl_s=settings.auth_cache_ttl_s),
         policy=Policy(anonymous_models=settings.anonymous_models, lookup=lookup, names=names,
-                      tiers=settings.rate_limit_tiers, model_tiers=settings.rate_limit_models),
+                      tiers=settings.rate_limit_tiers, model_tiers=settings.rate_limit_models,
+                      key_tier=settings.rate_limit_key_tier),
         limits=RateLimits(settings.rate_limit_storage, key_prefix=settings.rate_limit_key_prefix,
                           on_storage_error=settings.rate_limit_on_storage_error,
                           log_interval_s=settings.rate_limit_error_log_interval_s,

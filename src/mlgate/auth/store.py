@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import anyio
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,7 +31,7 @@ from mlgate.db.queries.catalog import NOTIFY_CHANNEL
 from mlgate.db.tables.audit import Actor, record_audit
 from mlgate.db.tables.catalog import RegistryChange
 from mlgate.db.tables.identity import ApiKey, Group, GroupMember, User
-from mlgate.errors import BadRequest, Conflict, NotFound
+from mlgate.errors import BadRequest, Conflict, NotFound, TooManyKeys
 
 __all__ = ["Actor", "AuthStore", "KeyInfo", "KeyRecord", "UserInfo"]
 
@@ -48,6 +48,9 @@ class UserInfo:
     groups: tuple[str, ...]
     group_models: tuple[str, ...]
     """Model names and patterns granted by the user's groups."""
+    session_stamp: str = ""
+    """Changes whenever the user row does (role, activation, password) and at ``end_sessions``: an admin
+    session records it at sign-in and ends when it differs."""
 
 
 @dataclass(frozen=True)
@@ -98,9 +101,12 @@ def _patterns(values: Iterable[str], what: str) -> list[str]:
 class AuthStore:
     """Identity data on one ``Database``. ``tiers`` are the rate-limit tier names a key may be given."""
 
-    def __init__(self, database: Database, tiers: Collection[str] = (DEFAULT_TIER,)) -> None:
+    def __init__(self, database: Database, tiers: Collection[str] = (DEFAULT_TIER,),
+                 max_active_keys: int | None = None) -> None:
         self.database = database
         self.tiers = frozenset(tiers)
+        self.max_active_keys = max_active_keys
+        """Keys a user may hold at once (not revoked, not expired); None: no cap."""
         self.listeners: list[Callable[[], None]] = []
         """Called after each committed identity change (the authenticator clears its cache)."""
 
@@ -197,6 +203,12 @@ class AuthStore:
         assert found is not None
         return found
 
+    async def end_sessions(self, user_id: int) -> None:
+        """End every admin session of this user, on every replica (their ``session_stamp`` changes)."""
+        async with self.database.session() as session:
+            await session.execute(update(User).where(User.id == user_id).values(updated_at=utcnow()))
+        self._notify()
+
     async def list_users(self) -> list[UserInfo]:
         """Every user, by name."""
         async with self.database.session() as session:
@@ -230,7 +242,8 @@ class AuthStore:
                          tier: str = DEFAULT_TIER, actor: Actor) -> tuple[str, KeyInfo]:
         """Make a key for ``username``; returns the key (show it once, it is not stored) and its info.
 
-        ``actions`` default to the user's role's actions and may not exceed them.
+        ``actions`` default to the user's role's actions and may not exceed them. Raises TooManyKeys (409) when
+        the user already holds ``max_active_keys`` keys that are neither revoked nor expired.
         """
         name = name.strip()
         if not 1 <= len(name) <= 100:
@@ -251,6 +264,15 @@ class AuthStore:
             if not wanted or not set(wanted) <= allowed:
                 raise BadRequest(f"user '{username}' (role {user.role}) can grant only "
                                  f"{', '.join(sorted(allowed))}", field="actions")
+            if self.max_active_keys is not None:
+                now = utcnow()
+                active = (await session.execute(
+                    select(func.count()).select_from(ApiKey).where(
+                        ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None),
+                        or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now)))).scalar_one()
+                if active >= self.max_active_keys:
+                    raise TooManyKeys(f"user '{username}' already has {active} active API keys (setting "
+                                      f"max_active_keys_per_user = {self.max_active_keys}); revoke one first")
             made = new_key()
             row = ApiKey(prefix=made.prefix, secret_hash=made.secret_hash, name=name, user_id=user.id,
                          models=patterns, actions=[a.value for a in wanted], tier=tier, created_at=utcnow(),
@@ -376,4 +398,5 @@ class AuthStore:
         )).all()
         models = tuple(dict.fromkeys(m for _, ms in groups for m in ms))
         return UserInfo(id=user.id, username=user.username, role=Role(user.role), is_active=user.is_active,
-                        groups=tuple(name for name, _ in groups), group_models=models)
+                        groups=tuple(name for name, _ in groups), group_models=models,
+                        session_stamp=user.updated_at.isoformat() if user.updated_at else "")

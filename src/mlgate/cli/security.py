@@ -52,7 +52,8 @@ def _run(config: Path | None, database_url: str | None, work: Callable[[AuthStor
     async def main() -> T:
         database = Database(url)
         try:
-            return await work(AuthStore(database, tiers=settings.rate_limit_tiers.keys()))
+            return await work(AuthStore(database, tiers=settings.rate_limit_tiers.keys(),
+                                        max_active_keys=settings.max_active_keys_per_user))
         finally:
             await database.dispose()
 

@@ -116,8 +116,12 @@ async def _consume(request: Request, caller: Caller, model: str | None, unit: Un
         return
     tier_name, tier = service.policy.tier(caller, model)
     state = request_state(request)
+    key_tier = service.policy.key_tier(caller)
     try:
-        quota = await service.limits.consume(tier_name, tier, caller.rate_identity, model or "-", unit, cost)
+        quota = None if key_tier is None else await service.limits.consume(
+            key_tier[0], key_tier[1], f"key:{caller.key_id}", model or "-", unit, cost)
+        user_quota = await service.limits.consume(tier_name, tier, caller.rate_identity, model or "-", unit, cost)
+        quota = user_quota.tighter(quota) if user_quota is not None else quota
     except LimitExceeded as exc:
         state.quota = exc.quota
         raise

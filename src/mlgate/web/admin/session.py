@@ -1,16 +1,19 @@
 """Signing in to the admin: username and password checked by ``AuthStore``, then a signed session cookie.
 
 The cookie (``mlgate_admin``, path ``/admin``) is HttpOnly and SameSite=Lax, Secure when
-``admin_cookie_secure`` is set, and expires after ``admin_session_ttl_s``. It holds only the user id and the
-CSRF token, signed with ``admin_session_secret`` or a key generated once into
+``admin_cookie_secure`` is set, and expires after ``admin_session_ttl_s``. It holds only the user id, the
+user's session stamp and the CSRF token, signed with ``admin_session_secret`` or a key generated once into
 ``data_dir/admin-session-secret`` (mode 0600). Each request reads the user from the database again, so a
-deactivated or demoted user is out at once. Only admins and deployers may sign in (``ADMIN_ROLES``); the
-login form is CSRF-checked like every other form, and password attempts share the token route's rate limit
-(``login_rate_limit`` per client address; over it: 429 with Retry-After).
+deactivated or demoted user is out at once; and the session ends when the user's session stamp changed
+(``AuthStore.end_sessions`` at logout, any change of the user's role, activation or password), so a copied
+cookie dies with the logout instead of living out its ``admin_session_ttl_s``. Only admins and deployers
+may sign in (``ADMIN_ROLES``); the login form is CSRF-checked like every other form, and password attempts
+share the token route's rate limit (``login_rate_limit`` per client address; over it: 429 with Retry-After).
 """
 
 from __future__ import annotations
 
+import hmac
 import math
 from typing import Any
 
@@ -20,6 +23,7 @@ from sqladmin.authentication import AuthenticationBackend
 from starlette.datastructures import Secret
 from starlette.middleware import Middleware
 
+from mlgate.auth import UserInfo
 from mlgate.auth.tokens import load_or_create_secret
 from mlgate.errors import MlgateError
 from mlgate.protocols.security import client_address
@@ -33,6 +37,7 @@ __all__ = ["COOKIE", "SessionAuth"]
 COOKIE = "mlgate_admin"
 SECRET_FILE = "admin-session-secret"
 _USER_ID = "uid"
+_STAMP = "stamp"
 
 
 class SessionSecret(Secret):
@@ -85,6 +90,7 @@ class SessionAuth(AuthenticationBackend):
                                           "or deployer role).")
         request.session.clear()  # a fresh session (and CSRF token) for the signed-in user
         request.session[_USER_ID] = user.id
+        request.session[_STAMP] = user.session_stamp
         csrf_token(request)
         return True
 
@@ -94,15 +100,29 @@ class SessionAuth(AuthenticationBackend):
         return response
 
     async def logout(self, request: Request) -> Response | bool:
+        user_id = request.session.get(_USER_ID)
+        if isinstance(user_id, int) and await self._current(request, user_id) is not None:
+            # Ends this user's sessions everywhere, copies of this cookie included (it stays validly signed).
+            await self.context.store.end_sessions(user_id)
         request.session.clear()
         return False
+
+    async def _current(self, request: Request, user_id: int) -> UserInfo | None:
+        """The session's user while the session is valid: active, allowed in, and the same session stamp."""
+        user = await self.context.store.get_user_by_id(user_id)
+        if user is None or not user.is_active or user.role not in ADMIN_ROLES:
+            return None
+        stamp = request.session.get(_STAMP)
+        if not isinstance(stamp, str) or not hmac.compare_digest(stamp.encode(), user.session_stamp.encode()):
+            return None
+        return user
 
     async def authenticate(self, request: Request) -> Response | bool:
         user_id = request.session.get(_USER_ID)
         if not isinstance(user_id, int):
             return False
-        user = await self.context.store.get_user_by_id(user_id)
-        if user is None or not user.is_active or user.role not in ADMIN_ROLES:
+        user = await self._current(request, user_id)
+        if user is None:
             request.session.clear()
             return False
         set_signed_in(request, user)
