@@ -200,7 +200,10 @@ class ControlPlane:
     # -- V2 model repository extension ---------------------------------------------------------------
 
     async def index(self) -> list[dict[str, str | None]]:
-        """Every model version this server knows: loaded ones with their state, registry ones not loaded."""
+        """Every model version this server knows: loaded ones with their state, registry ones not loaded.
+
+        ``reason`` is why a version is not ready (a FAILED one's load error): show it only to callers that may
+        deploy the model (``mlgate.api.repository`` does)."""
         entries: dict[tuple[str, str], dict[str, str | None]] = {}
         for name, sources in self.folder_sources.items():
             for source in sources:
@@ -217,7 +220,7 @@ class ControlPlane:
         for handle in self.plane.registry:
             entries[(handle.name, handle.version)] = {
                 "name": handle.name, "version": handle.version, "state": handle.state.value,
-                "reason": "failed to load; the server log says why" if handle.reason else ""}
+                "reason": handle.reason or ""}
         return [entries[k] for k in sorted(entries, key=lambda k: (k[0], version_key(k[1])))]
 
     async def load(self, name: str, *, by: Actor | None = None) -> None:

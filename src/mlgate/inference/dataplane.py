@@ -126,17 +126,26 @@ class DataPlane:
         """The model in whatever state it is; ModelNotFound / ModelVersionNotFound (404) if unknown."""
         return self.registry.get(name, version)
 
-    def model(self, name: str, version: str | None = None, key: str | None = None) -> ModelHandle:
-        """The model, which must be READY: else ModelNotReady (503). ``key``: sticky canary routing."""
+    def model(self, name: str, version: str | None = None, key: str | None = None, *,
+              explain: bool = False) -> ModelHandle:
+        """The model, which must be READY: else ModelNotReady (503). ``key``: sticky canary routing.
+
+        ``explain``: the error gives the reason a FAILED model did not load (for callers allowed to deploy
+        it); otherwise it says that the reason is in the server log.
+        """
         handle = self.registry.get(name, version, key)
         if handle.state is not ModelState.READY:
-            detail = "failed to load; the server log says why" if handle.state is ModelState.FAILED else (
-                handle.state.value.lower())
+            if handle.state is ModelState.FAILED:
+                detail = f"failed to load: {handle.reason}" if explain and handle.reason else (
+                    "failed to load; the server log says why")
+            else:
+                detail = handle.state.value.lower()
             raise ModelNotReady(f"model '{handle.name}' version '{handle.version}' is not ready ({detail})")
         return handle
 
-    def model_metadata(self, name: str, version: str | None = None) -> ModelMetadata:
-        handle = self.model(name, version)
+    def model_metadata(self, name: str, version: str | None = None, *, explain: bool = False) -> ModelMetadata:
+        """The V2 metadata of a READY model; ModelNotReady (503) otherwise, with the reason when ``explain``."""
+        handle = self.model(name, version, explain=explain)
         return ModelMetadata(
             name=handle.name,
             versions=self.registry.versions(handle.name),

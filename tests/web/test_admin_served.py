@@ -1,0 +1,38 @@
+"""The admin's models page over real HTTP: what this server serves, from which source, and why a model is not
+ready (its load error), next to the registry's models."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mlgate.auth import Role
+from tests.fakes import write_python_model
+from tests.secure import secure_app
+from tests.web.test_admin import signed_in
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_the_models_page_shows_what_serves_and_why_a_model_is_not_ready(
+        examples_repo: Path, tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    shutil.copytree(examples_repo / "breast-cancer", root / "breast-cancer")
+    write_python_model(root, "broken", "raise ImportError('no module named secret_dependency')\n",
+                       '[[inputs]]\nname = "x"\ndatatype = "FP32"\nshape = [-1, 1]\n',
+                       '[[outputs]]\nname = "y"\ndatatype = "FP32"\nshape = [-1]\n')
+    async with secure_app(root) as sec:
+        await sec.user("root", Role.ADMIN)
+        async with signed_in(sec) as (client, _):
+            page = (await client.get("/admin/models")).text
+    served = re.search(r'<table[^>]*id="served">(.*?)</table>', page, re.S)
+    assert served, "no table of served models"
+    rows = dict(re.findall(r'<tr data-model="([^"]+)" data-version="1">(.*?)</tr>', served.group(1), re.S))
+    assert set(rows) == {"breast-cancer", "broken"}
+    assert "READY" in rows["breast-cancer"] and "repository folder" in rows["breast-cancer"]
+    assert "FAILED" in rows["broken"] and "no module named secret_dependency" in rows["broken"]
+    # The empty registry names a command that exists.
+    assert "mlgate models push" in page and "<code>mlgate push</code>" not in page
