@@ -7,6 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
+import anyio
 import pytest
 
 from mlgate.auth import Role
@@ -36,3 +37,15 @@ async def test_the_models_page_shows_what_serves_and_why_a_model_is_not_ready(
     assert "FAILED" in rows["broken"] and "no module named secret_dependency" in rows["broken"]
     # The empty registry names a command that exists.
     assert "mlgate models push" in page and "<code>mlgate push</code>" not in page
+
+
+async def test_the_prediction_log_table_shows_the_error_code_and_the_anonymous_caller(examples_repo: Path) -> None:
+    async with secure_app(examples_repo, anonymous_models=["breast-cancer"], prediction_log_interval_s=0.05) as sec:
+        await sec.user("root", Role.ADMIN)
+        bad = {"inputs": [{"name": "features", "shape": [1, 2], "datatype": "FP64", "data": [0, 0]}]}
+        assert (await sec.client.post("/v2/models/breast-cancer/infer", json=bad)).status_code == 400
+        async with signed_in(sec) as (client, _):
+            with anyio.fail_after(10):
+                while "invalid_input" not in (page := (await client.get("/admin/prediction-record/list")).text):
+                    await anyio.sleep(0.05)
+    assert "anonymous" in page and "None" not in page

@@ -109,13 +109,13 @@ class ControlPlane:
         await self.rollouts.sync()
         self._apply_sample_rates()
 
-    def record_refused(self, model: str, caller: str | None, status: int, latency_ms: float,
+    def record_refused(self, model: str, caller: str | None, error: MlgateError, latency_ms: float,
                        request_id: str | None) -> None:
         """Log a request on ``model`` answered with an error before the data plane served it (a 429 from the
         rate limiter, bad input read before the model was looked up): only for a model this server has (never
         a name a caller made up), and only when the prediction log is on."""
         if self.recorder is not None and self.plane.registry.versions(model):
-            self.recorder.refused(model, caller, status, latency_ms, request_id)
+            self.recorder.refused(model, caller, error, latency_ms, request_id)
 
     # -- registry operations ----------------------------------------------------------------------
 

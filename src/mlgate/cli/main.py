@@ -63,7 +63,11 @@ def serve(
     elif not settings.model_repository.is_dir():
         err.print(f"[red]error:[/red] model repository {settings.model_repository} is not a directory")
         raise typer.Exit(2)
-    configure_logging(settings.log_level, settings.log_format)
+    try:
+        configure_logging(settings.log_level, settings.log_format, settings.log_file)
+    except OSError as exc:
+        err.print(f"[red]error:[/red] cannot write the log file {settings.log_file}: {exc.strerror or exc}")
+        raise typer.Exit(2) from None
     run_server(settings)
 
 

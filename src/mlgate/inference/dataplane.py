@@ -41,7 +41,7 @@ class Call:
 
     ``DataPlane.serving`` makes one; as an async context manager it holds ``handle`` (its in-flight count)
     from entry to exit, then tells the data plane's observers the outcome: 200, or the status of the
-    MlgateError that left the block (500 for any other exception).
+    MlgateError that left the block (500 for any other exception), which it keeps in ``error``.
     """
 
     plane: DataPlane
@@ -51,6 +51,8 @@ class Call:
     parameters: Mapping[str, Any] | None = None
     inputs: Mapping[str, np.ndarray] | None = None
     outputs: Mapping[str, np.ndarray] | None = None
+    error: MlgateError | None = None
+    """The error the request was answered with (an unexpected exception becomes a generic MlgateError)."""
 
     @property
     def batch_size(self) -> int | None:
@@ -76,7 +78,9 @@ class Call:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         traceback: TracebackType | None) -> None:
         self.handle.release()
-        status = 200 if exc is None else int(exc.status) if isinstance(exc, MlgateError) else 500
+        if exc is not None:
+            self.error = exc if isinstance(exc, MlgateError) else MlgateError("internal server error")
+        status = 200 if self.error is None else int(self.error.status)
         self.plane.observe(self, status, (time.perf_counter() - self.started) * 1000)
 
 
