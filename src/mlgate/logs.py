@@ -1,16 +1,19 @@
 """Structured logging with structlog; the standard library's loggers (uvicorn's too) go through it.
 
 Every line carries the process id (``pid``) and the ``request_id`` bound by the request-id middleware while a
-request is served.
+request is served. Lines go to stderr and, with a log file (the setting ``log_file``), also to that file as JSON
+lines (appended; several server processes may share it; reopened when log rotation moves it).
 """
 
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -24,12 +27,16 @@ code that needs the id itself, such as the prediction log, without scanning stru
 
 _access = structlog.get_logger("mlgate.access")
 _access_std = logging.getLogger("mlgate.access")
-_json_handler: logging.StreamHandler[Any] | None = None
-"""The handler ``configure_logging`` installed when it writes JSON lines: ``log_access`` writes to it directly."""
+_json_handlers: list[logging.StreamHandler[Any]] = []
+"""The handlers ``configure_logging`` installed when they all write JSON lines: ``log_access`` writes to them
+directly."""
 
 
-def configure_logging(level: str = "info", fmt: str = "auto") -> None:
-    """Set up structlog and the root logger. ``fmt``: ``console``, ``json``, or ``auto`` (console on a tty)."""
+def configure_logging(level: str = "info", fmt: str = "auto", file: Path | None = None) -> None:
+    """Set up structlog and the root logger. ``fmt``: ``console``, ``json``, or ``auto`` (console on a tty).
+
+    ``file``: also append every line to this file, as JSON lines (its folder is created; OSError when it cannot
+    be opened)."""
     if fmt == "auto":
         fmt = "console" if sys.stderr.isatty() else "json"
     shared: list[Any] = [
@@ -49,20 +56,18 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info if fmt == "json" else _identity,
-            renderer,
-        ],
-    )
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(formatter)
-    global _json_handler
-    _json_handler = handler if fmt == "json" else None
+    handler.setFormatter(_formatter(shared, renderer, fmt == "json"))
+    handlers: list[logging.StreamHandler[Any]] = [handler]
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        to_file = logging.handlers.WatchedFileHandler(file, encoding="utf-8")
+        to_file.setFormatter(_formatter(shared, structlog.processors.JSONRenderer(), True))
+        handlers.append(to_file)
+    global _json_handlers
+    _json_handlers = handlers if fmt == "json" else []
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = handlers
     root.setLevel(level.upper())
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
@@ -72,6 +77,17 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     uvicorn_access = logging.getLogger("uvicorn.access")
     uvicorn_access.handlers[:] = []
     uvicorn_access.propagate = False
+
+
+def _formatter(shared: list[Any], renderer: Any, json: bool) -> logging.Formatter:
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info if json else _identity,
+            renderer,
+        ],
+    )
 
 
 _PID = os.getpid()
@@ -98,8 +114,8 @@ def log_access(method: str, path: str, status: int, duration_ms: float, request_
     Otherwise (console logs, logging not configured by it, or the root logger's handlers changed since) it
     goes through structlog, which adds whatever else is bound in the request's context.
     """
-    handler = _json_handler
-    if handler is None or logging.root.handlers != [handler]:  # logging reconfigured since: the slow path
+    handlers = _json_handlers
+    if not handlers or logging.root.handlers != handlers:  # console logs, or reconfigured since: the slow path
         _access.info("request", method=method, path=path, status=status, duration_ms=duration_ms)
         return
     if not _access_std.isEnabledFor(logging.INFO):
@@ -108,9 +124,12 @@ def log_access(method: str, path: str, status: int, duration_ms: float, request_
              "request_id": request_id, "level": "info", "logger": "mlgate.access",
              "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"), "pid": _PID}
     line = orjson.dumps(event, default=str, option=orjson.OPT_APPEND_NEWLINE).decode()
-    handler.acquire()
-    try:
-        handler.stream.write(line)
-        handler.flush()
-    finally:
-        handler.release()
+    for handler in handlers:
+        handler.acquire()
+        try:
+            if isinstance(handler, logging.handlers.WatchedFileHandler):
+                handler.reopenIfNeeded()
+            handler.stream.write(line)
+            handler.flush()
+        finally:
+            handler.release()

@@ -63,7 +63,7 @@ def create_app_from_environment():  # type: ignore[no-untyped-def]  # uvicorn fa
     from mlgate.logs import configure_logging
 
     settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, settings.log_file)
     return _graceful_app(settings)
 
 

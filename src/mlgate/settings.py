@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "console", "json"] = Field(
         default="auto", description="auto: readable on a terminal, JSON lines otherwise."
     )
+    log_file: Path | None = Field(
+        default=None,
+        description="Also append the server log to this file, as JSON lines (next to stderr; every server "
+        "process writes to it; reopened after log rotation moves it). Unset: stderr only.",
+    )
     access_log: bool = Field(default=True, description="Log one line per HTTP request.")
 
     # -- inference engine: batching, workers, deadlines, metrics ------------------------------------

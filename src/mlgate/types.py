@@ -62,6 +62,8 @@ class ModelReadyResponse(BaseModel):
     name: str
     version: str | None = None
     ready: bool
+    reason: str | None = Field(default=None, description="Why the model is not ready (its load error); only "
+                               "for callers with the deploy right on the model, absent otherwise.")
 
 
 class ServerMetadata(BaseModel):
@@ -162,6 +164,8 @@ class V1ModelStatus(BaseModel):
     name: str
     ready: bool
     model_version_status: list[V1VersionStatus]
+    reason: str | None = Field(default=None, description="Why the latest version is not ready; only for callers "
+                               "with the deploy right on the model, absent otherwise.")
 
 
 class EmbeddingRequest(BaseModel):

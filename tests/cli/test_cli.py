@@ -48,3 +48,13 @@ def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "port" in result.output
     missing = runner.invoke(app, ["serve", "--model-repository", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "not a directory" in missing.output
+
+
+def test_models_list_names_an_unknown_runtime(tmp_path: Path) -> None:
+    (tmp_path / "tf").mkdir()
+    (tmp_path / "tf" / "model.toml").write_text('name = "tf"\nruntime = "tensorflow"\nartifact = "model.py"\n')
+    (tmp_path / "tf" / "model.py").write_text("")
+    listed = runner.invoke(app, ["models", "list", "--model-repository", str(tmp_path)], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0, listed.output
+    (row,) = [line for line in listed.output.splitlines() if "tf" in line and "tensorflow" in line]
+    assert "ok" not in row and "unknown runtime 'tensorflow'" in row

@@ -75,7 +75,7 @@ async def test_records_filters_pagination_and_export(app_client: Callable[..., A
         assert (newest["model"], newest["version"], newest["status"], newest["batch_size"]) == ("sum", "1", 200, 2)
         assert newest["inputs"] == {"x": [[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]]}
         assert newest["outputs"] == {"sum": [7.0, 1.0]}
-        assert newest["latency_ms"] > 0 and newest["caller"] is None and newest["request_id"]
+        assert newest["latency_ms"] > 0 and newest["caller"] == "anonymous" and newest["request_id"]
 
         async def query(**params: Any) -> list[dict[str, Any]]:
             response = await client.get(f"{API}/predictions", params=params)

@@ -1,6 +1,9 @@
 """The prediction log over REST (under ``/api/<version>``): a filtered, cursor-paginated query, and an
 export as JSON lines (``application/x-ndjson``, one record per line, oldest first, streamed).
 
+Every filter is a query parameter; one the route does not know is a 400 naming it (a misspelt filter would
+otherwise answer the whole log). ``caller=anonymous`` selects callers without credentials.
+
 Security: the log holds callers' inputs and outputs, so it is for admins: the ``admin`` right on every model
 (server-wide), or the ``deploy`` right on the model the query filters on (``?model=churn``: a model's
 deployer may read that model's log, which its own code could record anyway). Never anonymous; 401 without
@@ -63,14 +66,19 @@ def _when(value: str | None, field: str) -> datetime | None:
 
 
 def filters(
+    request: Request,
     model: Annotated[str | None, Query(max_length=128)] = None,
     version: Annotated[str | None, Query(max_length=128)] = None,
     status: Annotated[str | None, Query(description="An HTTP status (200) or a class (4xx).")] = None,
     since: Annotated[str | None, Query(description="ISO 8601 time, inclusive.")] = None,
     until: Annotated[str | None, Query(description="ISO 8601 time, exclusive.")] = None,
     shadow: bool | None = None,
-    caller: Annotated[str | None, Query(max_length=256)] = None,
+    caller: Annotated[str | None, Query(max_length=256, description="key:<prefix> (user:<name>), user:<name> "
+                                        "or anonymous.")] = None,
+    request_id: Annotated[str | None, Query(max_length=128, description="The X-Request-ID of one request.")] = None,
+    error_code: Annotated[str | None, Query(max_length=64, description="The error's code, e.g. rate_limited.")] = None,
 ) -> PredictionFilter:
+    _known_parameters(request)
     code = klass = None
     if status is not None:
         match = _STATUS.match(status)
@@ -82,7 +90,20 @@ def filters(
         else:
             code = int(status)
     return PredictionFilter(model, version, code, klass, _when(since, "since"), _when(until, "until"), shadow,
-                            caller)
+                            caller, request_id, error_code)
+
+
+FILTERS = ("model", "version", "status", "since", "until", "shadow", "caller", "request_id", "error_code")
+_PAGING = ("limit", "cursor")
+
+
+def _known_parameters(request: Request) -> None:
+    """400 for a query parameter the route does not take (the filters, and ``limit``/``cursor`` on the list)."""
+    known = FILTERS + (_PAGING if not request.url.path.endswith("/export") else ())
+    for name in request.query_params:
+        if name not in known:
+            raise InvalidInput(f"unknown query parameter {name!r}; this route takes {', '.join(known)}",
+                               field=name)
 
 
 Filters = Annotated[PredictionFilter, Depends(filters)]

@@ -9,7 +9,8 @@ server only.
 Security as the registry API's (``mlgate.api.catalog``), never anonymous: load and unload need
 the ``deploy`` right on the model and are audited (``model.load`` / ``model.unload``, right after the change
 takes effect: it is not a catalog change, so there is no transaction to share); the index needs a signed-in
-caller and lists only the models the caller may deploy or predict with.
+caller and lists only the models the caller may deploy or predict with; a version that failed to load
+shows its load error (``reason``) to callers that may deploy the model, and only that it failed to others.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import Response
 
 from mlgate.api.catalog import DEPLOY, SIGNED_IN, By, control_plane, readable
+from mlgate.auth.caller import Action
 from mlgate.catalog.control import ControlPlane
 from mlgate.protocols.body import json_response
 from mlgate.protocols.errors import ERROR_RESPONSES
+from mlgate.protocols.security import may_use
 
 __all__ = ["router"]
 
@@ -34,8 +37,13 @@ Control = Annotated[ControlPlane, Depends(control_plane)]
              dependencies=[SIGNED_IN])
 async def index(request: Request, control: Control, ready: Annotated[bool, Body(embed=True)] = False) -> Response:
     entries = await control.index()
-    visible = {name: await readable(request, name) for name in {str(e["name"]) for e in entries}}
+    names = {str(e["name"]) for e in entries}
+    visible = {name: await readable(request, name) for name in names}
+    deployable = {name: await may_use(request, name, Action.DEPLOY) for name in names if visible[name]}
     entries = [e for e in entries if visible[str(e["name"])] and (not ready or e["state"] == "READY")]
+    for entry in entries:
+        if entry["state"] == "FAILED" and not deployable[str(entry["name"])]:
+            entry["reason"] = "failed to load; the server log says why"
     return json_response(entries)
 
 

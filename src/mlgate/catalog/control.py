@@ -109,13 +109,13 @@ class ControlPlane:
         await self.rollouts.sync()
         self._apply_sample_rates()
 
-    def record_refused(self, model: str, caller: str | None, status: int, latency_ms: float,
+    def record_refused(self, model: str, caller: str | None, error: MlgateError, latency_ms: float,
                        request_id: str | None) -> None:
         """Log a request on ``model`` answered with an error before the data plane served it (a 429 from the
         rate limiter, bad input read before the model was looked up): only for a model this server has (never
         a name a caller made up), and only when the prediction log is on."""
         if self.recorder is not None and self.plane.registry.versions(model):
-            self.recorder.refused(model, caller, status, latency_ms, request_id)
+            self.recorder.refused(model, caller, error, latency_ms, request_id)
 
     # -- registry operations ----------------------------------------------------------------------
 
@@ -214,7 +214,10 @@ class ControlPlane:
     # -- V2 model repository extension ---------------------------------------------------------------
 
     async def index(self) -> list[dict[str, str | None]]:
-        """Every model version this server knows: loaded ones with their state, registry ones not loaded."""
+        """Every model version this server knows: loaded ones with their state, registry ones not loaded.
+
+        ``reason`` is why a version is not ready (a FAILED one's load error): show it only to callers that may
+        deploy the model (``mlgate.api.repository`` does)."""
         entries: dict[tuple[str, str], dict[str, str | None]] = {}
         for name, sources in self.folder_sources.items():
             for source in sources:
@@ -231,7 +234,7 @@ class ControlPlane:
         for handle in self.plane.registry:
             entries[(handle.name, handle.version)] = {
                 "name": handle.name, "version": handle.version, "state": handle.state.value,
-                "reason": "failed to load; the server log says why" if handle.reason else ""}
+                "reason": handle.reason or ""}
         return [entries[k] for k in sorted(entries, key=lambda k: (k[0], version_key(k[1])))]
 
     async def load(self, name: str, *, by: Actor | None = None) -> None:

@@ -65,7 +65,11 @@ def serve(
     elif not settings.model_repository.is_dir():
         err.print(f"[red]error:[/red] model repository {settings.model_repository} is not a directory")
         raise typer.Exit(2)
-    configure_logging(settings.log_level, settings.log_format)
+    try:
+        configure_logging(settings.log_level, settings.log_format, settings.log_file)
+    except OSError as exc:
+        err.print(f"[red]error:[/red] cannot write the log file {settings.log_file}: {exc.strerror or exc}")
+        raise typer.Exit(2) from None
     from mlgate.db.migrate import SchemaTooNew
 
     try:
@@ -77,8 +81,12 @@ def serve(
 
 @models_app.command("list")
 def list_models(config: ConfigOption = None, model_repository: RepositoryOption = None) -> None:
-    """List the model directories of the repository with their manifests' status (nothing is loaded)."""
+    """List the model directories of the repository with their manifests' status (nothing is loaded).
+
+    A running server says why a model failed to load in POST /v2/repository/index and GET /v2/models/NAME/ready
+    (to callers with the deploy right)."""
     from mlgate.model.repository import scan_repository
+    from mlgate.runtimes import RUNTIMES
 
     settings = settings_from(config, model_repository=model_repository)
     root = settings.model_repository or default_examples_dir()
@@ -94,9 +102,13 @@ def list_models(config: ConfigOption = None, model_repository: RepositoryOption 
         table.add_column(column)
     for source in sources:
         manifest = source.manifest
-        status = "[green]ok[/green]" if source.error is None else f"[red]error:[/red] {source.error}"
-        if manifest is not None and source.error is None and not (source.directory / manifest.artifact).is_file():
-            status = f"[red]error:[/red] artifact {manifest.artifact!r} missing"
+        status = "[green]ok[/green]" if source.error is None else f"[red]error:[/red] {escape(source.error)}"
+        if manifest is not None and source.error is None:
+            if manifest.runtime not in RUNTIMES:
+                status = (f"[red]error:[/red] unknown runtime {manifest.runtime!r} "
+                          f"(known: {', '.join(sorted(RUNTIMES))})")
+            elif not (source.directory / manifest.artifact).exists():
+                status = f"[red]error:[/red] artifact {escape(repr(manifest.artifact))} missing"
         table.add_row(source.name, source.version, manifest.runtime if manifest else "?",
                       manifest.artifact if manifest else "?", status)
     out.print(table)

@@ -41,7 +41,7 @@ class Call:
 
     ``DataPlane.serving`` makes one; as an async context manager it holds ``handle`` (its in-flight count)
     from entry to exit, then tells the data plane's observers the outcome: 200, or the status of the
-    MlgateError that left the block (500 for any other exception).
+    MlgateError that left the block (500 for any other exception), which it keeps in ``error``.
     """
 
     plane: DataPlane
@@ -51,6 +51,8 @@ class Call:
     parameters: Mapping[str, Any] | None = None
     inputs: Mapping[str, np.ndarray] | None = None
     outputs: Mapping[str, np.ndarray] | None = None
+    error: MlgateError | None = None
+    """The error the request was answered with (an unexpected exception becomes a generic MlgateError)."""
 
     @property
     def batch_size(self) -> int | None:
@@ -77,7 +79,9 @@ class Call:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         traceback: TracebackType | None) -> None:
         self.handle.release()
-        status = 200 if exc is None else int(exc.status) if isinstance(exc, MlgateError) else 500
+        if exc is not None:
+            self.error = exc if isinstance(exc, MlgateError) else MlgateError("internal server error")
+        status = 200 if self.error is None else int(self.error.status)
         self.plane.observe(self, status, (time.perf_counter() - self.started) * 1000)
 
 
@@ -159,20 +163,26 @@ class DataPlane:
         """The model in whatever state it is; ModelNotFound / ModelVersionNotFound (404) if unknown."""
         return self.registry.get(name, version)
 
-    def model(self, name: str, version: str | None = None, key: str | None = None) -> ModelHandle:
-        """The model, which must be READY: else ModelNotReady (503). ``key``: sticky canary routing."""
+    def model(self, name: str, version: str | None = None, key: str | None = None, *,
+              explain: bool = False) -> ModelHandle:
+        """The model, which must be READY: else ModelNotReady (503). ``key``: sticky canary routing.
+
+        ``explain``: the error gives the reason a FAILED model did not load (for callers allowed to deploy
+        it); otherwise it says that the reason is in the server log.
+        """
         handle = self.registry.get(name, version, key)
         if handle.state is not ModelState.READY:
-            detail = "failed to load; the server log says why" if handle.state is ModelState.FAILED else (
-                handle.state.value.lower())
+            if handle.state is ModelState.FAILED:
+                detail = f"failed to load: {handle.reason}" if explain and handle.reason else (
+                    "failed to load; the server log says why")
+            else:
+                detail = handle.state.value.lower()
             raise ModelNotReady(f"model '{handle.name}' version '{handle.version}' is not ready ({detail})")
         return handle
 
-    def model_metadata(self, name: str, version: str | None = None) -> ModelMetadata:
-        """V2 model metadata of a READY model: its versions, platform and input/output tensors (name, datatype, shape;
-        -1 for a variable dimension). Raises 404 for an unknown model or version, 503 when it is not ready.
-        """
-        handle = self.model(name, version)
+    def model_metadata(self, name: str, version: str | None = None, *, explain: bool = False) -> ModelMetadata:
+        """The V2 metadata of a READY model; ModelNotReady (503) otherwise, with the reason when ``explain``."""
+        handle = self.model(name, version, explain=explain)
         return ModelMetadata(
             name=handle.name,
             versions=self.registry.versions(handle.name),

@@ -54,6 +54,14 @@ class Prediction:
     shadow: bool = False
     inputs: Mapping[str, np.ndarray] | None = None
     outputs: Mapping[str, np.ndarray] | None = None
+    error_code: str | None = None
+    """The error's ``code`` when the request was answered with one (``invalid_input``, ``rate_limited``...)."""
+    error_message: str | None = None
+    """The error's message as the caller got it (cut to ``ERROR_MESSAGE_CHARS``)."""
+
+
+ERROR_MESSAGE_CHARS = 1024
+"""The longest error message kept (the column's size)."""
 
 
 def tensors_to_json(tensors: Mapping[str, np.ndarray] | None) -> dict[str, Any] | None:
@@ -77,7 +85,9 @@ _INSERT = insert(PredictionRecord)  # executed on a Connection: a Core executema
 def _row(p: Prediction) -> dict[str, Any]:
     return {"at": p.at, "model": p.model, "version": p.version, "caller": p.caller, "status": p.status,
             "latency_ms": p.latency_ms, "batch_size": p.batch_size, "request_id": p.request_id,
-            "shadow": p.shadow, "inputs": tensors_to_json(p.inputs), "outputs": tensors_to_json(p.outputs)}
+            "shadow": p.shadow, "inputs": tensors_to_json(p.inputs), "outputs": tensors_to_json(p.outputs),
+            "error_code": p.error_code,
+            "error_message": p.error_message[:ERROR_MESSAGE_CHARS] if p.error_message is not None else None}
 
 
 class PredictionLog:

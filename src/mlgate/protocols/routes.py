@@ -102,7 +102,7 @@ def _recording_refusals(endpoint: Endpoint) -> Endpoint:
         try:
             return await endpoint(request)
         except MlgateError as exc:
-            _record_refusal(request, int(exc.status))
+            _record_refusal(request, exc)
             raise
 
     recorded.__name__ = recorded.__qualname__ = endpoint.__name__
@@ -110,14 +110,14 @@ def _recording_refusals(endpoint: Endpoint) -> Endpoint:
     return recorded
 
 
-def _record_refusal(request: Request, status: int) -> None:
+def _record_refusal(request: Request, error: MlgateError) -> None:
     """Log an error answer to an inference request admitted on a model that the data plane did not serve.
     Callers that were never admitted (401/403, an invalid model name) are not logged."""
     state = request_state(request)
     if not state.admitted or state.action is not Action.PREDICT or state.model is None or state.served:
         return
     latency_ms = (time.perf_counter() - state.started) * 1000 if state.started is not None else 0.0
-    server_state(request).control.record_refused(state.model, state.identity, status, latency_ms,
+    server_state(request).control.record_refused(state.model, state.identity, error, latency_ms,
                                                  state.request_id or None)
 
 

@@ -19,7 +19,7 @@ from mlgate.inference.dataplane import DataPlane
 from mlgate.protocols.body import dataplane, json_response, read_json, request_timeout_ms
 from mlgate.protocols.errors import ERROR_RESPONSES
 from mlgate.protocols.routes import InferenceRoute, OpenAPIOperation, serving
-from mlgate.protocols.security import admit, charge, require, rows_of
+from mlgate.protocols.security import admit, charge, may_use, require, rows_of
 from mlgate.protocols.state import server_state
 from mlgate.types import V1ModelStatus, V1PredictRequest, V1PredictResponse
 
@@ -39,12 +39,15 @@ _STATES = {"READY": "AVAILABLE", "LOADING": "LOADING", "FAILED": "UNAVAILABLE", 
 
 @router.get("/models/{model_name}", response_model=V1ModelStatus, summary="Model status",
             dependencies=[require(Action.PREDICT)])
-async def model_status(plane: Plane, model_name: str) -> Response:
-    """V1 model status: every loaded version of the model with its TF-Serving state (AVAILABLE, LOADING, ...)."""
+async def model_status(request: Request, plane: Plane, model_name: str) -> Response:
+    """The model's versions and their states; ``reason`` (why the latest is not ready) for its deployers."""
     versions = plane.registry.versions(model_name)
     latest = plane.model_status(model_name)
     status = [{"version": v, "state": _STATES[plane.model_status(model_name, v).state.value]} for v in versions]
-    return json_response({"name": latest.name, "ready": latest.ready, "model_version_status": status})
+    body: dict[str, object] = {"name": latest.name, "ready": latest.ready, "model_version_status": status}
+    if not latest.ready and await may_use(request, model_name, Action.DEPLOY):
+        body["reason"] = latest.reason or latest.state.value.lower()
+    return json_response(body)
 
 
 async def _predict(request: Request, name: str, version: str | None) -> Response:

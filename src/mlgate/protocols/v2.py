@@ -4,6 +4,9 @@ Source: KServe "Open Inference Protocol (V2)", HTTP/REST section. A not-ready se
 readiness route with 400 (the spec asks for a 4xx) and a body saying why. Inference also speaks the binary
 tensor data extension (``Inference-Header-Content-Length``; see ``mlgate.codecs.binary``).
 
+A model that is not ready says why (``reason``: the load error) to callers with the ``deploy`` right on it,
+in its readiness answer and in the 503 of its metadata; other callers learn only that it is not ready.
+
 Health is open to every caller; server metadata needs a caller (``require_caller``); model routes need the
 ``predict`` right on the model (``require``), and inference is charged its rows against the caller's limits.
 """
@@ -21,7 +24,7 @@ from mlgate.inference.dataplane import DataPlane
 from mlgate.protocols.body import binary_response, dataplane, json_response, read_v2_body, request_timeout_ms
 from mlgate.protocols.errors import ERROR_RESPONSES
 from mlgate.protocols.routes import InferenceRoute, OpenAPIOperation, serving
-from mlgate.protocols.security import admit, charge, require, require_caller, rows_of
+from mlgate.protocols.security import admit, charge, may_use, require, require_caller, rows_of
 from mlgate.protocols.state import server_state
 from mlgate.types import (
     InferenceRequest,
@@ -68,19 +71,23 @@ async def server_metadata(plane: Plane) -> Response:
             dependencies=PREDICT)
 @router.get("/models/{model_name}/versions/{model_version}", response_model=ModelMetadata,
             summary="Model version metadata", dependencies=PREDICT)
-async def model_metadata(plane: Plane, model_name: str, model_version: str | None = None) -> Response:
-    """V2 model metadata (the ``predict`` right on the model)."""
-    return json_response(plane.model_metadata(model_name, model_version).model_dump())
+async def model_metadata(request: Request, plane: Plane, model_name: str,
+                         model_version: str | None = None) -> Response:
+    """V2 model metadata (the ``predict`` right on the model); why it is not ready for its deployers."""
+    explain = await may_use(request, model_name, Action.DEPLOY)
+    return json_response(plane.model_metadata(model_name, model_version, explain=explain).model_dump())
 
 
 @router.get("/models/{model_name}/ready", response_model=ModelReadyResponse,
             summary="Model readiness (400 when not ready)", dependencies=PREDICT)
 @router.get("/models/{model_name}/versions/{model_version}/ready", response_model=ModelReadyResponse,
             summary="Model version readiness (400 when not ready)", dependencies=PREDICT)
-async def model_ready(plane: Plane, model_name: str, model_version: str | None = None) -> Response:
-    """V2 model readiness: 200 when READY, 400 otherwise (the ``predict`` right on the model)."""
+async def model_ready(request: Request, plane: Plane, model_name: str, model_version: str | None = None) -> Response:
+    """V2 model readiness: 200 when READY, 400 otherwise; why not, for the model's deployers."""
     handle = plane.model_status(model_name, model_version)
-    body = {"name": handle.name, "version": handle.version, "ready": handle.ready}
+    body: dict[str, object] = {"name": handle.name, "version": handle.version, "ready": handle.ready}
+    if not handle.ready and await may_use(request, model_name, Action.DEPLOY):
+        body["reason"] = handle.reason or handle.state.value.lower()
     return json_response(body, 200 if handle.ready else 400)
 
 

@@ -1,7 +1,9 @@
-"""Reading the prediction log: filters (model, version, status, time range, shadow) and keyset pagination.
+"""Reading the prediction log: filters (model, version, status, time range, shadow, caller, request id, error
+code) and keyset pagination.
 
 Pages go newest first; the cursor is the id of the last record returned, so a page is stable while new
-records arrive (no offset drift). Export walks oldest first in pages of ``page`` rows.
+records arrive (no offset drift). Export walks oldest first in pages of ``page`` rows. The anonymous caller,
+stored as NULL, is shown and filtered as ``anonymous`` (``ANONYMOUS``), the name the usage report gives it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from mlgate.db.engine import Database
 from mlgate.db.tables.predlog import PredictionRecord
 from mlgate.errors import DatabaseUnavailable
 
-__all__ = ["PredictionFilter", "export_predictions", "query_predictions", "record_json"]
+__all__ = ["ANONYMOUS", "PredictionFilter", "export_predictions", "query_predictions", "record_json"]
+
+ANONYMOUS = "anonymous"
+"""How the log names a caller without credentials (its ``caller`` column is NULL)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +38,9 @@ class PredictionFilter:
     until: datetime | None = None
     shadow: bool | None = None
     caller: str | None = None
+    """``key:<prefix> (user:<name>)``, ``user:<name>``, or ``anonymous``."""
+    request_id: str | None = None
+    error_code: str | None = None
 
     def apply(self, stmt: Select[Any]) -> Select[Any]:
         """``stmt`` with this filter's conditions on the prediction-log table."""
@@ -52,15 +60,21 @@ class PredictionFilter:
         if self.shadow is not None:
             stmt = stmt.where(t.shadow == self.shadow)
         if self.caller is not None:
-            stmt = stmt.where(t.caller == self.caller)
+            stmt = stmt.where(t.caller.is_(None) if self.caller == ANONYMOUS else t.caller == self.caller)
+        if self.request_id is not None:
+            stmt = stmt.where(t.request_id == self.request_id)
+        if self.error_code is not None:
+            stmt = stmt.where(t.error_code == self.error_code)
         return stmt
 
 
 def record_json(r: PredictionRecord) -> dict[str, Any]:
-    """A prediction-log row as the REST API returns it."""
-    return {"id": r.id, "at": r.at.isoformat(), "model": r.model, "version": r.version, "caller": r.caller,
-            "status": r.status, "latency_ms": r.latency_ms, "batch_size": r.batch_size, "shadow": r.shadow,
-            "request_id": r.request_id, "inputs": r.inputs, "outputs": r.outputs}
+    """One record as the REST API answers it (``at`` ISO 8601 UTC, ``latency_ms`` in ms)."""
+    return {"id": r.id, "at": r.at.isoformat(), "model": r.model, "version": r.version,
+            "caller": r.caller if r.caller is not None else ANONYMOUS, "status": r.status,
+            "error_code": r.error_code, "error_message": r.error_message, "latency_ms": r.latency_ms,
+            "batch_size": r.batch_size, "shadow": r.shadow, "request_id": r.request_id, "inputs": r.inputs,
+            "outputs": r.outputs}
 
 
 async def query_predictions(database: Database, where: PredictionFilter, *, limit: int,

@@ -1,7 +1,9 @@
 """The prediction log: one row per inference request (and per shadow request).
 
-Inputs and outputs are kept only for the sampled share of requests (JSON, tensors as nested lists).
-Indexed for the queries the REST API offers: by time, and by model and time.
+Inputs and outputs are kept only for the sampled share of requests (JSON, tensors as nested lists). A request
+answered with an error keeps the error's ``code`` and message (``error_code``, ``error_message``: what the
+caller was told). ``caller`` is NULL for an anonymous caller. Indexed for the queries the REST API offers: by
+time, by model and time, and by request id.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ class PredictionRecord(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
     batch_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
     shadow: Mapped[bool] = mapped_column(Boolean, default=False)
-    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     # none_as_null: an unsampled record stores SQL NULL, not the JSON text 'null' (no encoding per record).
     inputs: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     outputs: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)

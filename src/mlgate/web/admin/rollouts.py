@@ -3,8 +3,9 @@
 Every change goes through ``ControlPlane``, exactly as the registry REST API's: a version is loaded and
 warmed before an alias, canary or shadow moves to it, the old one drains, the change is recorded in the
 catalog (``registry_changes``, with ``by = user:<name>``) with its audit-log row in the same transaction,
-and followed by the other replicas. Admins and deployers. A push through this page takes archives
-up to ``registry_max_upload_bytes``, as the REST API does.
+and followed by the other replicas. The page lists what this server serves, each version's source (the
+repository folder or the registry), its state and, when it failed to load, why. Admins and deployers. A push
+through this page takes archives up to ``registry_max_upload_bytes``, as the REST API does.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from fastapi.responses import Response
 from sqladmin import expose
 from starlette.datastructures import FormData, UploadFile
 
+from mlgate.db.queries.catalog import version_key
 from mlgate.db.tables.audit import Actor
 from mlgate.errors import InvalidInput, MlgateError
 from mlgate.web.admin.access import DEPLOYERS, require
@@ -47,8 +49,9 @@ class ModelsPage(Page):
         control = self.context.control
         snapshot = await control.catalog.snapshot()
         folder = {name: [source.version for source in sources] for name, sources in control.folder_sources.items()}
+        served = sorted(control.plane.registry, key=lambda h: (h.name, version_key(h.version)))
         return await self.render(request, TEMPLATE, status_code, models=list(snapshot.models.values()),
-                                 folder=dict(sorted(folder.items())), **values)
+                                 folder=dict(sorted(folder.items())), served=served, **values)
 
     @expose("/models", methods=["GET"], identity="models")
     async def page(self, request: Request) -> Response:

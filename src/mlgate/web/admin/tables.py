@@ -122,8 +122,11 @@ class PredictionTable(ReadOnly, model=PredictionRecord):
     name, name_plural, icon = "Prediction", "Prediction log", "fa-solid fa-bolt"
     column_list: ClassVar[Any] = [PredictionRecord.id, PredictionRecord.at, PredictionRecord.model,
                                   PredictionRecord.version, PredictionRecord.caller, PredictionRecord.status,
-                                  PredictionRecord.latency_ms, PredictionRecord.batch_size, PredictionRecord.shadow,
-                                  PredictionRecord.request_id]
+                                  PredictionRecord.error_code, PredictionRecord.latency_ms,
+                                  PredictionRecord.batch_size, PredictionRecord.shadow, PredictionRecord.request_id]
+    # The log stores an anonymous caller as NULL; show it as the REST API and the usage report name it.
+    column_formatters: ClassVar[Any] = {PredictionRecord.caller: lambda m, a: m.caller or "anonymous"}
+    column_formatters_detail: ClassVar[Any] = {PredictionRecord.caller: lambda m, a: m.caller or "anonymous"}
     column_default_sort: ClassVar[Any] = (PredictionRecord.id, True)
     column_sortable_list: ClassVar[Any] = [PredictionRecord.id, PredictionRecord.at, PredictionRecord.latency_ms,
                                            PredictionRecord.status]
@@ -133,6 +136,7 @@ class PredictionTable(ReadOnly, model=PredictionRecord):
                                      OperationColumnFilter(PredictionRecord.version),
                                      OperationColumnFilter(PredictionRecord.status),
                                      OperationColumnFilter(PredictionRecord.caller),
+                                     OperationColumnFilter(PredictionRecord.error_code),
                                      BooleanFilter(PredictionRecord.shadow)]
 
 

@@ -1,0 +1,51 @@
+"""The admin's models page over real HTTP: what this server serves, from which source, and why a model is not
+ready (its load error), next to the registry's models."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import anyio
+import pytest
+
+from mlgate.auth import Role
+from tests.fakes import write_python_model
+from tests.secure import secure_app
+from tests.web.test_admin import signed_in
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_the_models_page_shows_what_serves_and_why_a_model_is_not_ready(
+        examples_repo: Path, tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    shutil.copytree(examples_repo / "breast-cancer", root / "breast-cancer")
+    write_python_model(root, "broken", "raise ImportError('no module named secret_dependency')\n",
+                       '[[inputs]]\nname = "x"\ndatatype = "FP32"\nshape = [-1, 1]\n',
+                       '[[outputs]]\nname = "y"\ndatatype = "FP32"\nshape = [-1]\n')
+    async with secure_app(root) as sec:
+        await sec.user("root", Role.ADMIN)
+        async with signed_in(sec) as (client, _):
+            page = (await client.get("/admin/models")).text
+    served = re.search(r'<table[^>]*id="served">(.*?)</table>', page, re.S)
+    assert served, "no table of served models"
+    rows = dict(re.findall(r'<tr data-model="([^"]+)" data-version="1">(.*?)</tr>', served.group(1), re.S))
+    assert set(rows) == {"breast-cancer", "broken"}
+    assert "READY" in rows["breast-cancer"] and "repository folder" in rows["breast-cancer"]
+    assert "FAILED" in rows["broken"] and "no module named secret_dependency" in rows["broken"]
+    # The empty registry names a command that exists.
+    assert "mlgate models push" in page and "<code>mlgate push</code>" not in page
+
+
+async def test_the_prediction_log_table_shows_the_error_code_and_the_anonymous_caller(examples_repo: Path) -> None:
+    async with secure_app(examples_repo, anonymous_models=["breast-cancer"], prediction_log_interval_s=0.05) as sec:
+        await sec.user("root", Role.ADMIN)
+        bad = {"inputs": [{"name": "features", "shape": [1, 2], "datatype": "FP64", "data": [0, 0]}]}
+        assert (await sec.client.post("/v2/models/breast-cancer/infer", json=bad)).status_code == 400
+        async with signed_in(sec) as (client, _):
+            with anyio.fail_after(10):
+                while "invalid_input" not in (page := (await client.get("/admin/prediction-record/list")).text):
+                    await anyio.sleep(0.05)
+    assert "anonymous" in page and "None" not in page
