@@ -33,12 +33,14 @@ SignedIn = Annotated[Caller, require_caller(signed_in=True)]
 
 
 class TokenResponse(BaseModel):
+    """An access token (OAuth2 bearer) and its lifetime in seconds."""
     access_token: str
     token_type: str = "bearer"
     expires_in: int = Field(description="Seconds until the token expires.")
 
 
 class NewKeyRequest(BaseModel):
+    """The body of ``POST /api/v1/keys``: a name, and optionally the models, actions, tier and expiry."""
     name: str = Field(min_length=1, max_length=100, description="What the key is for, e.g. 'laptop'.")
     models: list[str] = Field(default_factory=lambda: ["*"], description="Model names or patterns ('*').")
     actions: list[Action] | None = Field(default=None, description="Default: every action of your role.")
@@ -58,6 +60,7 @@ def _key_json(key: KeyInfo) -> dict[str, object]:
 
 @router.post("/auth/token", response_model=TokenResponse, summary="Sign in (OAuth2 password flow)")
 async def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Response:
+    """Sign in with a username and password (form fields); 401 for wrong ones, 429 past the login limit."""
     service = security(request)
     if service.settings.rate_limit_enabled:
         await service.limits.consume_login(service.settings.login_rate_limit, client_address(request))
@@ -73,6 +76,7 @@ async def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Dep
 
 @router.get("/auth/me", summary="Who am I")
 async def me(caller: SignedIn) -> Response:
+    """The signed-in caller: user or key, role, and the rights it has."""
     return json_response({"user": caller.username, "role": caller.role, "via": caller.kind.value,
                           "key": caller.key_prefix, "actions": sorted(caller.actions),
                           "models": [list(scope) for scope in caller.model_scopes], "tier": caller.tier})
@@ -90,6 +94,7 @@ def _key_manager(caller: Caller, user: str | None) -> str | None:
 
 @router.get("/keys", summary="List API keys")
 async def list_keys(request: Request, caller: SignedIn, user: str | None = None) -> Response:
+    """The caller's API keys (an admin may name another ``user``), without secrets."""
     owner = _key_manager(caller, user)
     keys = await security(request).store.list_keys(owner)
     return json_response({"keys": [_key_json(k) for k in keys]})
@@ -97,6 +102,7 @@ async def list_keys(request: Request, caller: SignedIn, user: str | None = None)
 
 @router.post("/keys", status_code=201, summary="Create an API key (the key is shown once)")
 async def create_key(request: Request, caller: SignedIn, body: NewKeyRequest) -> Response:
+    """Create an API key for the caller (an admin may name another user); the key is in this answer only."""
     owner = _key_manager(caller, body.user) or caller.username
     assert owner is not None
     if body.tier != DEFAULT_TIER and not caller.may(Action.ADMIN):
@@ -111,6 +117,7 @@ async def create_key(request: Request, caller: SignedIn, body: NewKeyRequest) ->
 
 @router.delete("/keys/{prefix}", summary="Revoke an API key")
 async def revoke_key(request: Request, caller: SignedIn, prefix: str) -> Response:
+    """Revoke the key with ``prefix`` (``mlg_`` and 12 hex digits); 404 for a key the caller may not see."""
     owner = _key_manager(caller, None)
     info = await security(request).store.revoke_key(prefix, actor=audit_actor(request), owner=owner)
     return json_response(_key_json(info))

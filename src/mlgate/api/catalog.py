@@ -97,22 +97,26 @@ By = Annotated[Actor, Depends(_actor)]
 
 
 class AliasBody(BaseModel):
+    """The body of ``PUT .../aliases/{alias}``: the version to point at."""
     model_config = ConfigDict(extra="forbid")
     version: Name
 
 
 class PromoteBody(BaseModel):
+    """The body of ``POST .../promote``: the version, and the alias to move (default ``production``)."""
     model_config = ConfigDict(extra="forbid")
     version: Name
     alias: Name = "production"
 
 
 class RollbackBody(BaseModel):
+    """The body of ``POST .../rollback``: the alias to move back (default ``production``)."""
     model_config = ConfigDict(extra="forbid")
     alias: Name = "production"
 
 
 class Canary(BaseModel):
+    """A canary: the version and the share of requests it gets (0-100 %)."""
     model_config = ConfigDict(extra="forbid")
     version: Name
     # strict: JSON true is not 1 %, nor "30" thirty.
@@ -120,12 +124,14 @@ class Canary(BaseModel):
 
 
 class TrafficBody(BaseModel):
+    """The body of ``PUT .../traffic``: the canary (or null) and the shadow version (or null)."""
     model_config = ConfigDict(extra="forbid")
     canary: Canary | None = None
     shadow: Name | None = Field(default=None, description="Version receiving a copy of every request.")
 
 
 class ModelPatch(BaseModel):
+    """The body of ``PATCH /models/{name}``: per-model settings to change."""
     model_config = ConfigDict(extra="forbid")
     log_sample_rate: float | None = Field(default=None, ge=0, le=1, strict=True,
                                           description="Share of requests whose inputs and outputs are logged.")
@@ -133,6 +139,7 @@ class ModelPatch(BaseModel):
 
 
 def version_json(info: VersionInfo, registry: ModelRegistry | None = None) -> dict[str, Any]:
+    """A version as the API answers it, with its state on this server when ``registry`` is given."""
     state = None
     if registry is not None:
         try:
@@ -147,6 +154,7 @@ def version_json(info: VersionInfo, registry: ModelRegistry | None = None) -> di
 
 
 def model_json(info: ModelInfo, registry: ModelRegistry, *, full: bool = True) -> dict[str, Any]:
+    """A model as the API answers it: versions (with ``full``), aliases, traffic and settings."""
     body: dict[str, Any] = {
         "name": info.name, "description": info.description, "aliases": info.aliases,
         "latest_version": next(reversed(info.versions), None),
@@ -165,12 +173,14 @@ def model_json(info: ModelInfo, registry: ModelRegistry, *, full: bool = True) -
 
 @router.get("", summary="This API version", dependencies=[SIGNED_IN])
 async def index(version: ApiVersionDep) -> Response:
+    """This API version and its links."""
     return json_response({"api_version": version.name, "deprecated": version.deprecated})
 
 
 @router.get("/models", summary="List the registry models you may deploy or predict with",
             dependencies=[SIGNED_IN])
 async def list_models(request: Request, control: Control) -> Response:
+    """The catalog's models the caller may deploy or predict with."""
     snapshot = await control.catalog.snapshot()
     registry = control.plane.registry
     return json_response({"models": [model_json(m, registry, full=False) for m in snapshot.models.values()
@@ -179,12 +189,14 @@ async def list_models(request: Request, control: Control) -> Response:
 
 @router.get("/models/{model_name}", summary="Show a model: versions, aliases, traffic", dependencies=[READ])
 async def show_model(control: Control, model_name: str) -> Response:
+    """A model of the catalog: versions, aliases, traffic, settings; 404 when unknown."""
     return json_response(model_json(await control.model(model_name), control.plane.registry))
 
 
 @router.patch("/models/{model_name}", summary="Change a model's settings (prediction log sample rate)",
               dependencies=[DEPLOY])
 async def patch_model(control: Control, caller: By, model_name: str, body: ModelPatch) -> Response:
+    """Change a model's settings; 400 for a bad value, 404 for an unknown model."""
     await control.update_model(model_name, log_sample_rate=body.log_sample_rate, description=body.description,
                                by=caller)
     return json_response(model_json(await control.model(model_name), control.plane.registry))
@@ -209,6 +221,9 @@ _PUSH_BODY = {
 @router.post("/models/{model_name}/versions", status_code=201, openapi_extra=_PUSH_BODY,
              summary="Push a version (multipart upload of a model directory archive)", dependencies=[DEPLOY])
 async def push_version(request: Request, control: Control, caller: By, model_name: str) -> Response:
+    """Push an archive (``.tar.gz`` or ``.zip`` of a model directory) as a new version; 400 for a bad
+    archive or manifest, 409 for an existing version, 413 past ``registry_max_upload_bytes``.
+    """
     who = await authenticate(request)
     policy = security(request).policy
 
@@ -235,6 +250,7 @@ async def push_version(request: Request, control: Control, caller: By, model_nam
 
 @router.get("/models/{model_name}/versions/{model_version}", summary="Show a version", dependencies=[READ])
 async def show_version(control: Control, model_name: str, model_version: str) -> Response:
+    """A version of a model; 404 when unknown."""
     info = await control.model(model_name)
     if model_version not in info.versions:
         raise ModelVersionNotFound(model_name, model_version, list(info.versions))
@@ -245,12 +261,14 @@ async def show_version(control: Control, model_name: str, model_version: str) ->
                summary="Delete a version (409 while an alias, the canary or the shadow points at it)",
                dependencies=[DEPLOY])
 async def delete_version(control: Control, caller: By, model_name: str, model_version: str) -> Response:
+    """Delete a version no alias or traffic uses (409 otherwise) and its artifact."""
     await control.delete_version(model_name, model_version, by=caller)
     return Response(status_code=204)
 
 
 @router.put("/models/{model_name}/aliases/{alias}", summary="Point an alias at a version", dependencies=[DEPLOY])
 async def set_alias(control: Control, caller: By, model_name: str, alias: str, body: AliasBody) -> Response:
+    """Point an alias at a version (loaded and warmed first); answers the version it left."""
     previous = await control.set_alias(model_name, _name(alias, "alias"), body.version, by=caller)
     return json_response({"model": model_name, "alias": alias, "version": body.version, "previous": previous})
 
@@ -258,6 +276,7 @@ async def set_alias(control: Control, caller: By, model_name: str, alias: str, b
 @router.delete("/models/{model_name}/aliases/{alias}", status_code=204, summary="Remove an alias",
                dependencies=[DEPLOY])
 async def delete_alias(control: Control, caller: By, model_name: str, alias: str) -> Response:
+    """Remove an alias; 404 when the model has none of that name."""
     await control.delete_alias(model_name, alias, by=caller)
     return Response(status_code=204)
 
@@ -265,6 +284,7 @@ async def delete_alias(control: Control, caller: By, model_name: str, alias: str
 @router.post("/models/{model_name}/promote", summary="Move an alias (default production) to a version",
              dependencies=[DEPLOY])
 async def promote(control: Control, caller: By, model_name: str, body: PromoteBody) -> Response:
+    """Move an alias (default ``production``) to a version, loaded and warmed before it gets traffic."""
     previous = await control.set_alias(model_name, body.alias, body.version, by=caller)
     return json_response({"model": model_name, "alias": body.alias, "version": body.version, "previous": previous})
 
@@ -272,6 +292,7 @@ async def promote(control: Control, caller: By, model_name: str, body: PromoteBo
 @router.post("/models/{model_name}/rollback", summary="Move an alias back to its previous version",
              dependencies=[DEPLOY])
 async def rollback(control: Control, caller: By, model_name: str, body: RollbackBody | None = None) -> Response:
+    """Move an alias back to the version it pointed at before; 409 when it has no history."""
     alias = body.alias if body else "production"
     left, version = await control.rollback(model_name, alias, by=caller)
     return json_response({"model": model_name, "alias": alias, "version": version, "previous": left})
@@ -280,6 +301,7 @@ async def rollback(control: Control, caller: By, model_name: str, body: Rollback
 @router.get("/models/{model_name}/traffic", summary="Show the canary split and the shadow version",
             dependencies=[READ])
 async def get_traffic(control: Control, model_name: str) -> Response:
+    """The canary split and the shadow version of a model."""
     info = await control.model(model_name)
     canary = {"version": info.canary_version, "percent": info.canary_percent} if info.canary_version else None
     return json_response({"canary": canary, "shadow": info.shadow_version})
@@ -288,6 +310,7 @@ async def get_traffic(control: Control, model_name: str) -> Response:
 @router.put("/models/{model_name}/traffic", summary="Set (or clear) the canary split and the shadow version",
             dependencies=[DEPLOY])
 async def set_traffic(control: Control, caller: By, model_name: str, body: TrafficBody) -> Response:
+    """Set (or clear) the canary split and the shadow version; both must be versions other than production."""
     await control.set_traffic(
         model_name, canary_version=body.canary.version if body.canary else None,
         canary_percent=body.canary.percent if body.canary else 0.0, shadow_version=body.shadow, by=caller)

@@ -26,6 +26,7 @@ Plane = Annotated[DataPlane, Depends(dataplane)]
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}})
 async def metrics(plane: Plane, request: Request) -> Response:
+    """Prometheus metrics (text exposition format), open, behind ``metrics_token``, or off (setting ``metrics``)."""
     token = plane.settings.metrics_token
     if plane.settings.metrics == "token" and token is not None:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")

@@ -78,6 +78,7 @@ def filters(
     request_id: Annotated[str | None, Query(max_length=128, description="The X-Request-ID of one request.")] = None,
     error_code: Annotated[str | None, Query(max_length=64, description="The error's code, e.g. rate_limited.")] = None,
 ) -> PredictionFilter:
+    """The query's filters from its parameters; 400 for a bad value or an unknown parameter."""
     _known_parameters(request)
     code = klass = None
     if status is not None:
@@ -129,6 +130,7 @@ async def list_predictions(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=64, description="next_cursor of the previous page")] = None,
 ) -> Response:
+    """Prediction-log records, newest first, ``limit`` a page, ``cursor`` from the previous page."""
     items, after = await query_predictions(_database(request), where, limit=limit, before_id=_cursor(cursor))
     return json_response({"items": items, "next_cursor": _encode(after)})
 
@@ -136,6 +138,7 @@ async def list_predictions(
 @router.get("/predictions/export", summary="Export the prediction log as JSON lines (oldest first)",
             response_class=StreamingResponse)
 async def export(request: Request, where: Filters) -> StreamingResponse:
+    """Every matching record as JSON lines (``application/x-ndjson``), oldest first, streamed."""
     database = _database(request)
 
     async def lines() -> AsyncIterator[bytes]:

@@ -36,6 +36,9 @@ Control = Annotated[ControlPlane, Depends(control_plane)]
 @router.post("/index", summary="Every model of the repository and the registry you may use, with its state",
              dependencies=[SIGNED_IN])
 async def index(request: Request, control: Control, ready: Annotated[bool, Body(embed=True)] = False) -> Response:
+    """Every model of the repository folder and the catalog the caller may use, with its state (V2 repository
+    extension); with ``ready``, only the ready ones.
+    """
     entries = await control.index()
     names = {str(e["name"]) for e in entries}
     visible = {name: await readable(request, name) for name in names}
@@ -50,6 +53,7 @@ async def index(request: Request, control: Control, ready: Annotated[bool, Body(
 @router.post("/models/{model_name}/load", summary="Load a model (all the versions its route needs)",
              dependencies=[DEPLOY])
 async def load(control: Control, caller: By, model_name: str) -> Response:
+    """Load a model on this server (the versions its route needs, warmed); 404 for an unknown model."""
     await control.load(model_name, by=caller)
     return json_response({})
 
@@ -57,5 +61,6 @@ async def load(control: Control, caller: By, model_name: str) -> Response:
 @router.post("/models/{model_name}/unload", summary="Unload a model (after its requests in flight finish)",
              dependencies=[DEPLOY])
 async def unload(control: Control, caller: By, model_name: str) -> Response:
+    """Unload a model on this server once its requests in flight finish."""
     await control.unload(model_name, by=caller)
     return json_response({})

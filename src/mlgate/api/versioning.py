@@ -25,6 +25,7 @@ API_VERSIONS: tuple[str, ...] = ("v1",)
 
 @dataclass(frozen=True, slots=True)
 class ApiVersion:
+    """The API version a request was made under, and whether it is deprecated."""
     name: str
     deprecated: bool = False
 
