@@ -52,9 +52,9 @@ def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_models_list_names_an_unknown_runtime(tmp_path: Path) -> None:
     (tmp_path / "tf").mkdir()
-    (tmp_path / "tf" / "model.toml").write_text('name = "tf"\nruntime = "tensorflow"\nartifact = "model.py"\n')
+    (tmp_path / "tf" / "model.toml").write_text('name = "tf"\nruntime = "caffe2"\nartifact = "model.py"\n')
     (tmp_path / "tf" / "model.py").write_text("")
     listed = runner.invoke(app, ["models", "list", "--model-repository", str(tmp_path)], env={"COLUMNS": "200"})
     assert listed.exit_code == 0, listed.output
-    (row,) = [line for line in listed.output.splitlines() if "tf" in line and "tensorflow" in line]
-    assert "ok" not in row and "unknown runtime 'tensorflow'" in row
+    (row,) = [line for line in listed.output.splitlines() if "tf" in line and "caffe2" in line]
+    assert "ok" not in row and "unknown runtime 'caffe2'" in row

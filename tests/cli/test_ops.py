@@ -85,9 +85,9 @@ def _check_lines(output: str) -> list[str]:
     return [line for line in output.splitlines() if line.split()[:1] in (["ok"], ["skip"], ["FAIL"])]
 
 
-def test_doctor_passes_against_the_real_services(tmp_path: Path, postgres_url: str, redis_url: str) -> None:
+def test_doctor_passes_against_the_real_services(tmp_path: Path, empty_postgres_url: str, redis_url: str) -> None:
     sum_model(tmp_path / "repo")
-    env = {**WIDE, "MLGATE_DATA_DIR": str(tmp_path / "data"), "MLGATE_DATABASE_URL": postgres_url,
+    env = {**WIDE, "MLGATE_DATA_DIR": str(tmp_path / "data"), "MLGATE_DATABASE_URL": empty_postgres_url,
            "MLGATE_RATE_LIMIT_STORAGE": redis_url}
     result = runner.invoke(app, ["doctor", "-m", str(tmp_path / "repo"),
                                  "--broker-url", "amqp://guest:guest@127.0.0.1:5672/"], env=env)

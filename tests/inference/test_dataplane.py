@@ -135,7 +135,8 @@ async def test_serving_holds_the_model_and_tells_every_observer_once(plane: Data
     def broken_observer(call: Call, status: int, latency_ms: float) -> None:
         raise RuntimeError("an observer's bug")
 
-    plane.observers.extend([lambda call, status, latency_ms: seen.append((call, status)), broken_observer])
+    plane = DataPlane(plane.settings, plane.registry, observers=[
+        lambda call, status, latency_ms: seen.append((call, status)), broken_observer])  # composed, then passed in
     async with plane.serving("sum", caller="key:abc") as call:
         assert handle.in_flight == 1  # held from the lookup on, before any await
         await call.infer({"x": ROWS})

@@ -8,7 +8,7 @@ import pytest
 
 from mlgate.errors import ModelVersionNotFound
 from mlgate.inference.registry import ModelRegistry
-from mlgate.inference.traffic import Route, canary_bucket
+from mlgate.inference.traffic import TrafficRoute, canary_bucket
 from mlgate.model.repository import ModelSource
 from tests.fakes import fake_manifest
 
@@ -16,12 +16,12 @@ pytestmark = pytest.mark.anyio
 
 
 def test_without_a_canary_everything_goes_to_production() -> None:
-    assert {Route("1").pick("m", key) for key in ("a", "b", None)} == {"1"}
-    assert {Route("1", canary="2", canary_percent=0).pick("m", key) for key in ("a", "b", None)} == {"1"}
+    assert {TrafficRoute("1").pick("m", key) for key in ("a", "b", None)} == {"1"}
+    assert {TrafficRoute("1", canary="2", canary_percent=0).pick("m", key) for key in ("a", "b", None)} == {"1"}
 
 
 def test_a_keyed_pick_is_sticky_and_follows_the_bucket() -> None:
-    route = Route("1", canary="2", canary_percent=30)
+    route = TrafficRoute("1", canary="2", canary_percent=30)
     for i in range(200):
         key = f"key:{i}"
         expected = "2" if canary_bucket("m", key) < 30 else "1"
@@ -37,16 +37,16 @@ def test_buckets_are_percentiles_in_steps_of_a_hundredth_and_depend_on_the_model
 
 
 def test_an_unkeyed_pick_draws_the_canary_share_at_random(monkeypatch: pytest.MonkeyPatch) -> None:
-    route = Route("1", canary="2", canary_percent=25)
+    route = TrafficRoute("1", canary="2", canary_percent=25)
     monkeypatch.setattr(random, "random", lambda: 0.2499)
     assert route.pick("m") == "2"
     monkeypatch.setattr(random, "random", lambda: 0.25)
     assert route.pick("m") == "1"
-    assert Route("1", canary="2", canary_percent=100).pick("m") == "2"
+    assert TrafficRoute("1", canary="2", canary_percent=100).pick("m") == "2"
 
 
 def test_versions_are_every_target() -> None:
-    route = Route("3", aliases={"staging": "4", "old": "1"}, canary="5", canary_percent=10, shadow="6")
+    route = TrafficRoute("3", aliases={"staging": "4", "old": "1"}, canary="5", canary_percent=10, shadow="6")
     assert route.versions() == {"1", "3", "4", "5", "6"}
 
 
@@ -57,7 +57,7 @@ async def test_the_registry_resolves_versions_and_aliases_through_the_route(fake
         await registry.load_model(ModelSource(tmp_path, fake_manifest(version=version)))  # type: ignore[arg-type]
     assert registry.versions("sum") == ["1", "2", "10"]  # numeric order
     assert registry.get("sum").version == "10"  # no route: the highest
-    registry.set_route("sum", Route("2", aliases={"staging": "10"}, registered=frozenset({"1", "2", "10", "11"})))
+    registry.set_route("sum", TrafficRoute("2", aliases={"staging": "10"}, registered=frozenset({"1", "2", "10", "11"})))
     assert registry.get("sum").version == "2"
     assert registry.get("sum", "staging").version == "10"
     assert registry.get("sum", "1").version == "1"

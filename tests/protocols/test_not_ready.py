@@ -15,7 +15,7 @@ from tests.secure import SecureApp, bearer, secure_app
 
 pytestmark = pytest.mark.anyio
 
-UNKNOWN = "unknown runtime 'tensorflow'"
+UNKNOWN = "unknown runtime 'caffe2'"
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ async def sec(examples_repo: Path, tmp_path: Path) -> AsyncIterator[SecureApp]:
                        '[[inputs]]\nname = "x"\ndatatype = "FP32"\nshape = [-1, 1]\n',
                        '[[outputs]]\nname = "y"\ndatatype = "FP32"\nshape = [-1]\n')
     (root / "tf").mkdir()
-    (root / "tf" / "model.toml").write_text('name = "tf"\nversion = "1"\nruntime = "tensorflow"\n'
+    (root / "tf" / "model.toml").write_text('name = "tf"\nversion = "1"\nruntime = "caffe2"\n'
                                             'artifact = "saved_model"\n')
     async with secure_app(root) as app:
         await app.user("dep", Role.DEPLOYER)

@@ -56,7 +56,7 @@ def db_upgrade(
             except OSError as exc:
                 err.print(f"[red]error:[/red] cannot create the data directory {folder}: {exc}")
                 raise typer.Exit(1) from None
-            out.print(f"created data directory {folder}")
+            out.print(f"created data directory {folder}", soft_wrap=True)
     try:
         before = asyncio.run(current_revision(url))
         upgrade(url, revision)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from mlgate.access import DEFAULT_TIER
@@ -184,14 +185,23 @@ def keys_list(
     """List API keys (prefixes only; the keys themselves are not stored)."""
     keys = _run(config, database_url, lambda store: store.list_keys(user))
     now = utcnow()
+    rows = [(key.prefix, key.name, key.username, ", ".join(key.models), ", ".join(key.actions), key.tier,
+             _when(key.expires_at), _when(key.last_used_at),
+             "revoked" if key.revoked_at else ("active" if key.usable(now) else "expired")) for key in keys]
+    if out.width < 120:  # nine columns do not fit a narrow terminal: two lines per key instead
+        for prefix, name, username, models, actions, tier, expires, used, state in rows:
+            out.print(f"[bold]{prefix}[/bold]  {escape(name)}  ({escape(username)})  {state}", soft_wrap=True)
+            out.print(f"    models: {escape(models)}  actions: {actions}  tier: {escape(tier)}  expires: {expires}  "
+                      f"last used: {used}", soft_wrap=True, highlight=False)
+        if not rows:
+            out.print("no API keys")
+        return
     table = Table(title="API keys")
     table.add_column("prefix", no_wrap=True)
     for column in ("name", "user", "models", "actions", "tier", "expires", "last used", "state"):
         table.add_column(column)
-    for key in keys:
-        state = "revoked" if key.revoked_at else ("active" if key.usable(now) else "expired")
-        table.add_row(key.prefix, key.name, key.username, ", ".join(key.models), ", ".join(key.actions), key.tier,
-                      _when(key.expires_at), _when(key.last_used_at), state)
+    for row in rows:
+        table.add_row(*row)
     out.print(table)
 
 
