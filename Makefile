@@ -7,7 +7,7 @@ DOCS_STAMP := $(VENV)/.installed-docs
 # Extras installed with mlgate; `make install EXTRAS=test` leaves out the embeddings (PyTorch) runtime.
 EXTRAS ?= test,embeddings
 
-.PHONY: install serve test lint check docs clean
+.PHONY: install serve test lint check docs clean grpc
 
 # torch is installed first, from its CPU build (torch==2.13.0 is a local CPU wheel on the team's machines),
 # and constraints.txt pins it, so that sentence-transformers never pulls a CUDA build of torch.
@@ -31,6 +31,9 @@ lint: $(STAMP)  ## ruff and mypy (strict) on the package
 	$(PY) -m mypy
 
 check: lint test
+
+grpc: $(STAMP)  ## regenerate the gRPC modules in src/mlgate/protocols/grpc from grpc_service.proto (grpcio-tools)
+	$(PY) scripts/grpc_generate.py
 
 # The docs extra (MkDocs + Material) goes into the same .venv, only when `make docs` first needs it.
 $(DOCS_STAMP): $(STAMP)

@@ -34,6 +34,10 @@ from mlgate.settings import Settings
 from tests.processes import ADMIN_PASSWORD, ADMIN_USERNAME, serve_process
 from tests.services import database_url, postgres_url, redis_url, sqlite_url  # noqa: F401 - fixtures
 
+# No test app or `mlgate serve` process binds the default gRPC port (8001), which parallel runs would share: a
+# test of gRPC passes its own free port (tests/protocols/grpc/).
+os.environ.setdefault("MLGATE_GRPC_PORT", "0")
+
 # Route structlog through the standard library, as `mlgate serve` does, so caplog sees every line.
 configure_logging("info", "json")
 
