@@ -15,6 +15,7 @@ import tritonclient.grpc.aio as triton_aio
 from sklearn.datasets import load_breast_cancer, load_digits
 
 from mlgate.protocols.grpc import grpc_service_pb2 as pb
+from tests.fakes import TEXT_MODEL, write_python_model
 from tests.protocols.grpc.conftest import auth, grpc_app
 
 pytestmark = pytest.mark.anyio
@@ -108,3 +109,17 @@ async def test_streaming_answers_every_request_in_order_and_goes_on_after_an_err
         assert [r.get_response().id for r in results] == [str(i) for i in range(ROWS)]
         predicted = [int(r.as_numpy("predict")[0]) for r in results]
         assert predicted == model.predict(CANCER).tolist()
+
+
+async def test_bytes_tensors_in_and_out(tmp_path: Path) -> None:
+    write_python_model(tmp_path, "text", TEXT_MODEL, '[[inputs]]\nname = "text"\ndatatype = "BYTES"\nshape = [-1]\n',
+                       '[[outputs]]\nname = "upper"\ndatatype = "BYTES"\nshape = [-1]\n'
+                       '[[outputs]]\nname = "length"\ndatatype = "INT32"\nshape = [-1]\n')
+    words = np.array([b"grpc", b"", b"nul\x00byte"], dtype=object)
+    async with grpc_app(tmp_path) as app:
+        await app.sec.user("alice")
+        headers = {"authorization": f"Bearer {await app.sec.key('alice')}"}
+        async with triton_aio.InferenceServerClient(app.address) as client:
+            result = await client.infer("text", [tensor("text", words, "BYTES")], headers=headers)
+        assert result.as_numpy("upper").tolist() == [b"GRPC", b"", b"NUL\x00BYTE"]
+        assert result.as_numpy("length").tolist() == [4, 0, 8]

@@ -2,7 +2,7 @@
 
 Each ``MlgateError`` maps by its HTTP status (``mlgate.errors``), with the code it carries::
 
-    400 BadRequest and subclasses      INVALID_ARGUMENT   (the message names the field)
+    400 BadRequest and subclasses      INVALID_ARGUMENT   (the message starts with the field)
     401 Unauthenticated                UNAUTHENTICATED
     403 Forbidden                      PERMISSION_DENIED
     404 NotFound and subclasses        NOT_FOUND
@@ -70,7 +70,11 @@ def status_of(exc: MlgateError, request_id: str = "") -> Status:
     if exc.status >= 500:
         log.warning("grpc call failed", code=exc.code, status=int(exc.status), request_id=request_id)
     # mlgate's own 5xx messages are generic already (mlgate.errors); 4xx messages are written for the caller.
-    return Status(code, exc.message, tuple(trailers))
+    # gRPC has no error body: the message names the field itself (REST's body has it apart).
+    message = exc.message
+    if exc.field and not message.startswith(exc.field):
+        message = f"{exc.field}: {message}"
+    return Status(code, message, tuple(trailers))
 
 
 def unexpected_status(exc: BaseException, request_id: str = "") -> Status:
