@@ -80,7 +80,7 @@ async def test_typed_contents_and_the_request_id_metadata(examples_repo: Path) -
             CANCER[:3].ravel().tolist())
         call = app.stub.ModelInfer(request, metadata=(*auth(key), ("x-request-id", "trace-42")))
         response = await call
-        assert ("x-request-id", "trace-42") in tuple(await call.initial_metadata())
+        assert ("x-request-id", "trace-42") in tuple(await call.trailing_metadata())
         predict = np.frombuffer(response.raw_output_contents[0], dtype="<i8")
         np.testing.assert_array_equal(predict, model.predict(CANCER[:3]))
         assert response.id == "typed" and [o.name for o in response.outputs] == ["predict", "predict_proba"]

@@ -10,14 +10,15 @@ refusals after admission are recorded as over REST (``mlgate.protocols.routes.re
 become statuses in ``mlgate.protocols.grpc.errors``.
 
 ``x-request-id`` metadata (1-128 characters of ``A-Za-z0-9._:-``, else a random one) comes back in the
-initial metadata of the answer; ``x-routing-key`` makes canary routing sticky as the REST header does.
+trailing metadata of the answer (with the status, so it costs no message of its own); ``x-routing-key``
+makes canary routing sticky as the REST header does.
 ModelStreamInfer answers each request of the stream in order, an error as ``error_message`` (the stream
 goes on).
 """
 
 from __future__ import annotations
 
-import os
+import random
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -38,6 +39,7 @@ __all__ = ["SERVICE_NAME", "InferenceService", "credentials"]
 SERVICE_NAME = "inference.GRPCInferenceService"
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")  # the edge's rule (mlgate.edge.request_id)
+_random = random.Random(random.SystemRandom().getrandbits(128))  # ids: unique, not secret; no system call each
 _PEER = re.compile(r"^(?:ipv4:(?P<v4>[^:]+)|ipv6:\[(?P<v6>[^\]]+)\]|unix:.*)")
 
 Context = Any
@@ -53,7 +55,8 @@ def _peer_address(peer: str) -> str:
 
 def credentials(context: Context, server: ServerState) -> Credentials:
     """The ``Credentials`` of a call: its ``authorization`` metadata, peer address and a fresh RequestState
-    carrying its request id (``x-request-id`` metadata when valid, else 128 random bits in hex)."""
+    carrying its request id (``x-request-id`` metadata when valid, else 128 random bits in hex, from a
+    generator seeded once per process by the system: ids must not repeat, they need not be secret)."""
     authorization: list[str] = []
     request_id = ""
     for key, value in context.invocation_metadata() or ():
@@ -61,7 +64,7 @@ def credentials(context: Context, server: ServerState) -> Credentials:
             authorization.append(value)
         elif key == "x-request-id" and not request_id and isinstance(value, str) and _REQUEST_ID.match(value):
             request_id = value
-    state = RequestState(request_id=request_id or os.urandom(16).hex())
+    state = RequestState(request_id=request_id or f"{_random.getrandbits(128):032x}")
     return Credentials(authorization, _peer_address(context.peer()), server, state)
 
 
@@ -72,8 +75,8 @@ def _metadata_value(context: Context, name: str) -> str | None:
     return None
 
 
-async def _end(context: Context, status: Status) -> None:
-    context.set_trailing_metadata(status.trailers)
+async def _end(context: Context, status: Status, request_id: str) -> None:
+    context.set_trailing_metadata((*status.trailers, ("x-request-id", request_id)))
     await context.abort(status.code, status.message)
 
 
@@ -209,29 +212,28 @@ class InferenceService:
 
         async def call(request: Any, context: Context) -> Any:
             creds = credentials(context, self.server)
-            await context.send_initial_metadata((("x-request-id", creds.state.request_id),))
+            request_id = creds.state.request_id
             try:
-                if infer:
-                    return await self.model_infer(request, creds, context)
-                return await method(request, creds)
+                answer = await (self.model_infer(request, creds, context) if infer else method(request, creds))
             except MlgateError as exc:
                 record_refusal(creds.state, self.server, int(exc.status))
-                await _end(context, status_of(exc, creds.state.request_id))
+                await _end(context, status_of(exc, request_id), request_id)
             except Exception as exc:  # noqa: BLE001 - a bug: the caller gets a generic INTERNAL, the log the rest
-                await _end(context, unexpected_status(exc, creds.state.request_id))
-            return None  # not reached: abort raises
+                await _end(context, unexpected_status(exc, request_id), request_id)
+            context.set_trailing_metadata((("x-request-id", request_id),))
+            return answer
 
         return call
 
     async def _stream(self, requests: AsyncIterator[pb.ModelInferRequest],
                       context: Context) -> AsyncIterator[pb.ModelStreamInferResponse]:
         request_id = credentials(context, self.server).state.request_id
-        await context.send_initial_metadata((("x-request-id", request_id),))
         try:
             async for response in self.model_stream_infer(requests, context):
                 yield response
         except Exception as exc:  # noqa: BLE001 - a bug: the caller gets a generic INTERNAL, the log the rest
-            await _end(context, unexpected_status(exc, request_id))
+            await _end(context, unexpected_status(exc, request_id), request_id)
+        context.set_trailing_metadata((("x-request-id", request_id),))
 
 
 def _serialize(message: Any) -> bytes:
