@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
+import anyio
 import grpc
 import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer
+from sqlalchemy import select
 
+from mlgate.db.engine import Database
+from mlgate.db.tables.predlog import PredictionRecord
 from mlgate.protocols.grpc import grpc_service_pb2 as pb
 from tests.fakes import ERROR_MODEL, write_python_model
 from tests.protocols.grpc.conftest import GrpcApp, auth, grpc_app
@@ -143,3 +148,34 @@ async def test_a_model_that_raises_is_internal_with_a_generic_message(tmp_path: 
         error = await refused(app, request, key)
         assert error.code() == grpc.StatusCode.INTERNAL and "secret" not in error.details()
         assert "server log" in error.details()
+
+
+async def test_served_and_refused_calls_reach_the_prediction_log_with_their_request_id(examples_repo: Path) -> None:
+    async with grpc_app(examples_repo, rate_limit_tiers={"default": {"requests": "3/minute"}},
+                        prediction_log_interval_s=0.05) as app:
+        await app.sec.user("alice")
+        key = await app.sec.key("alice")
+        caller = "key:" + "_".join(key.split("_")[:2]) + " (user:alice)"
+        ids = ("served-1", "bad-2", "served-3", "limited-4")
+        await app.stub.ModelInfer(good(), metadata=(*auth(key), ("x-request-id", ids[0])))
+        bad = good()
+        bad.inputs[0].datatype = "FP32"
+        for request, request_id in ((bad, ids[1]), (good(), ids[2]), (good(), ids[3])):
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await app.stub.ModelInfer(request, metadata=(*auth(key), ("x-request-id", request_id)))
+        with pytest.raises(grpc.aio.AioRpcError):  # never admitted: never a row
+            await app.stub.ModelInfer(good())
+        database = app.sec.app.state.mlgate.database
+        with anyio.fail_after(10):
+            while len(rows := await _records(database)) < 4:
+                await anyio.sleep(0.05)
+        await anyio.sleep(0.3)  # anything else would have been written by now
+        rows = await _records(database)
+        assert [(r.model, r.status, r.caller, r.request_id) for r in rows] == [
+            ("breast-cancer", 200, caller, ids[0]), ("breast-cancer", 400, caller, ids[1]),
+            ("breast-cancer", 200, caller, ids[2]), ("breast-cancer", 429, caller, ids[3])]
+
+
+async def _records(database: Database) -> list[PredictionRecord]:
+    async with database.session() as session:
+        return list((await session.execute(select(PredictionRecord).order_by(PredictionRecord.id))).scalars())

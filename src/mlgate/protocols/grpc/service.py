@@ -24,9 +24,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+import structlog
 
 from mlgate.auth.caller import Action
 from mlgate.errors import MlgateError
+from mlgate.logs import REQUEST_ID
 from mlgate.protocols.grpc import grpc_service_pb2 as pb
 from mlgate.protocols.grpc.codec import decode_request, encode_response
 from mlgate.protocols.grpc.errors import Status, status_of, unexpected_status
@@ -143,6 +145,7 @@ class InferenceService:
         """One answer per request, in order; a request's error is its answer's ``error_message``."""
         async for request in requests:
             creds = credentials(context, self.server)
+            REQUEST_ID.set(creds.state.request_id)
             try:
                 response = await self.model_infer(request, creds, context)
             except MlgateError as exc:
@@ -213,6 +216,9 @@ class InferenceService:
         async def call(request: Any, context: Context) -> Any:
             creds = credentials(context, self.server)
             request_id = creds.state.request_id
+            # Each call runs in a task of its own: the id reaches the prediction log and every log line of it.
+            REQUEST_ID.set(request_id)
+            structlog.contextvars.bind_contextvars(request_id=request_id)
             try:
                 answer = await (self.model_infer(request, creds, context) if infer else method(request, creds))
             except MlgateError as exc:
