@@ -9,7 +9,7 @@ DOCS_STAMP := $(VENV)/.installed-docs
 # out every PyTorch-based runtime.
 EXTRAS ?= test,embeddings,keras,tensorflow,xgboost,lightgbm,transformers
 
-.PHONY: install serve test lint check docs clean
+.PHONY: install serve test lint check docs clean grpc
 
 # torch is installed first, from its CPU build (torch==2.13.0 is a local CPU wheel on the team's machines),
 # and constraints.txt pins it, so that sentence-transformers never pulls a CUDA build of torch.
@@ -34,6 +34,9 @@ lint: $(STAMP)  ## ruff (with the layering rule of scripts/layers.py) and mypy (
 	$(PY) -m mypy
 
 check: lint test
+
+grpc: $(STAMP)  ## regenerate the gRPC modules in src/mlgate/protocols/grpc from grpc_service.proto (grpcio-tools)
+	$(PY) scripts/grpc_generate.py
 
 # The docs extra (MkDocs + Material) goes into the same .venv, only when `make docs` first needs it.
 $(DOCS_STAMP): $(STAMP)

@@ -46,6 +46,10 @@ from tests.services import (  # noqa: F401 - fixtures
     sqlite_url,
 )
 
+# No test app or `mlgate serve` process binds the default gRPC port (8001), which parallel runs would share: a
+# test of gRPC passes its own free port (tests/protocols/grpc/).
+os.environ.setdefault("MLGATE_GRPC_PORT", "0")
+
 # Route structlog through the standard library, as `mlgate serve` does, so caplog sees every line.
 configure_logging("info", "json")
 

@@ -5,7 +5,7 @@ body limit, then the response's deprecation, rate-limit, security and request-id
 stack with CORS when origins are configured, where the error handlers of ``mlgate.protocols.errors`` answer
 every error. The inference routes are served by the edge itself (``mlgate.edge.fast_path``) unless CORS
 is configured. Routes check their callers with ``mlgate.protocols.security`` (authenticate -> authorize ->
-rate limit).
+rate limit). The lifespan also serves the V2 protocol over gRPC on ``grpc_port`` (``mlgate.protocols.grpc``).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from mlgate.lifespan import serve_state
 from mlgate.metrics import EngineMetrics
 from mlgate.protocols import openai, v1, v2
 from mlgate.protocols.errors import install_error_handlers
+from mlgate.protocols.grpc import serve_grpc
 from mlgate.protocols.routes import InferenceRoute, openapi_paths
 from mlgate.protocols.state import STATE_KEY, ServerState
 from mlgate.settings import Settings
@@ -98,7 +99,8 @@ def create_app(settings: Settings | None = None) -> MlgateApp:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with serve_state(settings, registry, metrics, stopping) as state:
             setattr(app.state, STATE_KEY, state)
-            yield
+            async with serve_grpc(state):  # the V2 protocol over gRPC on grpc_port (0: none)
+                yield
 
     app = MlgateApp(title="mlgate", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                     docs_url=None, redoc_url=None, openapi_url="/openapi.json" if settings.public_docs else None)

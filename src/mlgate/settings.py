@@ -133,6 +133,22 @@ class Settings(BaseSettings):
         "batcher; 0 starts one per CPU core. With several, rate limits need shared (Redis) storage to be global.",
     )
 
+    # -- gRPC: the V2 protocol over gRPC (mlgate.protocols.grpc) ----------------------------------
+    grpc_port: int = Field(
+        default=8001, ge=0, le=65535,
+        description="TCP port of the KServe V2 gRPC service (on `host`), served by every HTTP process; 0: no gRPC.",
+    )
+    grpc_max_message_bytes: int | None = Field(
+        default=None, ge=1,
+        description="Largest gRPC message accepted or sent, in bytes (a larger request is refused before it is "
+        "decoded, RESOURCE_EXHAUSTED); unset: `max_body_bytes`.",
+    )
+    grpc_tls_cert: Path | None = Field(
+        default=None, description="PEM certificate chain for TLS on the gRPC port (with `grpc_tls_key`); unset: "
+        "plaintext (terminate TLS in a proxy).",
+    )
+    grpc_tls_key: Path | None = Field(default=None, description="PEM private key of `grpc_tls_cert`.")
+
     # -- registry: database, artifact store, rollouts, prediction log -------------------------------
     registry_api: bool = Field(
         default=True,
@@ -339,6 +355,17 @@ class Settings(BaseSettings):
     admin_cookie_secure: bool = Field(
         default=False, description="Mark the admin session cookie Secure (sent over HTTPS only): on behind TLS."
     )
+
+    @model_validator(mode="after")
+    def _grpc_tls_pair(self) -> Settings:
+        if (self.grpc_tls_cert is None) != (self.grpc_tls_key is None):
+            raise ValueError("grpc_tls_cert and grpc_tls_key go together: set both (TLS) or neither (plaintext)")
+        return self
+
+    @property
+    def effective_grpc_max_message_bytes(self) -> int:
+        """The largest gRPC message in bytes: ``grpc_max_message_bytes``, else ``max_body_bytes``."""
+        return self.grpc_max_message_bytes if self.grpc_max_message_bytes is not None else self.max_body_bytes
 
     @classmethod
     def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:

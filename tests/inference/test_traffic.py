@@ -57,7 +57,8 @@ async def test_the_registry_resolves_versions_and_aliases_through_the_route(fake
         await registry.load_model(ModelSource(tmp_path, fake_manifest(version=version)))  # type: ignore[arg-type]
     assert registry.versions("sum") == ["1", "2", "10"]  # numeric order
     assert registry.get("sum").version == "10"  # no route: the highest
-    registry.set_route("sum", TrafficRoute("2", aliases={"staging": "10"}, registered=frozenset({"1", "2", "10", "11"})))
+    registry.set_route("sum", TrafficRoute("2", aliases={"staging": "10"},
+                                           registered=frozenset({"1", "2", "10", "11"})))
     assert registry.get("sum").version == "2"
     assert registry.get("sum", "staging").version == "10"
     assert registry.get("sum", "1").version == "1"

@@ -28,9 +28,9 @@ from mlgate.auth.caller import Action
 from mlgate.errors import MlgateError
 from mlgate.inference.dataplane import Call, DataPlane
 from mlgate.protocols.caller import routing_key
-from mlgate.protocols.state import request_state, server_state
+from mlgate.protocols.state import RequestState, ServerState, request_state, server_state
 
-__all__ = ["Endpoint", "InferenceRoute", "OpenAPIOperation", "openapi_paths", "serving"]
+__all__ = ["Endpoint", "InferenceRoute", "OpenAPIOperation", "openapi_paths", "record_refusal", "serving"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -111,14 +111,17 @@ def _recording_refusals(endpoint: Endpoint) -> Endpoint:
 
 
 def _record_refusal(request: Request, error: MlgateError) -> None:
-    """Log an error answer to an inference request admitted on a model that the data plane did not serve.
-    Callers that were never admitted (401/403, an invalid model name) are not logged."""
-    state = request_state(request)
+    record_refusal(request_state(request), server_state(request), error)
+
+
+def record_refusal(state: RequestState, server: ServerState, error: MlgateError) -> None:
+    """Log an error answer to an inference request admitted on a model that the data plane did not serve
+    (any transport: ``state`` is the request's). Callers that were never admitted (401/403, an invalid model
+    name) are not logged."""
     if not state.admitted or state.action is not Action.PREDICT or state.model is None or state.served:
         return
     latency_ms = (time.perf_counter() - state.started) * 1000 if state.started is not None else 0.0
-    server_state(request).control.record_refused(state.model, state.identity, error, latency_ms,
-                                                 state.request_id or None)
+    server.control.record_refused(state.model, state.identity, error, latency_ms, state.request_id or None)
 
 
 def serving(request: Request, plane: DataPlane, name: str, version: str | None = None) -> Call:

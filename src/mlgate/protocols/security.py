@@ -16,12 +16,17 @@ decoded. ``authenticate(request)`` gives the ``Caller`` (anonymous when no crede
 that decide for themselves, ``may_use`` answers without raising, and ``audit_actor(request)`` gives the
 ``Actor`` to record changes with. What each step learns goes into the request's ``RequestState``
 (``mlgate.protocols.state``).
+
+Every function here takes a Starlette ``Request`` or a ``Credentials``: what a transport other than HTTP
+(gRPC, ``mlgate.protocols.grpc``) knows of a call (its ``authorization`` values, client address, state and
+the server's state), so that one policy admits both.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
@@ -33,10 +38,10 @@ from mlgate.auth.store import Actor
 from mlgate.errors import NotFound, Unauthenticated
 from mlgate.model.manifest import is_valid_name
 from mlgate.protocols.headers import header_values
-from mlgate.protocols.state import request_state, server_state
+from mlgate.protocols.state import RequestState, ServerState, request_state, server_state
 from mlgate.ratelimit.limiter import LimitExceeded, Unit
 
-__all__ = ["admit", "audit_actor", "authenticate", "charge", "client_address", "may_use", "require",
+__all__ = ["Credentials", "admit", "audit_actor", "authenticate", "charge", "client_address", "may_use", "require",
            "require_caller", "rows_of", "security"]
 
 _bearer = HTTPBearer(auto_error=False, description="An API key (mlg_...) or an access token from "
@@ -49,32 +54,61 @@ ModelRef = str | Callable[[Request], str | None] | None
 """Where a route's model name is: a path parameter's name, a function of the request, or None (no model)."""
 
 
-def security(request: Request) -> SecurityService:
+@dataclass(slots=True)
+class Credentials:
+    """One call of a transport other than HTTP, as the security entry point sees it (gRPC: its metadata)."""
+
+    authorization: Sequence[str]
+    """The values of its ``authorization`` metadata (``Bearer mlg_...``), in order."""
+    client_address: str
+    """The client's address (``unknown`` when the transport does not say)."""
+    server: ServerState
+    """The server's state (security service, settings)."""
+    state: RequestState = field(default_factory=RequestState)
+    """What the layers of this call tell each other, as for an HTTP request."""
+
+
+Source = Request | Credentials
+"""What is admitted: an HTTP request, or the credentials of a call of another transport."""
+
+
+def _state(request: Source) -> RequestState:
+    return request.state if isinstance(request, Credentials) else request_state(request)
+
+
+def _server(request: Source) -> ServerState:
+    return request.server if isinstance(request, Credentials) else server_state(request)
+
+
+def security(request: Source) -> SecurityService:
     """The app's security service (authenticator, policy, limits, identity store)."""
-    return server_state(request).security
+    return _server(request).security
 
 
-def client_address(request: Request) -> str:
+def client_address(request: Source) -> str:
     """The client address (trusted proxies applied by the edge, ``mlgate.edge.middleware``)."""
-    address = request_state(request).client_address
+    address = _state(request).client_address
     if address:
         return address
+    if isinstance(request, Credentials):
+        return request.client_address
     return request.client.host if request.client else "unknown"
 
 
-async def authenticate(request: Request) -> Caller:
+async def authenticate(request: Source) -> Caller:
     """The request's caller (once per request). 401 InvalidCredentials for bad credentials."""
-    state = request_state(request)
+    state = _state(request)
     if state.caller is not None:
         return state.caller
     if state.started is None:
         state.started = time.perf_counter()
-    state.caller = await security(request).authenticator.authenticate(
-        header_values(request, b"authorization"), client_address(request))
+    authorization = (request.authorization if isinstance(request, Credentials)
+                     else header_values(request, b"authorization"))
+    state.caller = await security(request).authenticator.authenticate(authorization, client_address(request))
     return state.caller
 
 
-async def admit(request: Request, action: Action | None, model: str | None = None, version: str | None = None, *,
+async def admit(request: Source, action: Action | None, model: str | None = None, version: str | None = None, *,
                 signed_in: bool = False, count: bool = True) -> Caller:
     """THE security entry point: authenticate, authorize, and charge one request to the caller's rate limits.
 
@@ -92,7 +126,7 @@ async def admit(request: Request, action: Action | None, model: str | None = Non
         policy.check_any(caller)
     else:
         policy.check(caller, action, model)
-    state = request_state(request)
+    state = _state(request)
     state.admitted, state.action, state.model = True, action, model
     if count:
         await _consume(request, caller, model, "requests", 1)
@@ -102,20 +136,20 @@ async def admit(request: Request, action: Action | None, model: str | None = Non
     return caller
 
 
-async def charge(request: Request, cost: int) -> None:
+async def charge(request: Source, cost: int) -> None:
     """Charge ``cost`` rows (or tokens) to the caller admitted on this request. 429 when over."""
-    state = request_state(request)
+    state = _state(request)
     if state.caller is None or not state.admitted:
         raise RuntimeError("charge() before admit(): admit the request first")
     await _consume(request, state.caller, state.model, "rows", cost)
 
 
-async def _consume(request: Request, caller: Caller, model: str | None, unit: Unit, cost: int) -> None:
+async def _consume(request: Source, caller: Caller, model: str | None, unit: Unit, cost: int) -> None:
     service = security(request)
     if not service.settings.rate_limit_enabled:
         return
     tier_name, tier = service.policy.tier(caller, model)
-    state = request_state(request)
+    state = _state(request)
     key_tier = service.policy.key_tier(caller)
     try:
         quota = None if key_tier is None else await service.limits.consume(
@@ -134,7 +168,7 @@ def rows_of(inputs: Mapping[str, Any]) -> int:
     return max((int(a.shape[0]) for a in inputs.values() if getattr(a, "ndim", 0)), default=1)
 
 
-async def may_use(request: Request, model: str, action: Action = Action.PREDICT) -> bool:
+async def may_use(request: Source, model: str, action: Action = Action.PREDICT) -> bool:
     """Whether the request's caller may do ``action`` on ``model`` (no error raised, nothing charged): for
     pages and lists that show a caller only what it may use. Bad credentials still raise 401."""
     return security(request).policy.allows(await authenticate(request), action, model)
@@ -174,8 +208,8 @@ def require_caller(*, signed_in: bool = False, count: bool = True) -> Any:
     return Depends(dependency)
 
 
-def audit_actor(request: Request) -> Actor:
+def audit_actor(request: Source) -> Actor:
     """The ``Actor`` of this request for ``record_audit`` / ``AuthStore``: caller, client address, request id."""
-    state = request_state(request)
+    state = _state(request)
     name = state.caller.actor if state.caller is not None else "anonymous"
     return Actor(name, client=client_address(request), request_id=state.request_id or None)

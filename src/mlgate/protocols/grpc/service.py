@@ -1,0 +1,247 @@
+"""``inference.GRPCInferenceService``: the KServe V2 protocol over gRPC, on the one data plane and security.
+
+Every call is admitted by the security entry point (``mlgate.protocols.security.admit``) on a
+``Credentials`` made from its metadata (``authorization: Bearer ...``) and peer, with the rights REST asks:
+health is open; server metadata needs a caller; model metadata, readiness and inference the ``predict``
+right on the model (inference is charged its rows too); the repository index a signed-in caller (it lists
+the models the caller may deploy or predict with); load and unload the ``deploy`` right, audited. Inference
+runs through ``DataPlane.serving`` (so the prediction log records it) under the call's gRPC deadline;
+refusals after admission are recorded as over REST (``mlgate.protocols.routes.record_refusal``). Errors
+become statuses in ``mlgate.protocols.grpc.errors``.
+
+``x-request-id`` metadata (1-128 characters of ``A-Za-z0-9._:-``, else a random one) comes back in the
+trailing metadata of the answer (with the status, so it costs no message of its own); ``x-routing-key``
+makes canary routing sticky as the REST header does.
+ModelStreamInfer answers each request of the stream in order, an error as ``error_message`` (the stream
+goes on).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import structlog
+
+from mlgate.auth.caller import Action
+from mlgate.errors import MlgateError
+from mlgate.logs import REQUEST_ID
+from mlgate.protocols.grpc import grpc_service_pb2 as pb
+from mlgate.protocols.grpc.codec import decode_request, encode_response
+from mlgate.protocols.grpc.errors import Status, status_of, unexpected_status
+from mlgate.protocols.routes import record_refusal
+from mlgate.protocols.security import Credentials, admit, audit_actor, charge, may_use, rows_of
+from mlgate.protocols.state import RequestState, ServerState
+
+__all__ = ["SERVICE_NAME", "InferenceService", "credentials"]
+
+SERVICE_NAME = "inference.GRPCInferenceService"
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")  # the edge's rule (mlgate.edge.request_id)
+_random = random.Random(random.SystemRandom().getrandbits(128))  # ids: unique, not secret; no system call each
+_PEER = re.compile(r"^(?:ipv4:(?P<v4>[^:]+)|ipv6:\[(?P<v6>[^\]]+)\]|unix:.*)")
+
+Context = Any
+"""``grpc.aio.ServicerContext`` (grpcio ships no type information)."""
+
+
+def _peer_address(peer: str) -> str:
+    match = _PEER.match(peer or "")
+    if match is None:
+        return "unknown"
+    return match.group("v4") or match.group("v6") or "unix"
+
+
+def credentials(context: Context, server: ServerState) -> Credentials:
+    """The ``Credentials`` of a call: its ``authorization`` metadata, peer address and a fresh RequestState
+    carrying its request id (``x-request-id`` metadata when valid, else 128 random bits in hex, from a
+    generator seeded once per process by the system: ids must not repeat, they need not be secret)."""
+    authorization: list[str] = []
+    request_id = ""
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            authorization.append(value)
+        elif key == "x-request-id" and not request_id and isinstance(value, str) and _REQUEST_ID.match(value):
+            request_id = value
+    state = RequestState(request_id=request_id or f"{_random.getrandbits(128):032x}")
+    return Credentials(authorization, _peer_address(context.peer()), server, state)
+
+
+def _metadata_value(context: Context, name: str) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == name and isinstance(value, str):
+            return value
+    return None
+
+
+async def _end(context: Context, status: Status, request_id: str) -> None:
+    context.set_trailing_metadata((*status.trailers, ("x-request-id", request_id)))
+    await context.abort(status.code, status.message)
+
+
+class InferenceService:
+    """The methods of ``inference.GRPCInferenceService`` on ``server``'s data plane, security and control
+    plane. ``handler()`` is what a ``grpc.aio`` server serves."""
+
+    def __init__(self, server: ServerState) -> None:
+        self.server = server
+
+    # -- health and metadata ------------------------------------------------------------------------
+
+    async def server_live(self, request: pb.ServerLiveRequest, creds: Credentials) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=self.server.dataplane.live())
+
+    async def server_ready(self, request: pb.ServerReadyRequest, creds: Credentials) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self.server.dataplane.ready())
+
+    async def server_metadata(self, request: pb.ServerMetadataRequest,
+                              creds: Credentials) -> pb.ServerMetadataResponse:
+        await admit(creds, None)
+        meta = self.server.dataplane.server_metadata()
+        return pb.ServerMetadataResponse(name=meta.name, version=meta.version, extensions=meta.extensions)
+
+    async def model_ready(self, request: pb.ModelReadyRequest, creds: Credentials) -> pb.ModelReadyResponse:
+        await admit(creds, Action.PREDICT, request.name, request.version or None)
+        return pb.ModelReadyResponse(
+            ready=self.server.dataplane.model_status(request.name, request.version or None).ready)
+
+    async def model_metadata(self, request: pb.ModelMetadataRequest,
+                             creds: Credentials) -> pb.ModelMetadataResponse:
+        await admit(creds, Action.PREDICT, request.name, request.version or None)
+        meta = self.server.dataplane.model_metadata(request.name, request.version or None)
+        tensor = pb.ModelMetadataResponse.TensorMetadata
+        return pb.ModelMetadataResponse(
+            name=meta.name, versions=meta.versions, platform=meta.platform,
+            inputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in meta.inputs],
+            outputs=[tensor(name=t.name, datatype=t.datatype, shape=t.shape) for t in meta.outputs])
+
+    # -- inference ----------------------------------------------------------------------------------
+
+    async def model_infer(self, request: pb.ModelInferRequest, creds: Credentials,
+                          context: Context = None) -> pb.ModelInferResponse:
+        """Admit on the model (``predict``), decode, charge the rows, run, encode (the REST path's steps)."""
+        name, version = request.model_name, request.model_version or None
+        await admit(creds, Action.PREDICT, name, version)
+        plane = self.server.dataplane
+        state = creds.state
+        state.served = True
+        identity = state.identity
+        key = _metadata_value(context, "x-routing-key") if context is not None else None
+        remaining = context.time_remaining() if context is not None else None
+        async with plane.serving(name, version, caller=identity, key=key[:256] if key else identity) as call:
+            handle = call.handle
+            body, inputs = decode_request(request, handle.inputs)
+            await charge(creds, rows_of(inputs))
+            outputs = await call.infer(inputs, body.parameters,
+                                       timeout_ms=remaining * 1000.0 if remaining is not None else None)
+        return encode_response(body, outputs, model_name=handle.name, model_version=handle.version,
+                               specs=handle.outputs, labels=handle.labels)
+
+    async def model_stream_infer(self, requests: AsyncIterator[pb.ModelInferRequest],
+                                 context: Context) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        """One answer per request, in order; a request's error is its answer's ``error_message``."""
+        async for request in requests:
+            creds = credentials(context, self.server)
+            REQUEST_ID.set(creds.state.request_id)
+            try:
+                response = await self.model_infer(request, creds, context)
+            except MlgateError as exc:
+                record_refusal(creds.state, self.server, exc)
+                message = status_of(exc, creds.state.request_id).message
+                yield pb.ModelStreamInferResponse(error_message=message, infer_response=pb.ModelInferResponse(
+                    model_name=request.model_name, model_version=request.model_version, id=request.id))
+            else:
+                yield pb.ModelStreamInferResponse(infer_response=response)
+
+    # -- repository extension -----------------------------------------------------------------------
+
+    async def repository_index(self, request: pb.RepositoryIndexRequest,
+                               creds: Credentials) -> pb.RepositoryIndexResponse:
+        await admit(creds, None, signed_in=True)
+        entries = await self.server.control.index()
+        visible: dict[str, bool] = {}
+        response = pb.RepositoryIndexResponse()
+        for entry in entries:
+            name = str(entry["name"])
+            if name not in visible:
+                visible[name] = (await may_use(creds, name, Action.DEPLOY)
+                                 or await may_use(creds, name, Action.PREDICT))
+            if visible[name] and (not request.ready or entry["state"] == "READY"):
+                response.models.add(name=name, version=entry["version"] or "", state=entry["state"] or "",
+                                    reason=entry["reason"] or "")
+        return response
+
+    async def repository_model_load(self, request: pb.RepositoryModelLoadRequest,
+                                    creds: Credentials) -> pb.RepositoryModelLoadResponse:
+        await admit(creds, Action.DEPLOY, request.model_name)
+        await self.server.control.load(request.model_name, by=audit_actor(creds))
+        return pb.RepositoryModelLoadResponse()
+
+    async def repository_model_unload(self, request: pb.RepositoryModelUnloadRequest,
+                                      creds: Credentials) -> pb.RepositoryModelUnloadResponse:
+        await admit(creds, Action.DEPLOY, request.model_name)
+        await self.server.control.unload(request.model_name, by=audit_actor(creds))
+        return pb.RepositoryModelUnloadResponse()
+
+    # -- wiring -------------------------------------------------------------------------------------
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        """The service's methods as one generic handler for ``grpc.aio.Server.add_generic_rpc_handlers``."""
+        unary: dict[str, tuple[Callable[..., Awaitable[Any]], Any]] = {
+            "ServerLive": (self.server_live, pb.ServerLiveRequest),
+            "ServerReady": (self.server_ready, pb.ServerReadyRequest),
+            "ServerMetadata": (self.server_metadata, pb.ServerMetadataRequest),
+            "ModelReady": (self.model_ready, pb.ModelReadyRequest),
+            "ModelMetadata": (self.model_metadata, pb.ModelMetadataRequest),
+            "ModelInfer": (self.model_infer, pb.ModelInferRequest),
+            "RepositoryIndex": (self.repository_index, pb.RepositoryIndexRequest),
+            "RepositoryModelLoad": (self.repository_model_load, pb.RepositoryModelLoadRequest),
+            "RepositoryModelUnload": (self.repository_model_unload, pb.RepositoryModelUnloadRequest),
+        }
+        handlers: dict[str, Any] = {
+            name: grpc.unary_unary_rpc_method_handler(
+                self._unary(method), request_deserializer=message.FromString,
+                response_serializer=_serialize)
+            for name, (method, message) in unary.items()}
+        handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
+            self._stream, request_deserializer=pb.ModelInferRequest.FromString, response_serializer=_serialize)
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+
+    def _unary(self, method: Callable[..., Awaitable[Any]]) -> Callable[[Any, Context], Awaitable[Any]]:
+        infer = method == self.model_infer
+
+        async def call(request: Any, context: Context) -> Any:
+            creds = credentials(context, self.server)
+            request_id = creds.state.request_id
+            # Each call runs in a task of its own: the id reaches the prediction log and every log line of it.
+            REQUEST_ID.set(request_id)
+            structlog.contextvars.bind_contextvars(request_id=request_id)
+            try:
+                answer = await (self.model_infer(request, creds, context) if infer else method(request, creds))
+            except MlgateError as exc:
+                record_refusal(creds.state, self.server, exc)
+                await _end(context, status_of(exc, request_id), request_id)
+            except Exception as exc:  # noqa: BLE001 - a bug: the caller gets a generic INTERNAL, the log the rest
+                await _end(context, unexpected_status(exc, request_id), request_id)
+            context.set_trailing_metadata((("x-request-id", request_id),))
+            return answer
+
+        return call
+
+    async def _stream(self, requests: AsyncIterator[pb.ModelInferRequest],
+                      context: Context) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        request_id = credentials(context, self.server).state.request_id
+        try:
+            async for response in self.model_stream_infer(requests, context):
+                yield response
+        except Exception as exc:  # noqa: BLE001 - a bug: the caller gets a generic INTERNAL, the log the rest
+            await _end(context, unexpected_status(exc, request_id), request_id)
+        context.set_trailing_metadata((("x-request-id", request_id),))
+
+
+def _serialize(message: Any) -> bytes:
+    data: bytes = message.SerializeToString()
+    return data
