@@ -50,6 +50,7 @@ class InputForm:
     """A one-row ``data`` as JSON, for the json kind."""
 
     def spec(self) -> dict[str, Any]:
+        """The form as the playground's script reads it (JSON)."""
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape), "kind": self.kind,
                 "columns": len(self.columns), "image": self.image, "image_shape": list(self.image_shape)}
 

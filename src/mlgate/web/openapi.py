@@ -259,6 +259,7 @@ class ModelSchemas:
         self._doc: Schema | None = None
 
     def document(self) -> Schema:
+        """The OpenAPI document with a typed route per visible READY model, rebuilt when the models change."""
         key = tuple(sorted((h.name, h.version, h.state.value, id(h.runtime)) for h in self._registry
                            if self._visible(h.name)))
         if self._doc is None or key != self._key:

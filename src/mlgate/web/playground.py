@@ -62,6 +62,7 @@ router = APIRouter(prefix="/ui", include_in_schema=False)
 
 @router.get("/", response_class=HTMLResponse)
 async def model_list(request: Request) -> HTMLResponse:
+    """The playground's list of the models the caller may use."""
     plane = server_state(request).dataplane
     rows = [row for row in model_rows(plane.registry) if await may_use(request, row.name)]
     return _render(request, "models.html", rows=rows, title="Models")
@@ -69,6 +70,7 @@ async def model_list(request: Request) -> HTMLResponse:
 
 @router.get("/models/{model_name}", response_class=HTMLResponse)
 async def model_detail(request: Request, model_name: str, version: str | None = None) -> HTMLResponse:
+    """A model's playground page; 404 (the same page) for a model that does not exist or the caller may not use."""
     plane = server_state(request).dataplane
     try:
         if not await may_use(request, model_name):

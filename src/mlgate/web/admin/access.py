@@ -30,11 +30,14 @@ def require(request: Request, roles: frozenset[Role]) -> UserInfo:
 
 
 class RoleGate:
+    """sqladmin's access hooks for a view: the signed-in admin user's role must be in ``roles``."""
     roles: ClassVar[frozenset[Role]] = ADMIN_ONLY
 
     def is_accessible(self, request: Request) -> bool:
+        """Whether the signed-in user may open this view."""
         user = signed_in(request)
         return user is not None and user.role in self.roles
 
     def is_visible(self, request: Request) -> bool:
+        """Whether the view is in the menu: only for users who may open it."""
         return self.is_accessible(request)

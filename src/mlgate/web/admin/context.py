@@ -30,23 +30,28 @@ ADMIN_ROLES = frozenset({Role.ADMIN, Role.DEPLOYER})
 
 @dataclass(frozen=True)
 class AdminContext:
+    """What the admin's views reach: the app (its ``ServerState``, once the lifespan ran) and the settings."""
     app: FastAPI
     settings: Settings
 
     @property
     def security(self) -> SecurityService:
+        """The app's security service."""
         return self._server.security
 
     @property
     def store(self) -> AuthStore:
+        """The identity store (users, groups, keys)."""
         return self.security.store
 
     @property
     def control(self) -> ControlPlane:
+        """The catalog's control plane."""
         return self._server.control
 
     @property
     def database(self) -> Database:
+        """The app's database."""
         return self._server.database
 
     @property

@@ -48,6 +48,7 @@ def csrf_field(request: Request) -> Markup:
 
 
 class CsrfMiddleware:
+    """Pure ASGI: refuses state-changing admin requests without the session's CSRF token (see the module)."""
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 

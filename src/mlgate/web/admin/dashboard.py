@@ -34,12 +34,14 @@ def _step(text: str | None) -> int | None:
 
 
 class DashboardPage(Page):
+    """The usage dashboard: requests, latency and errors from the prediction log, by model and caller."""
     name = "Usage dashboard"
     icon = "fa-solid fa-chart-line"
     roles = ADMIN_ONLY
 
     @expose("/dashboard", methods=["GET"], identity="dashboard")
     async def page(self, request: Request) -> Response:
+        """The dashboard for the query's ``start``, ``end``, ``step_s``, ``model`` and ``key``; admins only."""
         require(request, self.roles)
         query = request.query_params
         database = self.context.database

@@ -30,9 +30,11 @@ class RecentFilter:
 
     async def lookups(self, request: Request, model: Any, run_query: Callable[[Select[Any]], Any]
                       ) -> list[tuple[str, str]]:
+        """The ranges offered (last hour, day, week...)."""
         return [(key, label) for key, (label, _) in RANGES.items()]
 
     async def get_filtered_query(self, query: Select[Any], value: Any, model: Any) -> Select[Any]:
+        """``query`` limited to rows newer than the chosen range; unchanged for an unknown value."""
         if value not in RANGES:
             return query
         return query.filter(self.column >= datetime.now(UTC) - RANGES[value][1])

@@ -20,6 +20,7 @@ ADMIN_CSP = (
 
 
 class AdminHeadersMiddleware:
+    """Pure ASGI: the admin's strict Content-Security-Policy on its HTML answers (see the module)."""
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 

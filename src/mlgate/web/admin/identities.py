@@ -32,6 +32,7 @@ def _patterns(text: str) -> list[str]:
 
 
 class IdentitiesPage(Page):
+    """Users, groups and API keys: create, add to groups, create and revoke keys (admins only)."""
     name = "Users and keys"
     icon = "fa-solid fa-user-shield"
     roles = ADMIN_ONLY
@@ -48,11 +49,13 @@ class IdentitiesPage(Page):
 
     @expose("/identities", methods=["GET"], identity="identities")
     async def page(self, request: Request) -> Response:
+        """The page: every user and key, and the forms."""
         require(request, self.roles)
         return await self._page(request)
 
     @expose("/identities/users", methods=["POST"], identity="identities-create-user")
     async def create_user(self, request: Request) -> Response:
+        """Create a user from the form; the page again with the error when refused."""
         require(request, self.roles)
         form = await request.form()
         try:
@@ -65,6 +68,7 @@ class IdentitiesPage(Page):
 
     @expose("/identities/groups", methods=["POST"], identity="identities-create-group")
     async def create_group(self, request: Request) -> Response:
+        """Create a group and the models it grants."""
         require(request, self.roles)
         form = await request.form()
         name = form_text(form, "name")
@@ -77,6 +81,7 @@ class IdentitiesPage(Page):
 
     @expose("/identities/members", methods=["POST"], identity="identities-add-member")
     async def add_member(self, request: Request) -> Response:
+        """Add a user to a group."""
         require(request, self.roles)
         form = await request.form()
         username, group = form_text(form, "username"), form_text(form, "group")
@@ -88,6 +93,7 @@ class IdentitiesPage(Page):
 
     @expose("/identities/keys", methods=["POST"], identity="identities-create-key")
     async def create_key(self, request: Request) -> Response:
+        """Create a key for a user (actions within the user's role, optional expiry); the key is shown once."""
         require(request, self.roles)
         form = await request.form()
         try:
@@ -111,6 +117,7 @@ class IdentitiesPage(Page):
 
     @expose("/identities/keys/revoke", methods=["POST"], identity="identities-revoke-key")
     async def revoke_key(self, request: Request) -> Response:
+        """Revoke a key by its prefix."""
         require(request, self.roles)
         form = await request.form()
         try:

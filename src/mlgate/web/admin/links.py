@@ -21,6 +21,7 @@ _TEXT = (b"text/", b"application/json", b"application/javascript")
 
 
 class RelativeLinks:
+    """Pure ASGI: links and redirects in admin answers made relative, never built from the ``Host`` header."""
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 

@@ -28,10 +28,12 @@ def form_text(form: Any, name: str) -> str:
 
 
 class Page(RoleGate, BaseView):
+    """An admin page of ours (not a table): role-gated, rendered from a template with the session's notice."""
     context: ClassVar[AdminContext]
     """Set per app by ``install_admin`` (each app gets its own subclasses of the views)."""
 
     async def render(self, request: Request, template: str, status_code: int = 200, **values: Any) -> Response:
+        """Render ``template`` with ``values``, the pending notice and ``Cache-Control: no-store``."""
         values.setdefault("notice", request.session.pop(_NOTICE, None))
         values.setdefault("error", None)
         response: Response = await self.templates.TemplateResponse(request, template, values, status_code)
@@ -40,5 +42,6 @@ class Page(RoleGate, BaseView):
 
     @staticmethod
     def back(request: Request, route: str, notice: str) -> RedirectResponse:
+        """Redirect (303) to the page ``route`` with ``notice`` shown once there."""
         request.session[_NOTICE] = notice
         return RedirectResponse(request.url_for(f"admin:view-{route}"), status_code=303)

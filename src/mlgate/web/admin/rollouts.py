@@ -41,6 +41,7 @@ def _percent(text: str) -> float:
 
 
 class ModelsPage(Page):
+    """The models page: what this server serves, the catalog's models and versions, push, aliases, traffic."""
     name = "Models"
     icon = "fa-solid fa-cubes"
     roles = DEPLOYERS
@@ -55,6 +56,7 @@ class ModelsPage(Page):
 
     @expose("/models", methods=["GET"], identity="models")
     async def page(self, request: Request) -> Response:
+        """The page (deployers and admins)."""
         require(request, self.roles)
         return await self._page(request)
 
@@ -72,6 +74,7 @@ class ModelsPage(Page):
 
     @expose("/models/push", methods=["POST"], identity="models-push")
     async def push(self, request: Request) -> Response:
+        """Push an uploaded archive as a new version."""
         async def change(form: FormData, by: Actor) -> str:
             upload = form.get("archive")
             if not isinstance(upload, UploadFile) or not upload.filename:
@@ -84,6 +87,7 @@ class ModelsPage(Page):
 
     @expose("/models/alias", methods=["POST"], identity="models-alias")
     async def set_alias(self, request: Request) -> Response:
+        """Point an alias at a version (loaded and warmed first)."""
         async def change(form: FormData, by: Actor) -> str:
             name, version = form_text(form, "model"), form_text(form, "version")
             alias = form_text(form, "alias") or "production"
@@ -94,6 +98,7 @@ class ModelsPage(Page):
 
     @expose("/models/rollback", methods=["POST"], identity="models-rollback")
     async def rollback(self, request: Request) -> Response:
+        """Move an alias back to its previous version."""
         async def change(form: FormData, by: Actor) -> str:
             name, alias = form_text(form, "model"), form_text(form, "alias") or "production"
             left, now = await self.context.control.rollback(name, alias, by=by)
@@ -103,6 +108,7 @@ class ModelsPage(Page):
 
     @expose("/models/traffic", methods=["POST"], identity="models-traffic")
     async def traffic(self, request: Request) -> Response:
+        """Set or clear a model's canary split and shadow version."""
         async def change(form: FormData, by: Actor) -> str:
             name = form_text(form, "model")
             canary = form_text(form, "canary_version") or None

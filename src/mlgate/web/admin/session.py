@@ -68,6 +68,7 @@ class SessionAuth(AuthenticationBackend):
         """sqladmin's templates, set by ``install_admin`` once the admin exists."""
 
     async def login(self, request: Request) -> Response | bool:
+        """Check the login form (rate-limited per client address); a session cookie on success."""
         form = await request.form()
         username, password = form.get("username"), form.get("password")
         if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
@@ -100,6 +101,7 @@ class SessionAuth(AuthenticationBackend):
         return response
 
     async def logout(self, request: Request) -> Response | bool:
+        """End the session here and on the server side (copied cookies stop working)."""
         user_id = request.session.get(_USER_ID)
         if isinstance(user_id, int) and await self._current(request, user_id) is not None:
             # Ends this user's sessions everywhere, copies of this cookie included (it stays validly signed).
@@ -118,6 +120,7 @@ class SessionAuth(AuthenticationBackend):
         return user
 
     async def authenticate(self, request: Request) -> Response | bool:
+        """Whether the request's session belongs to an active user whose session stamp still matches."""
         user_id = request.session.get(_USER_ID)
         if not isinstance(user_id, int):
             return False
@@ -129,5 +132,6 @@ class SessionAuth(AuthenticationBackend):
         return True
 
     async def get_user_id(self, request: Request) -> int | None:
+        """The session's user id, or None."""
         user_id = request.session.get(_USER_ID)
         return user_id if isinstance(user_id, int) else None

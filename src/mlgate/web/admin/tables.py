@@ -27,6 +27,7 @@ __all__ = ["TABLE_VIEWS"]
 
 
 class ReadOnly(RoleGate, ModelView):
+    """A read-only table view: no create, edit, delete, export or import; changes go through our pages."""
     can_create = False
     can_edit = False
     can_delete = False
@@ -37,6 +38,7 @@ class ReadOnly(RoleGate, ModelView):
     category = "Tables"
 
     def details_query(self, request: Request) -> Select[Any]:
+        """sqladmin's row query, with a 404 for an id that is not a number."""
         try:
             query: Select[Any] = super().details_query(request)
         except ValueError:  # sqladmin converts the id in the address without checking it
@@ -46,10 +48,12 @@ class ReadOnly(RoleGate, ModelView):
     async def get_object_filepath(self, identifier: str, column_name: str) -> Path:
         # sqladmin would serve any file under the working directory named by a column's text (a key's name,
         # a request id); none of our columns is a file.
+        """Never a file: 404 (sqladmin would serve a path named by a column's text)."""
         raise HTTPException(404, "No files here.")
 
 
 class UserTable(ReadOnly, model=User):
+    """Users (password hashes never shown)."""
     name, name_plural, icon = "User", "Users", "fa-solid fa-user"
     column_list: ClassVar[Any] = [User.id, User.username, User.role, User.is_active, User.created_at]
     column_details_exclude_list: ClassVar[Any] = [User.password_hash]
@@ -59,12 +63,14 @@ class UserTable(ReadOnly, model=User):
 
 
 class GroupTable(ReadOnly, model=Group):
+    """Groups and the models they grant."""
     name, name_plural, icon = "Group", "Groups", "fa-solid fa-users"
     column_list: ClassVar[Any] = [Group.id, Group.name, Group.models, Group.created_at]
     column_searchable_list: ClassVar[Any] = [Group.name]
 
 
 class KeyTable(ReadOnly, model=ApiKey):
+    """API keys (prefixes and scopes; secrets are never stored)."""
     name, name_plural, icon = "API key", "API keys", "fa-solid fa-key"
     column_list: ClassVar[Any] = [ApiKey.id, ApiKey.prefix, ApiKey.name, ApiKey.user_id, ApiKey.models,
                                   ApiKey.actions, ApiKey.tier, ApiKey.created_at, ApiKey.expires_at,
@@ -75,6 +81,7 @@ class KeyTable(ReadOnly, model=ApiKey):
 
 
 class VersionTable(ReadOnly, model=ModelVersionRecord):
+    """The catalog's model versions."""
     roles = DEPLOYERS
     name, name_plural, icon = "Model version", "Model versions", "fa-solid fa-cubes"
     column_list: ClassVar[Any] = [ModelVersionRecord.id, ModelVersionRecord.model_id, ModelVersionRecord.version,
@@ -86,12 +93,14 @@ class VersionTable(ReadOnly, model=ModelVersionRecord):
 
 
 class AliasTable(ReadOnly, model=ModelAlias):
+    """The catalog's aliases."""
     roles = DEPLOYERS
     name, name_plural, icon = "Alias", "Aliases", "fa-solid fa-tag"
     column_list: ClassVar[Any] = [ModelAlias.model_id, ModelAlias.alias, ModelAlias.version, ModelAlias.updated_at]
 
 
 class AliasHistoryTable(ReadOnly, model=AliasHistory):
+    """Where aliases pointed before."""
     roles = DEPLOYERS
     name, name_plural, icon = "Alias move", "Alias history", "fa-solid fa-clock-rotate-left"
     column_list: ClassVar[Any] = [AliasHistory.id, AliasHistory.model_id, AliasHistory.alias,
@@ -100,6 +109,7 @@ class AliasHistoryTable(ReadOnly, model=AliasHistory):
 
 
 class TrafficTable(ReadOnly, model=ModelTraffic):
+    """Canary and shadow settings per model."""
     roles = DEPLOYERS
     name, name_plural, icon = "Traffic", "Traffic", "fa-solid fa-shuffle"
     column_list: ClassVar[Any] = [ModelTraffic.model_id, ModelTraffic.canary_version, ModelTraffic.canary_percent,
@@ -107,6 +117,7 @@ class TrafficTable(ReadOnly, model=ModelTraffic):
 
 
 class ChangeTable(ReadOnly, model=RegistryChange):
+    """The registry change log that replicas follow."""
     roles = DEPLOYERS
     name, name_plural, icon = "Registry change", "Registry changes", "fa-solid fa-list"
     column_list: ClassVar[Any] = [RegistryChange.id, RegistryChange.at, RegistryChange.model, RegistryChange.what,
@@ -117,6 +128,7 @@ class ChangeTable(ReadOnly, model=RegistryChange):
 
 
 class PredictionTable(ReadOnly, model=PredictionRecord):
+    """The prediction log, newest first, filterable by time."""
     roles = DEPLOYERS
     category = "Logs"
     name, name_plural, icon = "Prediction", "Prediction log", "fa-solid fa-bolt"
@@ -141,6 +153,7 @@ class PredictionTable(ReadOnly, model=PredictionRecord):
 
 
 class AuditTable(ReadOnly, model=AuditEntry):
+    """The audit log of changes: who, what, when."""
     category = "Logs"
     name, name_plural, icon = "Audit entry", "Audit log", "fa-solid fa-shield-halved"
     column_list: ClassVar[Any] = [AuditEntry.id, AuditEntry.at, AuditEntry.actor, AuditEntry.action,
