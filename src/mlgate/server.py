@@ -21,6 +21,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from mlgate.edge.connections import GuardedHttpTools
+from mlgate.edge.connections import configure as configure_connections
 from mlgate.settings import Settings
 
 __all__ = ["SETTINGS_ENV", "available_cores", "create_app_from_environment", "run_server"]
@@ -44,6 +46,7 @@ def create_app_from_environment():  # type: ignore[no-untyped-def]  # uvicorn fa
 
     settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
     configure_logging(settings.log_level, settings.log_format)
+    configure_connections(settings)
     return create_app(settings)
 
 
@@ -67,7 +70,9 @@ def run_server(settings: Settings) -> None:
 
     workers = settings.workers or available_cores()
     # proxy_headers=False: X-Forwarded-For is believed only from trusted_proxies (ClientAddressMiddleware).
-    common = dict(host=settings.host, port=settings.port, loop="uvloop", http="httptools", log_config=None,
+    # http: uvicorn's httptools protocol with bounds on slow clients and connections per client address.
+    configure_connections(settings)
+    common = dict(host=settings.host, port=settings.port, loop="uvloop", http=GuardedHttpTools, log_config=None,
                   access_log=False, server_header=False, proxy_headers=False)
     if workers == 1:
         from mlgate.app import create_app
