@@ -48,3 +48,12 @@ async def test_no_redirect_uses_the_host_header(sec: SecureApp, path: str, targe
     response = await sec.client.get(path, headers=EVIL)
     assert response.status_code in (301, 302, 307, 308), response.text
     assert response.headers["location"] == target
+
+
+async def test_head_keeps_the_length_of_get(sec: SecureApp) -> None:
+    async with sec.client_from("127.0.0.1") as client:
+        page = await client.get("/admin/login")
+        css = next(part.split('"')[0] for part in page.text.split('href="')[1:] if part.split('"')[0].endswith(".css"))
+        got, head = await client.get(css), await client.head(css)
+        assert got.status_code == head.status_code == 200, css
+        assert head.headers["content-length"] == got.headers["content-length"] == str(len(got.content))
