@@ -323,10 +323,14 @@ async def test_rate_limit_is_shared_across_v1_v2_versions_and_encodings(examples
             response = await _call(sec.client, method, path, bearer(key))
             assert response.status_code == 429, path
             assert response.json()["code"] == "rate_limited"
-        # Another model has its own counter; a second key of the same user has its own too.
+        # Another model has its own counter; a second key of the same user shares hers (issue 16: more keys
+        # must not mean more budget), another user has his own.
         assert (await sec.client.get("/v2/models/digits", headers=bearer(key))).status_code == 200
-        other = await sec.key("alice", name="second")
-        assert (await sec.client.post(INFER, json=v2_body(), headers=bearer(other))).status_code == 200
+        second = await sec.key("alice", name="second")
+        assert (await sec.client.post(INFER, json=v2_body(), headers=bearer(second))).status_code == 429
+        await sec.user("bob")
+        bob = await sec.key("bob")
+        assert (await sec.client.post(INFER, json=v2_body(), headers=bearer(bob))).status_code == 200
 
 
 async def test_rows_limit_is_shared_across_v1_and_v2(examples_repo: Path) -> None:
