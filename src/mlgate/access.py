@@ -7,9 +7,11 @@ written in the ``limits`` library's notation, several separated by ``;``: ``"60/
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["ANONYMOUS_TIER", "DEFAULT_TIER", "ModelAccess", "RateLimitTier", "default_tiers"]
+__all__ = ["ANONYMOUS_TIER", "DEFAULT_TIER", "ModelAccess", "RateLimitTier", "default_tiers", "refuse_bool"]
 
 ANONYMOUS_TIER = "anonymous"
 """The tier of callers without credentials, counted per client address."""
@@ -33,6 +35,11 @@ class RateLimitTier(BaseModel):
     daily_requests: int | None = Field(default=None, ge=0, description="Requests per day (quota).")
     daily_rows: int | None = Field(default=None, ge=0, description="Rows (or tokens) per day (quota).")
 
+    @field_validator("daily_requests", "daily_rows", mode="before")
+    @classmethod
+    def _not_bool(cls, value: Any) -> Any:
+        return refuse_bool(value)
+
     @field_validator("requests", "rows")
     @classmethod
     def _parses(cls, value: str) -> str:
@@ -44,6 +51,14 @@ class RateLimitTier(BaseModel):
             except ValueError as exc:
                 raise ValueError(f'not a rate limit like "60/minute;1000/hour": {value!r}') from exc
         return value
+
+
+def refuse_bool(value: Any) -> Any:
+    """A ``mode="before"`` check for number fields: pydantic reads ``true`` as 1, TOML and JSON callers mean no
+    number by it."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got the boolean {str(value).lower()}")
+    return value
 
 
 def default_tiers() -> dict[str, RateLimitTier]:

@@ -37,6 +37,8 @@ import structlog
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mlgate.edge.connections import GuardedHttpTools
+from mlgate.edge.connections import configure as configure_connections
 from mlgate.settings import Settings
 
 if TYPE_CHECKING:
@@ -64,6 +66,7 @@ def create_app_from_environment():  # type: ignore[no-untyped-def]  # uvicorn fa
 
     settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
     configure_logging(settings.log_level, settings.log_format, settings.log_file)
+    configure_connections(settings)
     return _graceful_app(settings)
 
 
@@ -188,8 +191,10 @@ def run_server(settings: Settings) -> None:
     _refuse_newer_schema(settings)
     workers = settings.workers or available_cores()
     # proxy_headers=False: X-Forwarded-For is believed only from trusted_proxies (ClientAddressMiddleware).
+    # http: uvicorn's httptools protocol with bounds on slow clients and connections per client address.
+    configure_connections(settings)
     common: dict[str, Any] = dict(
-        host=settings.host, port=settings.port, loop="uvloop", http="httptools", log_config=None,
+        host=settings.host, port=settings.port, loop="uvloop", http=GuardedHttpTools, log_config=None,
         access_log=False, server_header=False, proxy_headers=False, factory=True,
         timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s)))
     if workers == 1:

@@ -76,6 +76,21 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=16 * MiB, ge=1, description="Largest request body accepted, in bytes; larger gets 413."
     )
+    request_header_timeout_s: float = Field(
+        default=10.0, gt=0, le=3600,
+        description="Longest a client may take to send a request's headers, seconds; then 408 and the connection "
+        "is closed (mlgate serve).",
+    )
+    request_body_timeout_s: float = Field(
+        default=60.0, gt=0, le=86400,
+        description="Longest a client may take to send a request's body after its headers, seconds; then 408 and "
+        "the connection is closed (mlgate serve). Large pushes over slow links may need more.",
+    )
+    max_connections_per_client: int = Field(
+        default=64, ge=0,
+        description="Open connections one client address may hold (per server process; trusted_proxies are "
+        "exempt); one more is closed at once. 0: no limit.",
+    )
     max_json_depth: int = Field(
         default=32, ge=2, le=1000, description="Deepest nesting of arrays/objects accepted in a JSON body."
     )

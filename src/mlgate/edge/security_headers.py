@@ -4,10 +4,14 @@ Always: ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY``, ``Referr
 ``Cross-Origin-Opener-Policy: same-origin`` and a Content-Security-Policy: ``default-src 'none'`` for API
 responses (JSON needs nothing), and only ``frame-ancestors 'none'`` for HTML pages (the docs load their own
 scripts). ``Strict-Transport-Security`` when ``hsts_max_age_s`` > 0 (only behind HTTPS). Headers the
-application set itself are left alone.
+application set itself are left alone, except an absolute ``Location``, which becomes its path: Starlette
+builds redirects (trailing slashes, mounts) from the request's Host header, which the client chooses, and
+mlgate never redirects to another site.
 """
 
 from __future__ import annotations
+
+from urllib.parse import urlsplit
 
 __all__ = ["SecurityHeaders"]
 
@@ -41,5 +45,17 @@ class SecurityHeaders:
     def add(self, headers: Headers) -> None:
         """Add the headers ``headers`` (a response's, lower- or mixed-case names) lacks, in place."""
         present = {key.lower() for key, _ in headers}
+        if b"location" in present:
+            for i, (key, value) in enumerate(headers):
+                if key.lower() == b"location" and value[:4].lower() == b"http":
+                    headers[i] = (key, _path_of(value))
         html = any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers)
         headers.extend((k, v) for k, v in (self._html if html else self._api) if k not in present)
+
+
+def _path_of(url: bytes) -> bytes:
+    """``http://host/a?b#c`` -> ``/a?b#c``."""
+    parts = urlsplit(url.decode("latin-1"))
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "") + (f"#{parts.fragment}"
+                                                                                if parts.fragment else "")
+    return path.encode("latin-1")

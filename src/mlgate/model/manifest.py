@@ -62,7 +62,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError, field_validator, model_validator
 
-from mlgate.access import ModelAccess, RateLimitTier
+from mlgate.access import ModelAccess, RateLimitTier, refuse_bool
 from mlgate.datatypes import Datatype
 from mlgate.errors import ModelLoadError
 
@@ -183,6 +183,11 @@ class BatchingConfig(BaseModel):
         default=None, ge=1, description="Requests that may wait in the queue; unset: the server setting."
     )
 
+    @field_validator("max_batch_size", "max_queue_delay_ms", "max_queue_size", mode="before")
+    @classmethod
+    def _not_bool(cls, value: Any) -> Any:
+        return refuse_bool(value)
+
     @model_validator(mode="after")
     def _preferred_fit(self) -> BatchingConfig:
         if self.preferred_batch_sizes and not self.max_batch_size:
@@ -237,6 +242,11 @@ class ModelManifest(BaseModel):
         if ".." in value:
             raise ValueError("must not contain '..'")
         return value
+
+    @field_validator("instances", "timeout_ms", mode="before")
+    @classmethod
+    def _not_bool(cls, value: Any) -> Any:
+        return refuse_bool(value)
 
     @model_validator(mode="after")
     def _names_unique(self) -> ModelManifest:

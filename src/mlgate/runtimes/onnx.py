@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from mlgate.errors import ModelLoadError
+from mlgate.errors import InvalidInput, ModelLoadError
 from mlgate.model.manifest import TensorSpec
 from mlgate.runtimes.base import Batch, Runtime
 
@@ -78,7 +78,7 @@ class OnnxRuntime(Runtime):
         self._output_names = [spec.name for spec in self.outputs]
 
     def predict(self, batch: Batch, parameters: Mapping[str, Any]) -> Batch:
-        feeds = {name: _as_ort(array) for name, array in batch.items()}
+        feeds = {name: _as_ort(name, array) for name, array in batch.items()}
         results = self.session.run(self._output_names, feeds)
         return dict(zip(self._output_names, (np.asarray(r) for r in results), strict=True))
 
@@ -86,10 +86,14 @@ class OnnxRuntime(Runtime):
         self.__dict__.pop("session", None)
 
 
-def _as_ort(array: np.ndarray) -> np.ndarray:
+def _as_ort(name: str, array: np.ndarray) -> np.ndarray:
     # onnxruntime takes string tensors as str objects, not bytes.
     if array.dtype == object:
-        decoded: np.ndarray = np.vectorize(_text, otypes=[object])(array)
+        try:
+            decoded: np.ndarray = np.vectorize(_text, otypes=[object])(array)
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(f"input '{name}': a value is not UTF-8 text ({exc.reason} at byte {exc.start})",
+                               field="inputs") from None
         return decoded
     return array
 

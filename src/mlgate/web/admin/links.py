@@ -42,7 +42,8 @@ class RelativeLinks:
                 if location is not None:
                     response_headers["location"] = _relative(location.encode("latin-1")).decode("latin-1")
                 message = {**message, "headers": response_headers.raw}
-                if response_headers.get("content-type", "").encode("latin-1").startswith(_TEXT):
+                content_type = response_headers.get("content-type", "").encode("latin-1")
+                if scope["method"] != "HEAD" and content_type.startswith(_TEXT):
                     start = message  # held until the whole body is in, to fix its length
                     return
                 await send(message)
