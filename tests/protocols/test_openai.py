@@ -16,9 +16,6 @@ from mlgate.app import create_app
 from mlgate.auth import Actor
 from mlgate.settings import Settings
 
-# These modules load all-MiniLM-L6-v2 (tests/conftest.py); one xdist worker builds it for all three.
-pytestmark = pytest.mark.xdist_group("embeddings")
-
 SENTENCES = ["The cat sits outside.", "A man is playing guitar.", "The new movie is awesome."]
 
 
