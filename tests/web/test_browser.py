@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import joblib
 import numpy as np
 import onnxruntime as ort
@@ -29,7 +26,7 @@ from sklearn.datasets import load_breast_cancer, load_digits
 
 from mlgate.codecs.images import image_to_tensor
 from mlgate.model.manifest import read_manifest
-from tests.processes import free_port
+from tests.processes import serve_process
 from tests.web.conftest import HTML_DESCRIPTION, HTML_FEATURES, HTML_LABELS
 
 if TYPE_CHECKING:
@@ -39,33 +36,14 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def server(browser: Browser, web_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The base URL of a real ``mlgate serve`` on a free port."""
-    port = free_port()
+    """The base URL of a real ``mlgate serve`` on a free port.
+
+    A browser sends no credentials: the playground shows (and can call) the models open to anonymous callers,
+    so this server opens them all (tests/processes.py's default), with a data directory of its own.
+    """
     log_path = tmp_path_factory.mktemp("serve-web") / "serve.log"
-    with log_path.open("wb") as log:
-        # A browser sends no credentials: the playground shows (and can call) the models open to anonymous
-        # callers, so this server opens them all, with a data directory of its own.
-        env = {**os.environ, "MLGATE_ANONYMOUS_MODELS": '["*"]',
-               "MLGATE_DATA_DIR": str(tmp_path_factory.mktemp("web-data"))}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mlgate", "serve", "--model-repository", str(web_repo), "--port", str(port),
-             "--log-format", "json"], stdout=log, stderr=subprocess.STDOUT, env=env)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                assert proc.poll() is None, log_path.read_text()
-                try:
-                    if httpx.get(f"{base}/v2/health/ready", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "server did not become ready in 60 s"
-                time.sleep(0.2)
-            yield base
-        finally:
-            proc.terminate()
-            proc.wait(timeout=20)
+    with serve_process(web_repo, log_path, {"MLGATE_DATA_DIR": str(tmp_path_factory.mktemp("web-data"))}) as url:
+        yield f"http://{url}"
 
 
 def _fill_breast_cancer(page: Page, server: str, row: np.ndarray) -> None:
