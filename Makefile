@@ -25,9 +25,9 @@ serve: $(STAMP)  ## serve the example models on http://127.0.0.1:8000 (their man
 test: $(STAMP)  ## run the test suite (pytest-xdist, one worker per core: pyproject's addopts)
 	$(PY) -m pytest
 
-# The share of src/mlgate's lines the suite runs, measured 2026-12-06 (see the commit that set it); raise it
-# when tests are added, never lower it to make a change pass.
-COVERAGE_MIN ?= 0
+# The share of src/mlgate's lines the suite runs in-process: 91.7 % (7824 statements, 648 missed) on
+# 2026-12-06; the gate is that, rounded down. Raise it when tests are added, never lower it to make a change pass.
+COVERAGE_MIN ?= 91
 test-cov: $(STAMP)  ## the test suite with line coverage; fails under COVERAGE_MIN percent
 	$(PY) -m pytest --cov=mlgate --cov-report=term --cov-fail-under=$(COVERAGE_MIN)
 
