@@ -25,15 +25,21 @@ install: $(STAMP)  ## create .venv and install mlgate with its test tools and th
 serve: $(STAMP)  ## serve the example models on http://127.0.0.1:8000 (their manifests open them to anonymous callers)
 	$(VENV)/bin/mlgate serve
 
-test: $(STAMP)  ## run the test suite
-	$(PY) -m pytest
+# The share of src/mlgate's lines the suite runs in-process: 91.7 % (7824 statements, 648 missed) on
+# 2026-12-06; the gate is that, rounded down. Raise it when tests are added, never lower it to make a change pass.
+COVERAGE_MIN ?= 91
+COV_ARGS := $(if $(COVERAGE),--cov=mlgate --cov-report=term --cov-fail-under=$(COVERAGE_MIN))
+
+test: $(STAMP)  ## run the test suite (pytest-xdist, one worker per core); COVERAGE=1 adds the coverage gate
+	$(PY) -m pytest $(COV_ARGS)
 
 lint: $(STAMP)  ## ruff (with the layering rule of scripts/layers.py) and mypy (strict) on the package
 	$(PY) scripts/layers.py --check
 	$(VENV)/bin/ruff check src tests scripts
 	$(PY) -m mypy
 
-check: lint test
+check: lint  ## lint, then the tests with the coverage gate (what .ci/run runs)
+	$(MAKE) test COVERAGE=1
 
 grpc: $(STAMP)  ## regenerate the gRPC modules in src/mlgate/protocols/grpc from grpc_service.proto (grpcio-tools)
 	$(PY) scripts/grpc_generate.py

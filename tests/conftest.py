@@ -54,17 +54,30 @@ os.environ.setdefault("MLGATE_GRPC_PORT", "0")
 configure_logging("info", "json")
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under ``--dist loadgroup`` (pyproject's addopts) each test module runs on one xdist worker.
+XDIST_GROUPS = {
+    "tests/protocols/test_openai.py": "embeddings",
+    "tests/runtimes/test_sentence_transformers.py": "embeddings",
+    "tests/runtimes/test_st_onnx.py": "embeddings",
+}
+"""Test modules that must share one xdist worker (these three build and load all-MiniLM-L6-v2 once there)."""
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under pytest-xdist (pyproject's addopts: ``-n auto``) each test module runs on one worker, and the
+    modules of one ``XDIST_GROUPS`` group on the same worker.
 
     Many modules start a server, a browser or an app once per module; keeping a module on one worker starts it
-    once. A module that shares something costly with others names a wider group itself
-    (``pytest.mark.xdist_group("embeddings")``: the three modules that load all-MiniLM-L6-v2).
+    once. (``--dist loadgroup`` with ``xdist_group`` marks would say the same, but pytest-xdist 3.8 renames the
+    test ids through an attribute pytest 9 no longer reads, so it schedules test by test.)
     """
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return XDIST_GROUPS.get(module, module)
+
+    return ModuleScheduling(config, log)
 
 
 class OncePerPasswordHash(PasswordHash):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -16,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mlgate.app import create_app
 from mlgate.settings import Settings
+from tests.services import prepare_database
 
 INFER = "/v2/models/gated/infer"
 
@@ -26,9 +26,10 @@ def one_row(value: float) -> dict[str, Any]:
 
 @asynccontextmanager
 async def serve(repository: Path, **settings: Any) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    # As in tests/conftest.py: every model open to anonymous callers, and a data directory of the test's own.
+    # As in tests/conftest.py: every model open to anonymous callers, and a data directory of the test's own
+    # whose database starts as a copy of the migrated template (tests/services.py).
     settings.setdefault("anonymous_models", ["*"])
-    settings.setdefault("data_dir", Path(tempfile.mkdtemp(prefix="mlgate-engine-")))
+    prepare_database(settings)
     app = create_app(Settings(model_repository=repository, **settings))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

@@ -180,7 +180,7 @@ async def test_changes_are_audited_with_the_actor_address_and_request_id(sec: Se
         answers.append(await client.post(f"{API}/models/sum/rollback", headers=bearer(key)))
         answers.append(await client.delete(f"{API}/models/sum/versions/2", headers=bearer(key)))
         answers.append(await client.post("/v2/repository/models/sum/load", headers=bearer(key)))
-    assert all(a.status_code in (200, 201, 204) for a in answers), [a.text for a in answers]
+    assert [a.status_code for a in answers] == [201, 201, 200, 200, 200, 204, 200], [a.text for a in answers]
     rows = await _audit(sec)
     assert [(r.action, r.target) for r in rows] == [
         ("model.push", "model:sum/1"), ("model.push", "model:sum/2"), ("alias.set", "model:sum@production"),

@@ -57,20 +57,27 @@ async def test_promote_and_rollback_under_continuous_traffic(
             periods.append((live_since, after, live))  # the old version is live until the move returns
             live_since, live = before, to  # the new one may answer from the moment the move starts
 
+        async def more_traffic(n: int = 10) -> None:
+            """Wait until ``n`` more requests were answered (at most 20 s): every phase is under traffic."""
+            target = len(results) + n
+            with anyio.fail_after(20):
+                while len(results) < target:
+                    await anyio.sleep(0.01)
+
         async with anyio.create_task_group() as tg:
             for _ in range(CLIENTS):
                 tg.start_soon(traffic)
-            await anyio.sleep(0.3)
+            await more_traffic()
             assert (await push(client, "sum", v3)).status_code == 201  # a push moves no traffic
-            await anyio.sleep(0.3)
+            await more_traffic()
             await move(promote(client, "sum", "2"), "2")
-            await anyio.sleep(0.3)
+            await more_traffic()
             await move(promote(client, "sum", "3"), "3")
-            await anyio.sleep(0.3)
+            await more_traffic()
             await move(client.post(f"{API}/models/sum/rollback"), "2")
-            await anyio.sleep(0.3)
+            await more_traffic()
             await move(client.post(f"{API}/models/sum/rollback"), "1")
-            await anyio.sleep(0.3)
+            await more_traffic()
             stop.set()
         periods.append((live_since, time.monotonic() + 1, live))
 
@@ -132,7 +139,9 @@ async def test_old_version_is_unloaded_only_after_its_requests_finish(
                     await anyio.sleep(0.01)
             assert (await promote(client, "sum", "2")).status_code == 200
             assert registry.get("sum").version == "2"  # new requests go to version 2 at once
-            await anyio.sleep(0.2)
+            with anyio.fail_after(5):  # the rollout is now waiting for version 1 to drain (ModelHandle.drain)
+                while old._idle is None:
+                    await anyio.sleep(0.01)
             assert old.state.value == "READY" and old.in_flight > 0  # still serving its request
             # Let the held request finish (its model's gate is opened by a request to version 1 itself).
             old_executor = old.executor

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from mlgate.cli import common
 from mlgate.cli.main import app
 from mlgate.db.engine import Database
 from mlgate.db.tables.audit import AuditEntry
@@ -17,7 +18,10 @@ from mlgate.db.tables.catalog import RegistryChange
 
 
 @pytest.fixture
-def run(tmp_path: Path) -> CliRunner:
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    # The tables are as wide as the CLI's console, made once at import: under pytest-xdist a worker's console
+    # could stay 80 columns whatever COLUMNS says at the test (key prefixes cut to "mlg_…"), so fix it here.
+    monkeypatch.setattr(common.out, "_width", 200)
     return CliRunner(env={"MLGATE_DATA_DIR": str(tmp_path), "COLUMNS": "200"})
 
 

@@ -421,16 +421,14 @@ _SURROGATE_CASES = [
 async def test_regression_lone_surrogate_escape(client: httpx.AsyncClient, url: str, content: str) -> None:
     assert "\\ud800" in content
     resp = await client.post(url, content=content)
-    assert 400 <= resp.status_code < 500, resp.text
-    assert resp.json()["code"] in {"malformed_json", "invalid_input"}
+    check_error(resp, 400, "malformed_json", None)  # a lone surrogate is not UTF-8: refused by the JSON decoder
     await assert_serves(client)
 
 
 async def test_regression_depth_limit_bypassed_by_utf16(client: httpx.AsyncClient) -> None:
     content = _nested(100).replace('"inputs"', '"id": "\u225b", "inputs"', 1)
     resp = await client.post(V2, content=content.encode("utf-16-le"))
-    assert resp.status_code == 400, resp.text
-    assert resp.json()["code"] in {"json_too_deep", "malformed_json"}, resp.text
+    check_error(resp, 400, "malformed_json", None, "not valid JSON")  # UTF-16 is refused before any depth count
     await assert_serves(client)
 
 

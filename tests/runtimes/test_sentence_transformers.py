@@ -18,9 +18,6 @@ from mlgate.model import examples
 from mlgate.model.manifest import ModelManifest
 from mlgate.runtimes import runtime_class
 
-# These modules load all-MiniLM-L6-v2 (tests/conftest.py); one xdist worker builds it for all three.
-pytestmark = pytest.mark.xdist_group("embeddings")
-
 SENTENCES = [
     "A man is eating food.",
     "A man is riding a white horse on an enclosed ground.",

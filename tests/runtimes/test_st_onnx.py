@@ -18,9 +18,6 @@ from mlgate.model.manifest import ModelManifest
 from mlgate.runtimes import runtime_class
 from tests.runtimes.test_sentence_transformers import SENTENCES, _runtime
 
-# These modules load all-MiniLM-L6-v2 (tests/conftest.py); one xdist worker builds it for all three.
-pytestmark = pytest.mark.xdist_group("embeddings")
-
 
 @pytest.fixture
 def onnx_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:

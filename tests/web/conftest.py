@@ -1,19 +1,36 @@
-"""Web fixtures: a model whose labels, features and description hold HTML, a repository with it, and one app
-per test module for the modules whose tests only read (the docs pages and the OpenAPI document: ``client``
-overrides the per-test app of tests/conftest.py; tests that change state start their own app)."""
+"""Web fixtures: a model whose labels, features and description hold HTML, a repository with it, one app per
+test module for the modules whose tests only read (the docs pages and the OpenAPI document: ``client``
+overrides the per-test app of tests/conftest.py; tests that change state start their own app), and the
+browser of the browser tests.
+
+The browser tests drive Debian's Chromium (/usr/bin/chromium), headless, through Playwright; each leaves a
+screenshot in ``test-artifacts/``. Without Chromium or the playwright package they skip, unless
+``MLGATE_REQUIRE_SERVICES=1``, where they fail. No browser is ever downloaded.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from tests.conftest import serve_app
 from tests.fakes import TEXT_MODEL, write_python_model
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 HTML_LABELS = ['<b id="bold">bold</b>', '<img src=x onerror="window.__xss=1">']
 HTML_FEATURES = ["<i>first</i>", "second & </td> third"]
@@ -94,3 +111,56 @@ def anyio_backend() -> str:
 async def client(examples_repo: Path) -> AsyncIterator[httpx.AsyncClient]:
     async with serve_app(examples_repo) as c:
         yield c
+
+
+def _missing_browser() -> str | None:
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing (apt-get install -y chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is missing (pip install -e '.[test]')"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Chromium, headless, for one test module; skips (or fails under MLGATE_REQUIRE_SERVICES=1) without it."""
+    missing = _missing_browser()
+    if missing is not None:
+        if os.environ.get("MLGATE_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"browser tests required (MLGATE_REQUIRE_SERVICES=1) but {missing}")
+        pytest.skip(f"browser tests need Chromium and Playwright: {missing}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@contextmanager
+def open_page(browser: Browser, request: pytest.FixtureRequest, width: int = 1280,
+              height: int = 900) -> Iterator[tuple[Page, list[str]]]:
+    """A fresh page and the list its JavaScript errors go to (the caller may add its own checks to it).
+
+    On exit a screenshot named after the test is kept in test-artifacts/, and any error fails the test.
+    """
+    context = browser.new_context(viewport={"width": width, "height": height})
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield tab, errors
+    finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        tab.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+        context.close()
+    assert not errors, errors
+
+
+@pytest.fixture
+def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A fresh page; its JavaScript errors fail the test, and a screenshot is kept in test-artifacts/."""
+    with open_page(browser, request) as (tab, _):
+        yield tab

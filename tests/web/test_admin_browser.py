@@ -8,7 +8,6 @@ Playwright unless ``MLGATE_REQUIRE_SERVICES=1``.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,34 +18,14 @@ import pytest
 
 from tests.processes import serve_process
 from tests.secure import PASSWORD, bearer, v2_body
+from tests.web.conftest import ARTIFACTS, open_page
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 EVIL = '<img src=x onerror="window.__xss=1">laptop'
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    missing = None if CHROMIUM.exists() else f"{CHROMIUM} is missing (apt-get install -y chromium)"
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing = "the playwright package is missing (pip install -e '.[test]')"
-    if missing is not None:
-        if os.environ.get("MLGATE_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"browser tests required (MLGATE_REQUIRE_SERVICES=1) but {missing}")
-        pytest.skip(f"browser tests need Chromium and Playwright: {missing}")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
@@ -61,29 +40,20 @@ def server(browser: Browser, examples_repo: Path, tmp_path_factory: pytest.TempP
 @pytest.fixture
 def page(browser: Browser, server: str, request: pytest.FixtureRequest) -> Iterator[Page]:
     """A fresh page signed in as root; JavaScript errors fail the test; a screenshot is kept."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda exc: errors.append(str(exc)))
-    # A Content-Security-Policy violation (a blocked script, style or font) is logged as a console error; a
-    # missing asset is a 404 (the browser's own favicon request aside; the CSRF test's 403 is expected).
-    tab.on("console", lambda msg: errors.append(msg.text)
-           if msg.type == "error" and "Failed to load resource" not in msg.text else None)
-    tab.on("response", lambda r: errors.append(f"{r.status} {r.url}")
-           if r.status >= 400 and r.status != 403 and not r.url.endswith("/favicon.ico") else None)
-    tab.goto(f"{server}/admin/identities")
-    assert tab.url.endswith("/admin/login")
-    tab.fill("#username", "root")
-    tab.fill("#password", PASSWORD)
-    tab.click("button[type=submit]")
-    tab.wait_for_selector("#signed-in")
-    try:
+    with open_page(browser, request, 1400, 1000) as (tab, errors):
+        # A Content-Security-Policy violation (a blocked script, style or font) is logged as a console error; a
+        # missing asset is a 404 (the browser's own favicon request aside; the CSRF test's 403 is expected).
+        tab.on("console", lambda msg: errors.append(msg.text)
+               if msg.type == "error" and "Failed to load resource" not in msg.text else None)
+        tab.on("response", lambda r: errors.append(f"{r.status} {r.url}")
+               if r.status >= 400 and r.status != 403 and not r.url.endswith("/favicon.ico") else None)
+        tab.goto(f"{server}/admin/identities")
+        assert tab.url.endswith("/admin/login")
+        tab.fill("#username", "root")
+        tab.fill("#password", PASSWORD)
+        tab.click("button[type=submit]")
+        tab.wait_for_selector("#signed-in")
         yield tab
-    finally:
-        ARTIFACTS.mkdir(exist_ok=True)
-        tab.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-        context.close()
-    assert not errors, errors
 
 
 def test_wrong_password_is_refused(browser: Browser, server: str) -> None:

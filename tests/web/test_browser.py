@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import joblib
 import numpy as np
 import onnxruntime as ort
@@ -29,7 +26,7 @@ from sklearn.datasets import load_breast_cancer, load_digits
 
 from mlgate.codecs.images import image_to_tensor
 from mlgate.model.manifest import read_manifest
-from tests.processes import free_port
+from tests.processes import serve_process
 from tests.web.conftest import HTML_DESCRIPTION, HTML_FEATURES, HTML_LABELS
 
 if TYPE_CHECKING:
@@ -37,82 +34,16 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-
-def _missing() -> str | None:
-    if not CHROMIUM.exists():
-        return f"{CHROMIUM} is missing (apt-get install -y chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is missing (pip install -e '.[test]')"
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    missing = _missing()
-    if missing is not None:
-        if os.environ.get("MLGATE_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"browser tests required (MLGATE_REQUIRE_SERVICES=1) but {missing}")
-        pytest.skip(f"browser tests need Chromium and Playwright: {missing}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture(scope="module")
 def server(browser: Browser, web_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The base URL of a real ``mlgate serve`` on a free port."""
-    port = free_port()
+    """The base URL of a real ``mlgate serve`` on a free port.
+
+    A browser sends no credentials: the playground shows (and can call) the models open to anonymous callers,
+    so this server opens them all (tests/processes.py's default), with a data directory of its own.
+    """
     log_path = tmp_path_factory.mktemp("serve-web") / "serve.log"
-    with log_path.open("wb") as log:
-        # A browser sends no credentials: the playground shows (and can call) the models open to anonymous
-        # callers, so this server opens them all, with a data directory of its own.
-        env = {**os.environ, "MLGATE_ANONYMOUS_MODELS": '["*"]',
-               "MLGATE_DATA_DIR": str(tmp_path_factory.mktemp("web-data"))}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mlgate", "serve", "--model-repository", str(web_repo), "--port", str(port),
-             "--log-format", "json"], stdout=log, stderr=subprocess.STDOUT, env=env)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                assert proc.poll() is None, log_path.read_text()
-                try:
-                    if httpx.get(f"{base}/v2/health/ready", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "server did not become ready in 60 s"
-                time.sleep(0.2)
-            yield base
-        finally:
-            proc.terminate()
-            proc.wait(timeout=20)
-
-
-@pytest.fixture
-def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
-    """A fresh page; its JavaScript errors fail the test, and a screenshot is kept in test-artifacts/."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
-        yield tab
-    finally:
-        ARTIFACTS.mkdir(exist_ok=True)
-        tab.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-        context.close()
-    assert not errors, errors
+    with serve_process(web_repo, log_path, {"MLGATE_DATA_DIR": str(tmp_path_factory.mktemp("web-data"))}) as url:
+        yield f"http://{url}"
 
 
 def _fill_breast_cancer(page: Page, server: str, row: np.ndarray) -> None:
