@@ -39,13 +39,13 @@ app.add_typer(examples_app, name="examples")
 def serve(
     config: ConfigOption = None,
     model_repository: RepositoryOption = None,
-    host: Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].",
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default: 127.0.0.1).",
                                              show_default=False)] = None,
-    port: Annotated[int | None, typer.Option(help="TCP port [default: 8000].", show_default=False)] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default: 8000).", show_default=False)] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.",
                                                   show_default=False)] = None,
     log_format: Annotated[str | None, typer.Option(help="auto, console or json.", show_default=False)] = None,
-    workers: Annotated[int | None, typer.Option(help="HTTP server processes [default: one per CPU core].",
+    workers: Annotated[int | None, typer.Option(help="HTTP server processes (default: one per CPU core).",
                                                 show_default=False)] = None,
 ) -> None:
     """Serve the model repository over HTTP (KServe V2 and V1 REST, OpenAPI docs at /docs)."""
@@ -138,9 +138,9 @@ def _registry_call(url: str, api_key: str | None, call: Any) -> Any:
 def push(
     directory: Annotated[Path, typer.Argument(help="Model directory (model.toml or MLflow MLmodel).",
                                               exists=True, file_okay=False)],
-    name: Annotated[str | None, typer.Option(help="Model name [default: the manifest's, else the folder's].",
+    name: Annotated[str | None, typer.Option(help="Model name (default: the manifest's, else the folder's).",
                                              show_default=False)] = None,
-    version: Annotated[str | None, typer.Option(help="Version [default: the manifest's, else the next number].",
+    version: Annotated[str | None, typer.Option(help="Version (default: the manifest's, else the next number).",
                                                 show_default=False)] = None,
     promote: Annotated[str | None, typer.Option(help="Then point this alias (e.g. production) at it.",
                                                 show_default=False)] = None,
@@ -195,23 +195,74 @@ def rollback(
     out.print(f"{name} {alias}: {moved['previous']} -> {moved['version']}")
 
 
+def _traffic_text(traffic: dict[str, Any]) -> str:
+    canary = traffic.get("canary")
+    canary_text = f"{canary['version']} at {canary['percent']:g}%" if canary else "off"
+    return f"canary {canary_text}, shadow {traffic.get('shadow') or 'off'}"
+
+
+@models_app.command("traffic")
+def traffic(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    canary: Annotated[str | None, typer.Option(help="Send a share of the requests without a version to this "
+                                               "version (needs --percent).", show_default=False)] = None,
+    percent: Annotated[float | None, typer.Option(help="The canary's share of requests, above 0 and up to 100.",
+                                                  show_default=False)] = None,
+    shadow: Annotated[str | None, typer.Option(help="Send a copy of every request to this version (answers "
+                                               "logged, never returned).", show_default=False)] = None,
+    no_canary: Annotated[bool, typer.Option("--no-canary", help="Turn the canary off.")] = False,
+    no_shadow: Annotated[bool, typer.Option("--no-shadow", help="Turn the shadow off.")] = False,
+    url: ServerOption = "http://127.0.0.1:8000",
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Show or change a registry model's canary split and shadow version (what is not named stays as it is)."""
+    if canary is not None and no_canary or shadow is not None and no_shadow:
+        err.print("[red]error:[/red] --canary with --no-canary (or --shadow with --no-shadow): choose one")
+        raise typer.Exit(2)
+    if (canary is None) != (percent is None):
+        err.print("[red]error:[/red] --canary VERSION and --percent P go together")
+        raise typer.Exit(2)
+    current = _registry_call(url, api_key, lambda c: c.traffic(name))
+    if canary is None and shadow is None and not no_canary and not no_shadow:
+        out.print(f"{name}: {_traffic_text(current)}")
+        return
+    old_canary = current.get("canary") or {}
+    new_canary = None if no_canary else canary or old_canary.get("version")
+    new_percent = percent if percent is not None else float(old_canary.get("percent") or 0.0)
+    new_shadow = None if no_shadow else shadow or current.get("shadow")
+    changed = _registry_call(url, api_key, lambda c: c.set_traffic(name, canary=new_canary, percent=new_percent,
+                                                                   shadow=new_shadow))
+    out.print(f"{name}: {_traffic_text(changed)}")
+
+
 @examples_app.command("build")
 def build(
-    directory: Annotated[Path, typer.Argument(help="Where to write the model directories.")],
+    directory: Annotated[Path | None, typer.Argument(
+        help="Where to write the model directories (default: the cache folder `mlgate serve` serves when no "
+        "repository is given).", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild models that already exist.")] = False,
+    name: Annotated[list[str] | None, typer.Option("--name", "-n", help="Build only this example (repeatable): "
+                                                   "breast-cancer, digits or minilm.", show_default=False)] = None,
 ) -> None:
     """Build the example models: breast-cancer and digits, trained on scikit-learn's bundled data sets, and
     minilm (sentence embeddings) when the embeddings extra is installed."""
     from mlgate.model.examples import build_examples
 
-    dirs = build_examples(directory, force=force, progress=lambda line: out.print(escape(line)))
-    out.print(f"{len(dirs)} models ready. Serve them with: mlgate serve --model-repository {directory}")
+    target = directory if directory is not None else default_examples_dir()
+    try:
+        dirs = build_examples(target, force=force, names=name or None,
+                              progress=lambda line: out.print(escape(line)))
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    serve = "mlgate serve" if directory is None else f"mlgate serve --model-repository {directory}"
+    out.print(f"{len(dirs)} models ready in {target}. Serve them with: {serve}")
 
 
 @db_app.command("upgrade")
 def db_upgrade(
     config: ConfigOption = None,
-    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL [default: settings].",
+    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: settings).",
                                                      show_default=False)] = None,
     revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
 ) -> None:
@@ -223,11 +274,16 @@ def db_upgrade(
     settings = settings_from(config, database_url=database_url)
     url = settings.effective_database_url
     from mlgate.db.engine import async_url
+    from mlgate.errors import DatabaseUnavailable
 
     shown = async_url(url).render_as_string(hide_password=True)
-    before = asyncio.run(current_revision(url))
-    upgrade(url, revision)
-    after = asyncio.run(current_revision(url))
+    try:
+        before = asyncio.run(current_revision(url))
+        upgrade(url, revision)
+        after = asyncio.run(current_revision(url))
+    except DatabaseUnavailable as exc:
+        err.print(f"[red]error:[/red] {escape(exc.message)}")
+        raise typer.Exit(1) from None
     out.print(f"database {shown}: {before or '(empty)'} -> {after}")
 
 
