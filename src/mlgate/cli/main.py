@@ -16,7 +16,7 @@ from rich.table import Table
 from mlgate import __version__
 from mlgate.cli.common import ConfigOption, RepositoryOption, err, out, settings_from
 from mlgate.cli.security import groups_app, keys_app, users_app
-from mlgate.settings import default_examples_dir
+from mlgate.settings import Settings, default_examples_dir
 
 __all__ = ["app"]
 
@@ -37,6 +37,10 @@ app.add_typer(examples_app, name="examples")
 
 @app.command()
 def serve(
+    path: Annotated[Path | None, typer.Argument(
+        help="What to serve: a folder of model directories, one model directory (model.toml or MLflow MLmodel), "
+        "or one artifact file (.joblib, .pkl, .skops, .onnx) served under its file name (default: the "
+        "--model-repository setting, else the example models).", show_default=False)] = None,
     config: ConfigOption = None,
     model_repository: RepositoryOption = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on (default: 127.0.0.1).",
@@ -48,27 +52,79 @@ def serve(
     workers: Annotated[int | None, typer.Option(help="HTTP server processes (default: one per CPU core).",
                                                 show_default=False)] = None,
 ) -> None:
-    """Serve the model repository over HTTP (KServe V2 and V1 REST, OpenAPI docs at /docs)."""
+    """Serve models over HTTP (KServe V2 and V1 REST, OpenAI embeddings, OpenAPI docs at /docs): a model
+    repository, one model directory, or one model file.
+
+    A repository folder with no model in it (and no model in the registry database) is an error: the server
+    would serve nothing."""
     from mlgate.logs import configure_logging
     from mlgate.model.examples import build_examples
     from mlgate.server import run_server
 
-    settings = settings_from(config, model_repository=model_repository, host=host, port=port,
-                         log_level=log_level, log_format=log_format, workers=workers)
+    if path is not None and model_repository is not None:
+        err.print("[red]error:[/red] give what to serve once: PATH or --model-repository")
+        raise typer.Exit(2)
+    settings = settings_from(config, model_repository=path or model_repository, host=host, port=port,
+                             log_level=log_level, log_format=log_format, workers=workers)
     if settings.model_repository is None:
         examples = default_examples_dir()
         err.print(f"No model repository given: serving the example models from {examples}")
         build_examples(examples, progress=lambda line: err.print(f"  {escape(line)}"))
         settings = settings.model_copy(update={"model_repository": examples})
-    elif not settings.model_repository.is_dir():
-        err.print(f"[red]error:[/red] model repository {settings.model_repository} is not a directory")
-        raise typer.Exit(2)
+    else:
+        _check_servable(settings)
     try:
         configure_logging(settings.log_level, settings.log_format, settings.log_file)
     except OSError as exc:
         err.print(f"[red]error:[/red] cannot write the log file {settings.log_file}: {exc.strerror or exc}")
         raise typer.Exit(2) from None
     run_server(settings)
+
+
+def _check_servable(settings: Settings) -> None:
+    """Exit 2 with the reason when ``settings.model_repository`` cannot serve anything."""
+    from mlgate.model.repository import scan_repository
+
+    root = settings.model_repository
+    assert root is not None
+    try:
+        sources = scan_repository(root)
+    except FileNotFoundError:
+        err.print(f"[red]error:[/red] {root} is not a directory or a model file")
+        raise typer.Exit(2) from None
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    if sources or _registry_has_models(settings):
+        return
+    err.print(f"[red]error:[/red] no model in {root}: it has no model directory (a sub-folder with a model.toml "
+              "or an MLflow MLmodel file), and the registry has no model either.")
+    err.print("Serve one model file with: mlgate serve model.joblib (or .onnx), one model directory with: "
+              "mlgate serve DIR, or build the examples with: mlgate examples build")
+    raise typer.Exit(2)
+
+
+def _registry_has_models(settings: Settings) -> bool:
+    """Whether the registry database holds a model (False when it does not exist yet or cannot be read)."""
+    import asyncio
+
+    from mlgate.db.engine import Database
+    from mlgate.db.queries.catalog import Catalog
+    url = settings.effective_database_url
+    if url.startswith("sqlite") and not (settings.data_dir / "mlgate.db").exists() and settings.database_url is None:
+        return False
+
+    async def check() -> bool:
+        database = Database(url)
+        try:
+            return bool((await Catalog(database).snapshot()).models)
+        finally:
+            await database.dispose()
+
+    try:
+        return asyncio.run(check())
+    except Exception:  # noqa: BLE001 - no schema yet, or unreachable: no registry models to serve
+        return False
 
 
 @models_app.command("list")
