@@ -49,3 +49,23 @@ async def test_the_prediction_log_table_shows_the_error_code_and_the_anonymous_c
                 while "invalid_input" not in (page := (await client.get("/admin/prediction-record/list")).text):
                     await anyio.sleep(0.05)
     assert "anonymous" in page and "None" not in page
+
+
+async def test_a_registry_model_shadowed_by_a_folder_model_says_so(examples_repo: Path, tmp_path: Path) -> None:
+    from tests.registry_helpers import push, versioned_model
+    from tests.secure import bearer
+
+    root, data = tmp_path / "repo", tmp_path / "data"
+    shutil.copytree(examples_repo / "breast-cancer", root / "breast-cancer")
+    async with secure_app(root, data_dir=data) as sec:
+        await sec.user("root", Role.ADMIN)
+        pushed = await push(sec.client, "sum", versioned_model(tmp_path / "pushed", 1),
+                            headers=bearer(await sec.key("root")))
+        assert pushed.status_code == 201, pushed.text
+    shutil.copytree(versioned_model(tmp_path / "folder", 2), root / "sum")  # a folder model of the same name
+    async with secure_app(root, data_dir=data) as sec, signed_in(sec) as (client, _):
+        page = (await client.get("/admin/models")).text
+    registry = dict(re.findall(r'<tr data-model="([^"]+)">(.*?)</tr>', page, re.S))
+    assert "Not served here" in registry["sum"]
+    served = dict(re.findall(r'<tr data-model="([^"]+)" data-version="[^"]+">(.*?)</tr>', page, re.S))
+    assert "repository folder" in served["sum"]
