@@ -2,7 +2,9 @@
 
 - README.md and docs/quickstart.md: the first curls, against the example models as `make serve` serves them
   (their manifests open them to anonymous callers; nothing else does here).
-- docs/security.md: the walk-through that makes the first admin and a key, then calls a model with the key.
+- docs/security.md: the walk-through that makes the first admin and a key, shows the 401 without it and the 403
+  outside its scope, calls a model with it, revokes it and shows the 401 that follows.
+- The Python snippets (docs/quickstart.md's tritonclient, docs/protocols.md's openai SDK), run as printed.
 - The `make` commands they print are targets of the Makefile.
 
 Only two things differ from a reader's machine: the port (a free one instead of 8000, so parallel runs do not
@@ -33,6 +35,7 @@ ROOT = Path(__file__).parent.parent
 README = ROOT / "README.md"
 QUICKSTART = ROOT / "docs" / "quickstart.md"
 SECURITY = ROOT / "docs" / "security.md"
+PROTOCOLS = ROOT / "docs" / "protocols.md"
 MAKEFILE = ROOT / "Makefile"
 
 
@@ -105,15 +108,50 @@ def test_printed_make_commands_are_makefile_targets() -> None:
         assert printed <= targets, f"{page.name} prints make targets the Makefile lacks: {printed - targets}"
 
 
-def test_security_page_creates_a_key_and_the_curl_works_as_printed(examples_repo: Path, tmp_path: Path) -> None:
-    serve_block, client_block = bash_blocks(SECURITY, "The first admin and a key")[:2]
+def python_blocks(path: Path) -> list[str]:
+    """The ```python blocks of ``path``."""
+    return re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.DOTALL)
+
+
+def _run_python(block: str, address: str) -> list[str]:
+    """Run a Python snippet as printed (port swapped) with this interpreter; its output lines."""
+    assert "127.0.0.1:8000" in block
+    result = subprocess.run([sys.executable, "-c", block.replace("127.0.0.1:8000", address)], capture_output=True,
+                            text=True, timeout=120, start_new_session=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.strip().splitlines()
+
+
+def test_quickstart_python_works_as_printed(demo_server: str) -> None:
+    [block] = python_blocks(QUICKSTART)
+    [line] = _run_python(block, demo_server)
+    assert line == "[0 0 0 0 0]"  # tritonclient's numpy answer: the first five rows are malignant cases
+
+
+def test_openai_sdk_snippet_works_as_printed(tmp_path: Path) -> None:
+    from tests.conftest import require_embeddings
+
+    require_embeddings()
+    [block] = python_blocks(PROTOCOLS)
+    assert 'api_key="unused"' in block
+    build_examples(tmp_path, names=["minilm"])  # the open demo, as `make serve` builds it
+    with serve_process(tmp_path, tmp_path / "serve.log", env={"MLGATE_ANONYMOUS_MODELS": "[]"}) as address:
+        shape_line, packed_line = _run_python(block, address)
+    shape, similarity, tokens = shape_line.replace("(2, 384)", "2x384").split()
+    assert shape == "2x384" and 0.0 < float(similarity) < 1.0 and int(tokens) > 0
+    assert len(packed_line.strip("[]").split()) == 4
+
+
+def test_security_page_creates_a_key_and_the_curl_works_as_printed(tmp_path: Path) -> None:
+    serve_block, client_block, revoke_block = bash_blocks(SECURITY, "The first admin and a key")[:3]
+    demo = tmp_path / "demo"
+    build_examples(demo, names=["breast-cancer", "digits"])  # open to anonymous callers, as `mlgate serve` builds them
     port = free_port()
     bin_dir = f"{Path(sys.executable).parent}/"
     env = {**os.environ, "MLGATE_DATA_DIR": str(tmp_path / "data"), "MLGATE_PORT": str(port),
-           "MLGATE_MODEL_REPOSITORY": str(examples_repo), "MLGATE_LOG_FORMAT": "json"}
+           "MLGATE_MODEL_REPOSITORY": str(demo), "MLGATE_LOG_FORMAT": "json"}
     env.pop("MLGATE_ANONYMOUS_MODELS", None)
     assert "127.0.0.1:8000" in client_block and ".venv/bin/" in client_block
-    client_block = client_block.replace("127.0.0.1:8000", f"127.0.0.1:{port}").replace(".venv/bin/", bin_dir)
     log = (tmp_path / "serve.log").open("wb")
     server = subprocess.Popen(shlex.split(serve_block.replace(".venv/bin/", bin_dir)), stdout=log,
                               stderr=subprocess.STDOUT, env=env)
@@ -128,15 +166,29 @@ def test_security_page_creates_a_key_and_the_curl_works_as_printed(examples_repo
                 pass
             assert time.monotonic() < deadline, "server did not become ready in 60 s"
             time.sleep(0.2)
-        anonymous = httpx.post(f"http://127.0.0.1:{port}/v2/models/breast-cancer/infer", json={"inputs": []})
-        assert anonymous.status_code == 401
         # The password prompt reads stdin here: a new session has no terminal for getpass to open.
-        result = subprocess.run(["bash", "-c", client_block], input="a good password\na good password\n",
+        script = f"{client_block}\n{revoke_block}".replace("127.0.0.1:8000", f"127.0.0.1:{port}").replace(
+            ".venv/bin/", bin_dir)
+        result = subprocess.run(["bash", "-e", "-c", script], input="a good password\na good password\n",
                                 capture_output=True, text=True, env=env, timeout=120, start_new_session=True)
         assert result.returncode == 0, result.stderr
-        answer = json.loads(result.stdout.strip().splitlines()[-1])
-        assert answer["model_name"] == "breast-cancer"
-        assert {o["name"]: o["data"] for o in answer["outputs"]}["predict"] == [0]
+        # curl ends its answers without a newline: the CLI's line follows the previous answer on its line.
+        text, revoked = re.subn(r"key mlg_[0-9a-f]{12} \(laptop, user admin\) revoked at [^\n]*\n", "\n",
+                                result.stdout)
+        assert revoked == 1, result.stdout
+        assert "user admin created" in text[:text.index("{")], text  # `users create`'s prompts and line first
+        decoder, text, answers = json.JSONDecoder(), text[text.index("{"):], []
+        while text:
+            answer, end = decoder.raw_decode(text)
+            answers.append(answer)
+            text = text[end:].lstrip()
+        no_key, me, out_of_scope, inference, after_revoke = answers
+        assert no_key["code"] == "unauthenticated"  # the 401 the page promises
+        assert me["user"] == "admin" and me["actions"] == ["predict"] and me["via"] == "key"
+        assert out_of_scope["code"] == "forbidden"
+        assert inference["model_name"] == "breast-cancer"
+        assert {o["name"]: o["data"] for o in inference["outputs"]}["predict"] == [0]
+        assert after_revoke["code"] == "invalid_credentials"
     finally:
         server.terminate()
         server.wait(timeout=20)

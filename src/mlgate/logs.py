@@ -72,11 +72,20 @@ def configure_logging(level: str = "info", fmt: str = "auto", file: Path | None 
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # Alembic announces its plugins and its dialect at info level on every start: keep only the migrations
+    # it actually runs ("Running upgrade ...").
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    migration = logging.getLogger("alembic.runtime.migration")
+    migration.filters[:] = [_only_migrations]
     # mlgate writes its own access line (the edge's); uvicorn's would be a second one per request (it logs
     # whenever its logger has handlers, including the root's through propagation).
     uvicorn_access = logging.getLogger("uvicorn.access")
     uvicorn_access.handlers[:] = []
     uvicorn_access.propagate = False
+
+
+def _only_migrations(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or str(record.msg).startswith("Running ")
 
 
 def _formatter(shared: list[Any], renderer: Any, json: bool) -> logging.Formatter:

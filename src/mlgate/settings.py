@@ -67,7 +67,8 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535, description="TCP port to listen on.")
     model_repository: Path | None = Field(
         default=None,
-        description="Folder of model directories; unset serves the example models, built on first use.",
+        description="Folder of model directories, or one model directory, or one artifact file (.joblib, .pkl, "
+        ".skops, .onnx); unset serves the example models, built on first use.",
     )
     strict_readiness: bool = Field(
         default=False,

@@ -84,7 +84,7 @@ async def test_a_valid_key_works_on_every_model_route(sec: SecureApp) -> None:
 
 MALFORMED = [
     "Bearer", "Bearer ", "Basic YWxpY2U6cGFzc3dvcmQ=", "Token {key}", "Bearer {key} extra", "{key}",
-    "Bearer mlg_123", "Bearer mlg_0123456789ab_short", "Bearer not-a-key-or-token", "Bearer a.b.c",
+    "Bearer mlg_123", "Bearer mlg_0123456789ab_short", "Bearer not-a-key.or-token", "Bearer a.b.c",
     "Bearer {key}\u0000",
 ]
 
@@ -347,3 +347,17 @@ async def test_rows_limit_is_shared_across_v1_and_v2(examples_repo: Path) -> Non
         assert over_v2.status_code == 429
         one_row = await sec.client.post(INFER, json=v2_body(ROWS[:1]), headers=bearer(key))
         assert one_row.status_code == 200  # 7 + 1 = 8 still fits
+
+
+async def test_a_bearer_value_that_is_no_mlgate_credential_is_anonymous(sec: SecureApp) -> None:
+    # What SDKs that always send a key carry (openai's api_key="unused", an sk-... key): no mlgate credential,
+    # so the caller is anonymous: served where anonymous callers are, 401 elsewhere, never more.
+    for value in ("unused", "sk-proj-0123456789abcdef"):
+        closed = await sec.client.post(INFER, json=v2_body(), headers=bearer(value))
+        _assert_401(closed, "unauthenticated")
+        assert (await sec.client.get("/api/v1/models", headers=bearer(value))).status_code == 401
+    sec.app.state.mlgate.security.policy.anonymous_models = ("breast-cancer",)
+    for value in ("unused", "sk-proj-0123456789abcdef"):
+        assert (await sec.client.post(INFER, json=v2_body(), headers=bearer(value))).status_code == 200
+        assert (await sec.client.post("/v2/models/digits/infer", json=v2_body(),
+                                      headers=bearer(value))).status_code == 401

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -12,7 +13,7 @@ import pytest
 
 from mlgate.auth import Role
 from tests.fakes import write_python_model
-from tests.secure import secure_app
+from tests.secure import secure_app, v2_body
 from tests.web.test_admin import signed_in
 
 pytestmark = pytest.mark.anyio
@@ -49,3 +50,47 @@ async def test_the_prediction_log_table_shows_the_error_code_and_the_anonymous_c
                 while "invalid_input" not in (page := (await client.get("/admin/prediction-record/list")).text):
                     await anyio.sleep(0.05)
     assert "anonymous" in page and "None" not in page
+
+
+async def test_a_registry_model_shadowed_by_a_folder_model_says_so(examples_repo: Path, tmp_path: Path) -> None:
+    from tests.registry_helpers import push, versioned_model
+    from tests.secure import bearer
+
+    root, data = tmp_path / "repo", tmp_path / "data"
+    shutil.copytree(examples_repo / "breast-cancer", root / "breast-cancer")
+    async with secure_app(root, data_dir=data) as sec:
+        await sec.user("root", Role.ADMIN)
+        pushed = await push(sec.client, "sum", versioned_model(tmp_path / "pushed", 1),
+                            headers=bearer(await sec.key("root")))
+        assert pushed.status_code == 201, pushed.text
+    shutil.copytree(versioned_model(tmp_path / "folder", 2), root / "sum")  # a folder model of the same name
+    async with secure_app(root, data_dir=data) as sec, signed_in(sec) as (client, _):
+        page = (await client.get("/admin/models")).text
+    registry = dict(re.findall(r'<tr data-model="([^"]+)">(.*?)</tr>', page, re.S))
+    assert "Not served here" in registry["sum"]
+    served = dict(re.findall(r'<tr data-model="([^"]+)" data-version="[^"]+">(.*?)</tr>', page, re.S))
+    assert "repository folder" in served["sum"]
+
+
+async def test_times_show_to_the_second_in_utc(examples_repo: Path) -> None:
+    async with secure_app(examples_repo, anonymous_models=["breast-cancer"], prediction_log_interval_s=0.05) as sec:
+        await sec.user("root", Role.ADMIN)
+        await sec.key("root", name="laptop", expires_at=datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC))
+        assert (await sec.client.post("/v2/models/breast-cancer/infer", json=v2_body())).status_code == 200
+        async with signed_in(sec) as (client, _):
+            identities = (await client.get("/admin/identities")).text
+            with anyio.fail_after(10):
+                while "breast-cancer" not in (log := (await client.get("/admin/prediction-record/list")).text):
+                    await anyio.sleep(0.05)
+            keys = (await client.get("/admin/api-key/list")).text
+    assert "2030-01-02 03:04:05 UTC" in identities and "678901" not in identities
+    assert "2030-01-02 03:04:05 UTC" in keys and "+00:00" not in keys
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", log) and not re.search(r"\d\d:\d\d:\d\d\.\d+", log)
+
+
+def test_the_docs_name_the_dashboard_s_default_range() -> None:
+    from mlgate.predlog.usage import DEFAULT_RANGE_S, DEFAULT_STEP_S
+
+    page = (Path(__file__).parents[2] / "docs" / "web.md").read_text()
+    assert (DEFAULT_RANGE_S, DEFAULT_STEP_S) == (3600, 60)
+    assert "opens on the last hour, in steps of 60 s" in page

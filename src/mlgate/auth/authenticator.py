@@ -2,9 +2,12 @@
 
 No header: an anonymous caller. ``Bearer mlg_...``: an API key, found by its prefix and checked against its
 stored hash in constant time, refused when expired, revoked or its user deactivated. ``Bearer <JWT>``: an
-access token from the token route, refused when forged, tampered with or expired. Anything else (another
-scheme, an empty value, two Authorization headers) is refused: a request never falls back to anonymous
-because its credentials were bad. The caller learns only "invalid credentials"; the log and the
+access token from the token route (a JWT: its value has dots), refused when forged, tampered with or expired. A
+request never falls back to anonymous because its mlgate credentials were bad; another scheme, an empty value
+or two Authorization headers are refused too. A bearer value that is neither a key nor a token (``unused``,
+``sk-...``: what an SDK such as ``openai``, which always sends one, carries) names no mlgate credential: the
+caller is anonymous, served only by models open to anonymous callers (401 ``unauthenticated`` elsewhere), exactly
+as without the header. The caller learns only "invalid credentials"; the log and the
 ``mlgate_auth_failures_total`` counter say why. A database that cannot be reached is a 503 (DatabaseUnavailable).
 Resolved keys and token users are cached briefly in the process (``mlgate.auth.cache``: keyed on the whole
 key's hash, cleared on any identity change here or on another replica); expiry is checked on every request.
@@ -80,6 +83,9 @@ class Authenticator:
         credentials = credentials.strip()
         if scheme.lower() != "bearer" or not credentials or " " in credentials:
             self._fail("malformed authorization header", address)
+        if not credentials.startswith(KEY_MARK) and "." not in credentials:
+            log.debug("bearer value that is not an mlgate key or token: anonymous", client=address)
+            return Caller(CallerKind.ANONYMOUS, address)
         try:
             if credentials.startswith(KEY_MARK):
                 return await self._key(credentials, address)

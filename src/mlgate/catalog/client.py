@@ -95,6 +95,18 @@ class RegistryClient:
         result: dict[str, Any] = self._check(self.http.post(f"{API}/models/{name}/rollback", json={"alias": alias}))
         return result
 
+    def traffic(self, name: str) -> dict[str, Any]:
+        """``{"canary": {"version", "percent"} | None, "shadow": version | None}``."""
+        result: dict[str, Any] = self._check(self.http.get(f"{API}/models/{name}/traffic"))
+        return result
+
+    def set_traffic(self, name: str, *, canary: str | None, percent: float, shadow: str | None) -> dict[str, Any]:
+        """Set the canary split (``percent`` of requests without a version, 0-100) and the shadow version, both
+        at once: None turns one off."""
+        body = {"canary": {"version": canary, "percent": percent} if canary else None, "shadow": shadow}
+        result: dict[str, Any] = self._check(self.http.put(f"{API}/models/{name}/traffic", json=body))
+        return result
+
     def model(self, name: str) -> dict[str, Any]:
         """The catalog's record of ``name``: versions, aliases, traffic and settings."""
         result: dict[str, Any] = self._check(self.http.get(f"{API}/models/{name}"))

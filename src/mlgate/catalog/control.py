@@ -26,11 +26,11 @@ from mlgate.catalog.store import ArtifactStore
 from mlgate.db.engine import Database
 from mlgate.db.queries.catalog import Catalog, ModelInfo, VersionInfo, version_key
 from mlgate.db.tables.audit import Actor
-from mlgate.errors import InvalidInput, MlgateError, ModelVersionNotFound
+from mlgate.errors import Conflict, InvalidInput, MlgateError, ModelVersionNotFound
 from mlgate.inference.dataplane import DataPlane
-from mlgate.model.repository import ModelSource, rescan
+from mlgate.model.repository import ModelSource, rescan, scan_repository
 from mlgate.predlog.writer import PredictionLog
-from mlgate.settings import Settings
+from mlgate.settings import Settings, default_examples_dir
 
 __all__ = ["ControlPlane"]
 
@@ -122,7 +122,16 @@ class ControlPlane:
     async def push(self, name: str, fh: BinaryIO, *, version: str | None = None, by: Actor | None = None,
                    check_file: Callable[[str], None] | None = None) -> VersionInfo:
         """Check, store and record an archive as a version of ``name`` (see ``push_archive``, which calls
-        ``check_file`` on each file of the archive before anything is unpacked or recorded)."""
+        ``check_file`` on each file of the archive before anything is unpacked or recorded).
+
+        Conflict (409) when this server serves a model of that name from the repository folder: the folder's
+        model wins on the server that has it, so a registry version of the same name would never be served.
+        """
+        if name in self.folder_sources:
+            directory = self.folder_sources[name][0].directory
+            raise Conflict(f"model '{name}' is served from the model repository folder ({directory}) on this "
+                           "server, and a folder model wins over a registry model of the same name: push under "
+                           "another name, or remove the folder model first", field="model_name")
         info = await push_archive(self.catalog, self.store, name, fh, version=version, by=by,
                                   max_unpacked_bytes=self.settings.registry_max_unpacked_bytes,
                                   check_file=check_file)
@@ -245,6 +254,8 @@ class ControlPlane:
         await self.catalog.audit(by, action="model.load", model=name)
 
     async def _load(self, name: str) -> None:
+        if name not in self.folder_sources and name not in self.rollouts.models:
+            await self._rescan_folder(name)
         if name in self.folder_sources:
             registry = self.plane.registry
             for source in self.folder_sources[name]:
@@ -260,6 +271,20 @@ class ControlPlane:
                     await warm(handle)
             return
         await self.rollouts.load(name)
+
+    async def _rescan_folder(self, name: str) -> None:
+        """Look for a model directory named ``name`` added to the repository folder since the start (the V2
+        repository extension's load picks it up without a restart)."""
+        root = self.settings.model_repository or default_examples_dir()
+        try:
+            sources = await asyncio.to_thread(scan_repository, root)
+        except (OSError, ValueError) as exc:
+            log.warning("model repository folder cannot be scanned", repository=str(root), error=str(exc))
+            return
+        found = [source for source in sources if source.name == name]
+        if found:
+            log.info("model directory found in the repository folder", model=name, repository=str(root))
+            self.folder_sources[name] = found
 
     async def unload(self, name: str, *, by: Actor | None = None) -> None:
         """Unload a model on this server; its requests in flight finish first (up to the drain timeout).

@@ -24,7 +24,7 @@ ConfigOption = Annotated[
 RepositoryOption = Annotated[
     Path | None,
     typer.Option("--model-repository", "-m",
-                 help="Folder of model directories [default: the examples, built on first use].",
+                 help="Folder of model directories (default: the examples, built on first use).",
                  show_default=False),
 ]
 

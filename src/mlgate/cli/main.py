@@ -17,7 +17,7 @@ from mlgate import __version__
 from mlgate.cli.common import ConfigOption, RepositoryOption, err, out, settings_from
 from mlgate.cli.ops import config_app, db_app, doctor
 from mlgate.cli.security import groups_app, keys_app, users_app
-from mlgate.settings import default_examples_dir
+from mlgate.settings import Settings, default_examples_dir
 
 __all__ = ["app"]
 
@@ -39,32 +39,42 @@ app.command()(doctor)
 
 @app.command()
 def serve(
+    path: Annotated[Path | None, typer.Argument(
+        help="What to serve: a folder of model directories, one model directory (model.toml or MLflow MLmodel), "
+        "or one artifact file (.joblib, .pkl, .skops, .onnx) served under its file name (default: the "
+        "--model-repository setting, else the example models).", show_default=False)] = None,
     config: ConfigOption = None,
     model_repository: RepositoryOption = None,
-    host: Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].",
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default: 127.0.0.1).",
                                              show_default=False)] = None,
-    port: Annotated[int | None, typer.Option(help="TCP port [default: 8000].", show_default=False)] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default: 8000).", show_default=False)] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.",
                                                   show_default=False)] = None,
     log_format: Annotated[str | None, typer.Option(help="auto, console or json.", show_default=False)] = None,
-    workers: Annotated[int | None, typer.Option(help="HTTP server processes [default: one per CPU core].",
+    workers: Annotated[int | None, typer.Option(help="HTTP server processes (default: one per CPU core).",
                                                 show_default=False)] = None,
 ) -> None:
-    """Serve the model repository over HTTP (KServe V2 and V1 REST, OpenAPI docs at /docs)."""
+    """Serve models over HTTP (KServe V2 and V1 REST, OpenAI embeddings, OpenAPI docs at /docs): a model
+    repository, one model directory, or one model file.
+
+    A repository folder with no model in it (and no model in the registry database) is an error: the server
+    would serve nothing."""
     from mlgate.logs import configure_logging
     from mlgate.model.examples import build_examples
     from mlgate.server import run_server
 
-    settings = settings_from(config, model_repository=model_repository, host=host, port=port,
-                         log_level=log_level, log_format=log_format, workers=workers)
+    if path is not None and model_repository is not None:
+        err.print("[red]error:[/red] give what to serve once: PATH or --model-repository")
+        raise typer.Exit(2)
+    settings = settings_from(config, model_repository=path or model_repository, host=host, port=port,
+                             log_level=log_level, log_format=log_format, workers=workers)
     if settings.model_repository is None:
         examples = default_examples_dir()
         err.print(f"No model repository given: serving the example models from {examples}")
         build_examples(examples, progress=lambda line: err.print(f"  {escape(line)}"))
         settings = settings.model_copy(update={"model_repository": examples})
-    elif not settings.model_repository.is_dir():
-        err.print(f"[red]error:[/red] model repository {settings.model_repository} is not a directory")
-        raise typer.Exit(2)
+    else:
+        _check_servable(settings)
     try:
         configure_logging(settings.log_level, settings.log_format, settings.log_file)
     except OSError as exc:
@@ -77,6 +87,52 @@ def serve(
     except SchemaTooNew as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
+
+
+def _check_servable(settings: Settings) -> None:
+    """Exit 2 with the reason when ``settings.model_repository`` cannot serve anything."""
+    from mlgate.model.repository import scan_repository
+
+    root = settings.model_repository
+    assert root is not None
+    try:
+        sources = scan_repository(root)
+    except FileNotFoundError:
+        err.print(f"[red]error:[/red] {root} is not a directory or a model file")
+        raise typer.Exit(2) from None
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    if sources or _registry_has_models(settings):
+        return
+    err.print(f"[red]error:[/red] no model in {root}: it has no model directory (a sub-folder with a model.toml "
+              "or an MLflow MLmodel file), and the registry has no model either.")
+    err.print("Serve one model file with: mlgate serve model.joblib (or .onnx), one model directory with: "
+              "mlgate serve DIR, or build the examples with: mlgate examples build")
+    raise typer.Exit(2)
+
+
+def _registry_has_models(settings: Settings) -> bool:
+    """Whether the registry database holds a model (False when it does not exist yet or cannot be read)."""
+    import asyncio
+
+    from mlgate.db.engine import Database
+    from mlgate.db.queries.catalog import Catalog
+    url = settings.effective_database_url
+    if url.startswith("sqlite") and not (settings.data_dir / "mlgate.db").exists() and settings.database_url is None:
+        return False
+
+    async def check() -> bool:
+        database = Database(url)
+        try:
+            return bool((await Catalog(database).snapshot()).models)
+        finally:
+            await database.dispose()
+
+    try:
+        return asyncio.run(check())
+    except Exception:  # noqa: BLE001 - no schema yet, or unreachable: no registry models to serve
+        return False
 
 
 @models_app.command("list")
@@ -146,9 +202,9 @@ def _registry_call(url: str, api_key: str | None, call: Any) -> Any:
 def push(
     directory: Annotated[Path, typer.Argument(help="Model directory (model.toml or MLflow MLmodel).",
                                               exists=True, file_okay=False)],
-    name: Annotated[str | None, typer.Option(help="Model name [default: the manifest's, else the folder's].",
+    name: Annotated[str | None, typer.Option(help="Model name (default: the manifest's, else the folder's).",
                                              show_default=False)] = None,
-    version: Annotated[str | None, typer.Option(help="Version [default: the manifest's, else the next number].",
+    version: Annotated[str | None, typer.Option(help="Version (default: the manifest's, else the next number).",
                                                 show_default=False)] = None,
     promote: Annotated[str | None, typer.Option(help="Then point this alias (e.g. production) at it.",
                                                 show_default=False)] = None,
@@ -203,18 +259,69 @@ def rollback(
     out.print(f"{name} {alias}: {moved['previous']} -> {moved['version']}")
 
 
+def _traffic_text(traffic: dict[str, Any]) -> str:
+    canary = traffic.get("canary")
+    canary_text = f"{canary['version']} at {canary['percent']:g}%" if canary else "off"
+    return f"canary {canary_text}, shadow {traffic.get('shadow') or 'off'}"
+
+
+@models_app.command("traffic")
+def traffic(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    canary: Annotated[str | None, typer.Option(help="Send a share of the requests without a version to this "
+                                               "version (needs --percent).", show_default=False)] = None,
+    percent: Annotated[float | None, typer.Option(help="The canary's share of requests, above 0 and up to 100.",
+                                                  show_default=False)] = None,
+    shadow: Annotated[str | None, typer.Option(help="Send a copy of every request to this version (answers "
+                                               "logged, never returned).", show_default=False)] = None,
+    no_canary: Annotated[bool, typer.Option("--no-canary", help="Turn the canary off.")] = False,
+    no_shadow: Annotated[bool, typer.Option("--no-shadow", help="Turn the shadow off.")] = False,
+    url: ServerOption = "http://127.0.0.1:8000",
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Show or change a registry model's canary split and shadow version (what is not named stays as it is)."""
+    if canary is not None and no_canary or shadow is not None and no_shadow:
+        err.print("[red]error:[/red] --canary with --no-canary (or --shadow with --no-shadow): choose one")
+        raise typer.Exit(2)
+    if (canary is None) != (percent is None):
+        err.print("[red]error:[/red] --canary VERSION and --percent P go together")
+        raise typer.Exit(2)
+    current = _registry_call(url, api_key, lambda c: c.traffic(name))
+    if canary is None and shadow is None and not no_canary and not no_shadow:
+        out.print(f"{name}: {_traffic_text(current)}")
+        return
+    old_canary = current.get("canary") or {}
+    new_canary = None if no_canary else canary or old_canary.get("version")
+    new_percent = percent if percent is not None else float(old_canary.get("percent") or 0.0)
+    new_shadow = None if no_shadow else shadow or current.get("shadow")
+    changed = _registry_call(url, api_key, lambda c: c.set_traffic(name, canary=new_canary, percent=new_percent,
+                                                                   shadow=new_shadow))
+    out.print(f"{name}: {_traffic_text(changed)}")
+
+
 @examples_app.command("build")
 def build(
-    directory: Annotated[Path, typer.Argument(help="Where to write the model directories.")],
+    directory: Annotated[Path | None, typer.Argument(
+        help="Where to write the model directories (default: the cache folder `mlgate serve` serves when no "
+        "repository is given).", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild models that already exist.")] = False,
+    name: Annotated[list[str] | None, typer.Option("--name", "-n", help="Build only this example (repeatable): "
+                                                   "breast-cancer, digits or minilm.", show_default=False)] = None,
 ) -> None:
     """Build the example models: breast-cancer and digits, trained on scikit-learn's bundled data sets,
     digits-cnn (a Keras CNN on the same digits) when the keras extra is installed, and minilm (sentence
     embeddings) when the embeddings extra is installed."""
     from mlgate.model.examples import build_examples
 
-    dirs = build_examples(directory, force=force, progress=lambda line: out.print(escape(line)))
-    out.print(f"{len(dirs)} models ready. Serve them with: mlgate serve --model-repository {directory}")
+    target = directory if directory is not None else default_examples_dir()
+    try:
+        dirs = build_examples(target, force=force, names=name or None,
+                              progress=lambda line: out.print(escape(line)))
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    serve = "mlgate serve" if directory is None else f"mlgate serve --model-repository {directory}"
+    out.print(f"{len(dirs)} models ready in {target}. Serve them with: {serve}")
 
 
 @app.command()

@@ -43,6 +43,7 @@ def db_upgrade(
 
     from mlgate.db.engine import async_url
     from mlgate.db.migrate import SchemaTooNew, current_revision, upgrade
+    from mlgate.errors import DatabaseUnavailable
 
     settings = settings_from(config, database_url=database_url)
     url = settings.effective_database_url
@@ -63,6 +64,9 @@ def db_upgrade(
         after = asyncio.run(current_revision(url))
     except SchemaTooNew as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    except DatabaseUnavailable as exc:
+        err.print(f"[red]error:[/red] {escape(exc.message)}")
         raise typer.Exit(1) from None
     except OSError as exc:
         err.print(f"[red]error:[/red] cannot reach database {shown}: {exc}")

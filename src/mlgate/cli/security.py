@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
-from rich.markup import escape
+from rich import box
 from rich.table import Table
 
 from mlgate.access import DEFAULT_TIER
 from mlgate.auth.caller import Action, Role
+from mlgate.auth.keys import KEY_MARK, parse_key
 from mlgate.auth.store import Actor, AuthStore
 from mlgate.cli.common import ConfigOption, err, out, settings_from
 from mlgate.db.base import utcnow
@@ -34,7 +35,7 @@ users_app = typer.Typer(help="Manage users (argon2-hashed passwords; roles admin
 groups_app = typer.Typer(help="Manage groups: the models their members may use.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys (shown once at creation, stored only as a hash).", no_args_is_help=True)
 
-DatabaseOption = Annotated[str | None, typer.Option(help="SQLAlchemy URL [default: settings].", show_default=False)]
+DatabaseOption = Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: settings).", show_default=False)]
 T = TypeVar("T")
 _DURATION = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -67,6 +68,10 @@ def _run(config: Path | None, database_url: str | None, work: Callable[[AuthStor
 
 def _actor() -> Actor:
     return Actor(f"cli:{getpass.getuser()}", client="local")
+
+
+def _minute(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
 def _when(value: datetime | None) -> str:
@@ -154,9 +159,9 @@ def keys_create(
     user: Annotated[str, typer.Option("--user", "-u", help="The key's owner.")],
     name: Annotated[str, typer.Option("--name", "-n", help="What the key is for, e.g. 'laptop'.")],
     model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Model name or pattern (repeatable) "
-                                                    "[default: every model the user may use].")] = None,
+                                                    "(default: every model the user may use).")] = None,
     action: Annotated[list[Action] | None, typer.Option("--action", "-a", help="predict, deploy or admin "
-                                                        "(repeatable) [default: the user's role's].")] = None,
+                                                        "(repeatable) (default: the user's role's).")] = None,
     expires_in: Annotated[str | None, typer.Option(help="Expire after e.g. 30d, 12h, 2w.")] = None,
     tier: Annotated[str, typer.Option(help="Rate-limit tier.")] = DEFAULT_TIER,
     plain: Annotated[bool, typer.Option("--plain", help="Print only the key (for scripts).")] = False,
@@ -185,29 +190,43 @@ def keys_list(
     """List API keys (prefixes only; the keys themselves are not stored)."""
     keys = _run(config, database_url, lambda store: store.list_keys(user))
     now = utcnow()
-    rows = [(key.prefix, key.name, key.username, ", ".join(key.models), ", ".join(key.actions), key.tier,
-             _when(key.expires_at), _when(key.last_used_at),
-             "revoked" if key.revoked_at else ("active" if key.usable(now) else "expired")) for key in keys]
-    if out.width < 120:  # nine columns do not fit a narrow terminal: two lines per key instead
-        for prefix, name, username, models, actions, tier, expires, used, state in rows:
-            out.print(f"[bold]{prefix}[/bold]  {escape(name)}  ({escape(username)})  {state}", soft_wrap=True)
-            out.print(f"    models: {escape(models)}  actions: {actions}  tier: {escape(tier)}  expires: {expires}  "
-                      f"last used: {used}", soft_wrap=True, highlight=False)
-        if not rows:
-            out.print("no API keys")
-        return
-    table = Table(title="API keys")
-    table.add_column("prefix", no_wrap=True)
-    for column in ("name", "user", "models", "actions", "tier", "expires", "last used", "state"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*row)
+    # Readable in 80 columns: two lines per key (user over name, models over actions, tier over state, expiry
+    # over last use), light borders, long cells fold instead of being cut.
+    table = Table(title="API keys", box=box.SIMPLE_HEAD, title_justify="left", show_lines=False)
+    table.add_column("prefix", no_wrap=True, min_width=16)
+    table.add_column("user\nname", overflow="fold", ratio=2)
+    table.add_column("models\nactions", overflow="fold", ratio=3)
+    table.add_column("tier\nstate", overflow="fold", ratio=1, min_width=7)
+    table.add_column("expires (UTC)\nlast used", no_wrap=True)
+    for key in keys:
+        state = "revoked" if key.revoked_at else ("active" if key.usable(now) else "expired")
+        table.add_row(key.prefix, f"{key.username}\n{key.name}", f"{' '.join(key.models)}\n{', '.join(key.actions)}",
+                      f"{key.tier}\n{state}", f"{_minute(key.expires_at)}\n{_minute(key.last_used_at)}")
+        table.add_section()
     out.print(table)
 
 
+_HEX12 = re.compile(r"[0-9a-f]{12}")
+
+
+def _stored_prefix(text: str) -> str:
+    """The stored prefix (``mlg_<12 hex>``) of what a user may paste: that prefix, its 12 hex digits (the
+    ``<prefix>`` of ``mlg_<prefix>_<secret>``), ``key:mlg_...`` as the logs name keys, or the whole key."""
+    text = text.strip().removeprefix("key:").split(" ", 1)[0]
+    whole = parse_key(text)
+    if whole is not None:
+        return whole
+    if _HEX12.fullmatch(text):
+        return f"{KEY_MARK}{text}"
+    return text
+
+
 @keys_app.command("revoke")
-def keys_revoke(prefix: Annotated[str, typer.Argument(help="The key's prefix (mlg_...), from keys list.")],
+def keys_revoke(prefix: Annotated[str, typer.Argument(
+                    help="The key's prefix as keys list shows it (mlg_0123456789ab), its 12 hex digits alone, the "
+                    "prediction log's key:mlg_... or the whole key.")],
                 config: ConfigOption = None, database_url: DatabaseOption = None) -> None:
     """Revoke an API key at once (running servers refuse it within about a second)."""
-    info = _run(config, database_url, lambda store: store.revoke_key(prefix, actor=_actor()))
+    stored = _stored_prefix(prefix)
+    info = _run(config, database_url, lambda store: store.revoke_key(stored, actor=_actor()))
     out.print(f"key {info.prefix} ({info.name}, user {info.username}) revoked at {_when(info.revoked_at)}")

@@ -25,7 +25,7 @@ from mlgate.web.admin.headers import AdminHeadersMiddleware
 from mlgate.web.admin.identities import IdentitiesPage
 from mlgate.web.admin.rollouts import ModelsPage
 from mlgate.web.admin.session import SessionAuth
-from mlgate.web.admin.tables import TABLE_VIEWS
+from mlgate.web.admin.tables import TABLE_VIEWS, when
 
 __all__ = ["BASE_URL", "install_admin"]
 
@@ -46,6 +46,7 @@ def install_admin(app: FastAPI, settings: Settings) -> Admin | None:
                   middlewares=[Middleware(AdminHeadersMiddleware)])
     auth.templates = admin.templates
     admin.templates.env.globals["csrf_field"] = csrf_field
+    admin.templates.env.filters["when"] = when
     # The web package's partials (the usage panel) after sqladmin's and ours.
     loader = admin.templates.env.loader
     assert loader is not None

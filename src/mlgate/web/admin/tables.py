@@ -7,6 +7,7 @@ keys shown once, changes audited and rollouts warmed. Secrets (password hashes, 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,11 +24,23 @@ from mlgate.db.tables.predlog import PredictionRecord
 from mlgate.web.admin.access import DEPLOYERS, RoleGate
 from mlgate.web.admin.filters import RecentFilter
 
-__all__ = ["TABLE_VIEWS"]
+__all__ = ["TABLE_VIEWS", "when"]
+
+
+def when(value: datetime | None, missing: str = "") -> str:
+    """A time as the admin shows it: ``2026-12-06 11:42:55 UTC`` (to the second, in UTC), or ``missing``."""
+    if value is None:
+        return missing
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 class ReadOnly(RoleGate, ModelView):
     """A read-only table view: no create, edit, delete, export or import; changes go through our pages."""
+    # Times to the second in UTC, not Python's repr (11:42:55.683652+00:00).
+    column_type_formatters: ClassVar[Any] = {**ModelView.column_type_formatters, datetime: when}
+    column_type_formatters_detail: ClassVar[Any] = {**ModelView.column_type_formatters_detail, datetime: when}
     can_create = False
     can_edit = False
     can_delete = False
