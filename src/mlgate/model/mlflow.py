@@ -100,7 +100,8 @@ def _framework_flavor(path: Path, flavor: str, spec: dict[str, Any],
         raise ModelLoadError(f"{path}: this lightgbm model is pickled, which runs code when loaded; log a "
                              "Booster or use MLflow's skops serialization to serve it")
     # transformers: the pipeline's model under model/, its tokenizer or processor under components/.
-    return "transformers", "model", {"task": spec.get("task"), "components": "components"}
+    return "transformers", str(spec.get("model_binary", "model")), {"task": spec.get("task"),
+                                                                    "components": "components"}
 
 
 def read_mlmodel(directory: Path, name: str | None = None) -> ModelManifest:
@@ -134,13 +135,16 @@ def read_mlmodel(directory: Path, name: str | None = None) -> ModelManifest:
                              "onnx, keras, tensorflow, pytorch (pt2), xgboost, lightgbm, transformers and "
                              "python_function flavors")
     signature = doc.get("signature") or {}
-    inputs = _schema(signature.get("inputs"), "inputs", "input-0")
-    outputs = _schema(signature.get("outputs"), "outputs", "predict")
+    inputs: tuple[TensorSpec, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
+    # A framework file names its own tensors (and MLflow's column signatures of pipelines do not fit a
+    # tensor): the runtime reads them from the file.
+    if parameters["mlflow_flavor"] not in reads_own_signature:
+        inputs = _schema(signature.get("inputs"), "inputs", "input-0")
+        outputs = _schema(signature.get("outputs"), "outputs", "predict")
     if runtime == "mlflow_pyfunc" and (len(inputs) != 1 or len(outputs) != 1):
         raise ModelLoadError(f"{path}: a python_function model is served with a signature of one input and "
                              "one output (mlflow.models.infer_signature)")
-    if parameters["mlflow_flavor"] in reads_own_signature:
-        inputs, outputs = (), ()  # the file names its own tensors; the runtime reads them from it
     try:
         return ModelManifest(name=name or directory.name, version="1", runtime=runtime, artifact=artifact,
                              inputs=inputs, outputs=outputs, parameters=parameters)
