@@ -126,8 +126,8 @@ def test_unsupported_mlflow_flavors_are_refused_with_a_reason(tmp_path: Path) ->
     (tmp_path / "MLmodel").write_text("flavors:\n  python_function:\n    loader_module: my.module\n")
     with pytest.raises(ModelLoadError, match="signature of one input and one output"):
         read_mlmodel(tmp_path)
-    (tmp_path / "MLmodel").write_text("flavors:\n  keras:\n    data: model.keras\n")
-    with pytest.raises(ModelLoadError, match="keras"):
+    (tmp_path / "MLmodel").write_text("flavors:\n  h2o:\n    data: model.h2o\n")
+    with pytest.raises(ModelLoadError, match="h2o"):
         read_mlmodel(tmp_path)
     (tmp_path / "MLmodel").write_text("flavors: [oops\n")
     with pytest.raises(ModelLoadError, match="cannot read"):

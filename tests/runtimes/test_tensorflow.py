@@ -43,11 +43,11 @@ def _saved_model(directory: Path) -> Any:
 
     model = Classifier()
     x, y = tf.constant(_rows()), tf.constant(load_breast_cancer().target)
-    optimizer = tf.optimizers.SGD(learning_rate=0.5)
-    for _ in range(100):
+    for _ in range(100):  # plain gradient descent (tf.optimizers is Keras', whose backend may be PyTorch here)
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, x @ model.w + model.b))
-        optimizer.apply_gradients(zip(tape.gradient(loss, [model.w, model.b]), [model.w, model.b], strict=True))
+        for variable, gradient in zip([model.w, model.b], tape.gradient(loss, [model.w, model.b]), strict=True):
+            variable.assign_sub(0.5 * gradient)
     assert float(tf.reduce_mean(tf.cast(model.serve(x)["label"] == tf.cast(y, tf.int64), tf.float32))) > 0.95
     tf.saved_model.save(model, str(directory), signatures={"serving_default": model.serve, "logits": model.logits})
     return tf.saved_model.load(str(directory))

@@ -156,3 +156,49 @@ def test_a_model_that_would_need_the_hub_is_not_ready(server: str, server_log: P
     failed = {line["model"]: line["reason"] for line in lines if line.get("event") == "model failed to load"}
     assert set(failed) == {"no-tokenizer"}, failed
     assert "hf holds no tokenizer for text-classification" in failed["no-tokenizer"]
+
+
+# The MLmodel that mlflow.transformers.save_model (MLflow 3.18) writes for a text-classification pipeline;
+# MLflow itself cannot finish saving here (it wants torchvision for its requirements), so the test lays the
+# directory out as MLflow does: the model under model/, the tokenizer under components/tokenizer/.
+MLMODEL = """flavors:
+  python_function:
+    loader_module: mlflow.transformers
+    python_version: 3.11.7
+  transformers:
+    code: null
+    components:
+    - tokenizer
+    instance_type: TextClassificationPipeline
+    model_binary: model
+    pipeline_model_type: BertForSequenceClassification
+    task: text-classification
+    tokenizer_type: BertTokenizer
+    transformers_version: 5.25.0
+mlflow_version: 3.18.0
+signature:
+  inputs: '[{"type": "string", "required": true}]'
+  outputs: '[{"type": "string", "name": "label", "required": true}, {"type": "double", "name": "score",
+    "required": true}]'
+"""
+
+
+def test_an_mlflow_transformers_directory_is_served_by_this_runtime(repo: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from mlgate.model.mlflow import read_mlmodel
+    from mlgate.runtimes import runtime_class
+
+    source = repo / "sentiment" / "hf"
+    shutil.copytree(source, tmp_path / "model", ignore=shutil.ignore_patterns("tokenizer*"))
+    (tmp_path / "components" / "tokenizer").mkdir(parents=True)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(source / name, tmp_path / "components" / "tokenizer" / name)
+    (tmp_path / "MLmodel").write_text(MLMODEL)
+    manifest = read_mlmodel(tmp_path)
+    assert (manifest.runtime, manifest.artifact) == ("transformers", "model")
+    runtime = runtime_class(manifest.runtime)(manifest, tmp_path)
+    runtime.load()
+    expected = _scores(_pipeline("text-classification", source)(TEXTS, top_k=None), list(LABELS.values()))
+    got = runtime.predict({"text": np.array([t.encode() for t in TEXTS], dtype=object)}, {})
+    np.testing.assert_allclose(got["scores"], expected, atol=1e-5)

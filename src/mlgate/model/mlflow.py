@@ -4,7 +4,13 @@ Flavors served (MLflow "MLmodel format" and "Storage Format" docs):
 - ``sklearn``: ``pickled_model`` is the artifact, in the format ``serialization_format`` says (``skops``,
   MLflow's default, loaded safely with the ``skops`` package; ``pickle`` / ``cloudpickle``, which run code
   on load) -> the ``sklearn`` runtime;
-- ``onnx``: ``data`` is the ``.onnx`` file -> the ``onnx`` runtime.
+- ``onnx``: ``data`` is the ``.onnx`` file -> the ``onnx`` runtime;
+- ``keras`` (``data/model.keras`` -> ``keras``; an exported SavedModel -> ``tensorflow``), ``tensorflow``
+  (``saved_model_dir`` -> ``tensorflow``), ``pytorch`` logged with ``serialization_format="pt2"``
+  (``data/model.pt2`` -> ``torch``; a pickled ``model.pth`` is refused), ``xgboost`` (``data`` -> ``xgboost``),
+  ``lightgbm`` (a Booster's text file -> ``lightgbm``; a scikit-learn wrapper saved with skops -> ``sklearn``),
+  ``transformers`` (``model/`` and ``components/`` -> ``transformers``): the runtime reads the signature from
+  the file, as it does without MLflow;
 - any other ``python_function`` model (a custom ``PythonModel``) -> the ``mlflow_pyfunc`` runtime, which
   needs MLflow installed where it is served, and a signature.
 
@@ -68,6 +74,36 @@ def _schema(raw: Any, role: str, default_name: str) -> tuple[TensorSpec, ...]:
                        feature_names=names),)
 
 
+def _framework_flavor(path: Path, flavor: str, spec: dict[str, Any],
+                      directory: Path) -> tuple[str, str, dict[str, Any]]:
+    """(runtime, artifact, parameters) of a framework flavor, as MLflow 3 lays it out."""
+    if flavor == "keras":
+        if spec.get("save_exported_model"):
+            return "tensorflow", f"{spec.get('data', 'data')}/model", {}
+        return "keras", f"{spec.get('data', 'data')}/model.keras", {}
+    if flavor == "tensorflow":
+        return "tensorflow", str(spec.get("saved_model_dir", "tf2model")), {}
+    if flavor == "pytorch":
+        data = str(spec.get("model_data", "data"))
+        if not (directory / data / "model.pt2").is_file():
+            raise ModelLoadError(f"{path}: this pytorch model is a pickle (model.pth), which runs code when "
+                                 "loaded; log it with serialization_format='pt2' to serve it")
+        return "torch", f"{data}/model.pt2", {}
+    if flavor == "xgboost":
+        return "xgboost", str(spec.get("data", "model.ubj")), {}
+    if flavor == "lightgbm":
+        data = str(spec.get("data", "model.lgb"))
+        if spec.get("model_class") == "lightgbm.basic.Booster":
+            return "lightgbm", data, {}
+        if spec.get("serialization_format") == "skops":  # a scikit-learn wrapper (LGBMClassifier...)
+            return "sklearn", data, {"trusted_types": spec.get("skops_trusted_types") or []}
+        raise ModelLoadError(f"{path}: this lightgbm model is pickled, which runs code when loaded; log a "
+                             "Booster or use MLflow's skops serialization to serve it")
+    # transformers: the pipeline's model under model/, its tokenizer or processor under components/.
+    return "transformers", str(spec.get("model_binary", "model")), {"task": spec.get("task"),
+                                                                    "components": "components"}
+
+
 def read_mlmodel(directory: Path, name: str | None = None) -> ModelManifest:
     """The manifest of an MLflow model directory. Raises ModelLoadError naming what is not supported."""
     path = directory / MLMODEL_FILE
@@ -83,6 +119,7 @@ def read_mlmodel(directory: Path, name: str | None = None) -> ModelManifest:
     if not isinstance(flavors, dict):
         raise ModelLoadError(f"{path}: no flavors")
     parameters: dict[str, Any] = {"mlflow_flavor": None}
+    reads_own_signature = ("keras", "tensorflow", "pytorch", "xgboost", "lightgbm", "transformers", "onnx")
     if "sklearn" in flavors:
         flavor = flavors["sklearn"]
         runtime, artifact = "sklearn", str(flavor.get("pickled_model", "model.pkl"))
@@ -91,20 +128,27 @@ def read_mlmodel(directory: Path, name: str | None = None) -> ModelManifest:
     elif "onnx" in flavors:
         runtime, artifact = "onnx", str(flavors["onnx"].get("data", "model.onnx"))
         parameters["mlflow_flavor"] = "onnx"
+    elif served := next((name for name in reads_own_signature if name in flavors), None):
+        runtime, artifact, extra = _framework_flavor(path, served, flavors[served] or {}, directory)
+        parameters.update(mlflow_flavor=served, **extra)
     elif "python_function" in flavors:
         runtime, artifact = "mlflow_pyfunc", MLMODEL_FILE
         parameters["mlflow_flavor"] = "python_function"
     else:
-        raise ModelLoadError(f"{path}: flavors {sorted(flavors)} are not served; mlgate serves MLflow's "
-                             "sklearn, onnx and python_function flavors")
+        raise ModelLoadError(f"{path}: flavors {sorted(flavors)} are not served; mlgate serves MLflow's sklearn, "
+                             "onnx, keras, tensorflow, pytorch (pt2), xgboost, lightgbm, transformers and "
+                             "python_function flavors")
     signature = doc.get("signature") or {}
-    inputs = _schema(signature.get("inputs"), "inputs", "input-0")
-    outputs = _schema(signature.get("outputs"), "outputs", "predict")
+    inputs: tuple[TensorSpec, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
+    # A framework file names its own tensors (and MLflow's column signatures of pipelines do not fit a
+    # tensor): the runtime reads them from the file.
+    if parameters["mlflow_flavor"] not in reads_own_signature:
+        inputs = _schema(signature.get("inputs"), "inputs", "input-0")
+        outputs = _schema(signature.get("outputs"), "outputs", "predict")
     if runtime == "mlflow_pyfunc" and (len(inputs) != 1 or len(outputs) != 1):
         raise ModelLoadError(f"{path}: a python_function model is served with a signature of one input and "
                              "one output (mlflow.models.infer_signature)")
-    if runtime == "onnx":
-        inputs, outputs = (), ()  # the graph names its own tensors; the runtime reads them from it
     try:
         return ModelManifest(name=name or directory.name, version="1", runtime=runtime, artifact=artifact,
                              inputs=inputs, outputs=outputs, parameters=parameters)

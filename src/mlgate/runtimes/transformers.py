@@ -17,7 +17,9 @@ leaves them out:
   in a batch is masked out).
 
 Manifest: ``device`` (``cpu``, ``cuda``, ``cuda:N``), ``parameters.batch_size`` (rows per forward pass,
-default 8). Needs the ``transformers`` extra (on PyTorch).
+default 8), ``parameters.components`` (a folder of the model directory holding ``tokenizer/`` or
+``image_processor/`` apart from the model, as MLflow's transformers flavor saves them). Needs the
+``transformers`` extra (on PyTorch).
 """
 
 from __future__ import annotations
@@ -71,11 +73,14 @@ class TransformersRuntime(Runtime):
         self.task = task
         self._batch_size = positive_int(self.manifest.parameters, "batch_size") or 8
         # transformers 5 makes an empty tokenizer when the directory has none, which would answer nonsense.
-        files, what = ((("preprocessor_config.json",), "image processor") if task == "image-classification"
+        image = task == "image-classification"
+        files, what = ((("preprocessor_config.json",), "image_processor") if image
                        else (("tokenizer.json", "tokenizer_config.json"), "tokenizer"))
-        if not any((directory / name).is_file() for name in files):
-            raise ModelLoadError(f"{directory.name} holds no {what} for {task} ({' or '.join(files)}; save it there "
-                                 "with save_pretrained; nothing is downloaded)")
+        components = self.manifest.parameters.get("components")  # MLflow keeps them apart from the model
+        part_dir = self.model_dir / str(components) / what if components else directory
+        if not any((part_dir / name).is_file() for name in files):
+            raise ModelLoadError(f"{part_dir.name} holds no {what.replace('_', ' ')} for {task} "
+                                 f"({' or '.join(files)}; save it there with save_pretrained; nothing is downloaded)")
         # Local files only: set before huggingface_hub is first imported.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -85,7 +90,7 @@ class TransformersRuntime(Runtime):
             require("PIL", "transformers")
         transformers.utils.logging.disable_progress_bar()
         try:
-            self.pipe = transformers.pipeline(task, model=str(directory), device=device)
+            self.pipe = transformers.pipeline(task, model=str(directory), device=device, **{what: str(part_dir)})
         except (OSError, ValueError, KeyError, RuntimeError) as exc:  # the library's errors for missing files
             raise ModelLoadError(f"transformers could not load {directory.name} for {task}: {exc}") from exc
         self._lock = threading.Lock()
