@@ -102,6 +102,7 @@ class GracefulExit:
         self._passed_on = False
 
     def install(self) -> None:
+        """Put this handler in front of the current SIGTERM and SIGINT handlers (uvicorn's)."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous = signal.getsignal(sig)
             if callable(previous):

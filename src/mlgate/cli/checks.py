@@ -24,6 +24,7 @@ Status = Literal["ok", "skip", "fail"]
 
 @dataclass(frozen=True)
 class Check:
+    """One line of ``mlgate doctor``: what was checked, whether it passed, and what was found."""
     name: str
     status: Status
     detail: str

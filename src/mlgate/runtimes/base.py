@@ -39,7 +39,8 @@ class Executor(Protocol):
 
     async def __call__(self, batch: Batch, parameters: Mapping[str, Any]) -> Batch: ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release what the executor holds (threads, worker processes); called when the model unloads."""
 
 
 class Runtime(ABC):

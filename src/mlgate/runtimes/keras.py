@@ -53,18 +53,24 @@ def process_backend() -> str:
 
 
 class KerasRuntime(Runtime):
+    """``runtime = "keras"``: a Keras 3 ``.keras`` file on the installed backend (PyTorch by default;
+    ``[parameters] backend`` picks TensorFlow or JAX), its inputs and outputs read from the model when the
+    manifest omits them. A model on another backend than the server's runs in a worker process of its own.
+    """
     name = "keras"
     platform = "keras"
     cuda = True
 
     @property
     def backend(self) -> str:
+        """The Keras backend this model runs on (``torch``, ``tensorflow`` or ``jax``)."""
         backend = self.manifest.parameters.get("backend") or os.environ.get("KERAS_BACKEND") or "torch"
         if backend not in BACKENDS:
             raise ModelLoadError(f"parameters.backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         return str(backend)
 
     def own_process(self) -> str | None:
+        """Whether the model needs a worker process of its own (its backend is not the server process's)."""
         wanted, here = self.backend, process_backend()
         return None if wanted == here else f"Keras backend {wanted!r}, the server process's is {here!r}"
 

@@ -26,6 +26,7 @@ _PLACEHOLDER = re.compile(r"^Column_\d+$")
 
 
 class LightGBMRuntime(TreeRuntime):
+    """``runtime = "lightgbm"``: a LightGBM native model file (``.txt``); features and objective read from it."""
     name = "lightgbm"
     platform = "lightgbm"
 

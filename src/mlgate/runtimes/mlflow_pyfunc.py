@@ -22,6 +22,9 @@ __all__ = ["MlflowPyfuncRuntime"]
 
 
 class MlflowPyfuncRuntime(Runtime):
+    """``runtime = "mlflow_pyfunc"``: an MLflow pyfunc model directory (``mlflow.pyfunc.load_model``), its
+    signature as the model's inputs and outputs. Unpickles the author's code: serve only models you trust.
+    """
     name = "mlflow_pyfunc"
     platform = "mlflow_pyfunc"
 

@@ -49,6 +49,7 @@ def _spec(arg: Any) -> TensorSpec:
 
 
 class OnnxRuntime(Runtime):
+    """``runtime = "onnx"``: an ONNX model on ONNX Runtime (CPU), inputs and outputs read from the session."""
     name = "onnx"
     platform = "onnxruntime_onnx"
 

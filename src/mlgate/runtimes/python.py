@@ -28,6 +28,9 @@ __all__ = ["PythonRuntime"]
 
 
 class PythonRuntime(Runtime):
+    """``runtime = "python"``: a ``model.py`` of the author's defining ``load(directory)`` and
+    ``predict(model, inputs[, progress])``; runs with the server's rights.
+    """
     name = "python"
     platform = "python"
 

@@ -52,6 +52,9 @@ INSTALL_HINT = (
 
 
 class SentenceTransformersRuntime(Runtime):
+    """``runtime = "sentence_transformers"``: a sentence-embedding model directory, on PyTorch or ONNX Runtime
+    (``[parameters] backend``): texts in (BYTES ``[-1]``), FP32 ``[-1, D]`` embeddings and token counts out.
+    """
     name = "sentence-transformers"
     platform = "sentence_transformers"
 

@@ -28,6 +28,9 @@ __all__ = ["SklearnRuntime"]
 
 
 class SklearnRuntime(Runtime):
+    """``runtime = "sklearn"``: a scikit-learn estimator or pipeline (joblib, pickle or skops); ``predict``
+    and, for classifiers, ``predict_proba`` as outputs.
+    """
     name = "sklearn"
     platform = "sklearn"
 

@@ -34,6 +34,9 @@ def _spec(name: str, tensor_spec: Any) -> TensorSpec:
 
 
 class TensorFlowRuntime(Runtime):
+    """``runtime = "tensorflow"``: a SavedModel directory; the ``serving_default`` signature (or the one the
+    manifest names) becomes the model's V2 metadata.
+    """
     name = "tensorflow"
     platform = "tensorflow_savedmodel"
     cuda = True

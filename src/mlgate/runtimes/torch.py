@@ -38,6 +38,9 @@ def _dtype_name(dtype: Any) -> str:
 
 
 class TorchRuntime(Runtime):
+    """``runtime = "torch"``: a ``torch.export`` program (``.pt2``, signature read from it) or TorchScript
+    (``.pt``, signature from the manifest), run under ``torch.inference_mode()``.
+    """
     name = "torch"
     platform = "pytorch_libtorch"
     cuda = True

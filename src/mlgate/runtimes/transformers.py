@@ -53,6 +53,9 @@ def _task_of(config: Mapping[str, Any]) -> str:
 
 
 class TransformersRuntime(Runtime):
+    """``runtime = "transformers"``: a Hugging Face pipeline from a local ``save_pretrained`` directory
+    (text-classification, image-classification, feature-extraction); never downloads.
+    """
     name = "transformers"
     platform = "transformers"
     cuda = True

@@ -28,6 +28,9 @@ CLASSIFIERS = ("binary:logistic", "multi:softprob")
 
 
 class XGBoostRuntime(TreeRuntime):
+    """``runtime = "xgboost"``: an XGBoost native model file (``.ubj`` or ``.json``); features and objective read
+    from it, ``predict`` and, for classifiers, ``predict_proba``.
+    """
     name = "xgboost"
     platform = "xgboost"
     cuda = True

@@ -12,6 +12,7 @@ __all__ = ["build"]
 
 
 def build(dest: Path) -> None:
+    """Train the example into ``dest`` (see the module)."""
     import joblib
     from sklearn.datasets import load_breast_cancer
     from sklearn.linear_model import LogisticRegression

@@ -14,6 +14,7 @@ __all__ = ["build"]
 
 
 def build(dest: Path) -> None:
+    """Train the example into ``dest`` (see the module)."""
     import numpy as np
     from skl2onnx import to_onnx
     from sklearn.datasets import load_digits

@@ -39,6 +39,7 @@ def held_out_split() -> tuple[Any, Any, Any, Any]:
 
 
 def build(dest: Path) -> None:
+    """Train the example into ``dest`` (see the module)."""
     if "keras" not in sys.modules:
         os.environ.setdefault("KERAS_BACKEND", "torch")
     import keras

