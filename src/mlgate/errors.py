@@ -15,12 +15,15 @@ Messages of 4xx errors are written for the caller: they name the field and what 
     ├── NotFound                     404 not_found
     │   ├── ModelNotFound            404 model_not_found
     │   ├── ModelVersionNotFound     404 model_version_not_found
-    │   └── AliasNotFound            404 alias_not_found
+    │   ├── AliasNotFound            404 alias_not_found
+    │   └── JobNotFound              404 job_not_found       (unknown, or another caller's, job)
     ├── Unauthenticated              401 unauthenticated     (no credentials where they are needed)
     │   └── InvalidCredentials       401 invalid_credentials (malformed, wrong, expired or revoked key/token)
     ├── Forbidden                    403 forbidden           (a valid caller without the right)
     ├── Conflict                     409 conflict            (a name already taken; a version an alias points at)
-    │   └── VersionExists            409 version_exists      (versions are immutable once pushed)
+    │   ├── VersionExists            409 version_exists      (versions are immutable once pushed)
+    │   └── JobNotFinished           409 job_not_finished    (a job's result asked for before it succeeded)
+    ├── JobExpired                   410 job_expired         (the job's result was kept for jobs_result_ttl_s)
     ├── PayloadTooLarge              413 payload_too_large
     ├── RateLimited                  429 rate_limited        (Retry-After and RateLimit-* headers)
     ├── RateLimitUnavailable         503 rate_limit_unavailable (counter storage down, policy "refuse")
@@ -50,6 +53,9 @@ __all__ = [
     "InvalidArchive",
     "InvalidCredentials",
     "InvalidInput",
+    "JobExpired",
+    "JobNotFinished",
+    "JobNotFound",
     "JSONTooDeep",
     "MalformedJSON",
     "MlgateError",
@@ -217,6 +223,28 @@ class VersionExists(Conflict):
             f"model '{name}' already has a version '{version}'; versions are immutable, push a new version",
             field="version",
         )
+
+
+class JobNotFound(NotFound):
+    """No job with this id that the caller may see (another caller's job is not found either)."""
+
+    code = "job_not_found"
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job '{job_id}'", field="job_id")
+
+
+class JobNotFinished(Conflict):
+    """The job has no result (yet, or ever: it is queued, running, failed or cancelled); the body says which."""
+
+    code = "job_not_finished"
+
+
+class JobExpired(MlgateError):
+    """The job finished, but its result was dropped after the retention time (``jobs_result_ttl_s``)."""
+
+    status = HTTPStatus.GONE
+    code = "job_expired"
 
 
 class DatabaseUnavailable(MlgateError):

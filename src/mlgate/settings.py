@@ -109,6 +109,39 @@ class Settings(BaseSettings):
         "batcher; 0 starts one per CPU core. With several, rate limits need shared (Redis) storage to be global.",
     )
 
+    # -- jobs: long inference, queued and run in the background ------------------------------------
+    jobs_broker: str | None = Field(
+        default=None,
+        description="Where jobs are queued: unset runs them in the server itself (state in its database, "
+        "resumed after a restart); `amqp://user:pass@host:5672/` (RabbitMQ) or `redis://host:6379/0` hands "
+        "them to `mlgate worker` processes sharing the database.",
+    )
+    jobs_queue: str = Field(
+        default="mlgate-jobs", min_length=1, max_length=200,
+        description="Name of the broker queue (RabbitMQ queue, Redis stream) the server and workers share.",
+    )
+    jobs_concurrency: int = Field(
+        default=4, ge=1, description="Jobs one runner (the server's own, or one `mlgate worker`) runs at once.",
+    )
+    jobs_lease_s: float = Field(
+        default=30.0, gt=0,
+        description="A running job's lease, seconds: its runner renews it; a job whose runner died is taken "
+        "over once the lease ran out.",
+    )
+    jobs_poll_interval_s: float = Field(
+        default=0.5, gt=0,
+        description="How often a runner looks for jobs it was not told about (queued by another process, "
+        "leases run out) and for cancellations, seconds.",
+    )
+    jobs_result_ttl_s: float = Field(
+        default=86_400.0, gt=0,
+        description="How long a finished job's result is kept, seconds; then the job is `expired`.",
+    )
+    jobs_max_queued_per_caller: int = Field(
+        default=100, ge=1,
+        description="Jobs one caller may have queued or running; one more gets 429 with Retry-After.",
+    )
+
     # -- registry: database, artifact store, rollouts, prediction log -------------------------------
     registry_api: bool = Field(
         default=True,

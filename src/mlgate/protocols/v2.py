@@ -18,8 +18,16 @@ from fastapi.responses import Response
 from mlgate.auth.caller import Action
 from mlgate.codecs import v2 as codec
 from mlgate.inference.dataplane import DataPlane
-from mlgate.protocols.body import binary_response, dataplane, json_response, read_v2_body, request_timeout_ms
+from mlgate.protocols.body import (
+    binary_response,
+    dataplane,
+    json_response,
+    read_json,
+    read_v2_body,
+    request_timeout_ms,
+)
 from mlgate.protocols.errors import ERROR_RESPONSES
+from mlgate.protocols.jobs import accept_job, prefers_async
 from mlgate.protocols.routes import InferenceRoute, OpenAPIOperation, serving
 from mlgate.protocols.security import admit, charge, require, require_caller, rows_of
 from mlgate.protocols.state import server_state
@@ -81,6 +89,9 @@ async def infer(request: Request) -> Response:
     name, version = request.path_params["model_name"], request.path_params.get("model_version")
     await admit(request, Action.PREDICT, name, version)
     plane = server_state(request).dataplane
+    if prefers_async(request):  # Prefer: respond-async -> 202 and a job (mlgate.protocols.jobs)
+        return await accept_job(request, "v2", name, version, await read_json(request, plane),
+                                timeout_ms=request_timeout_ms(request))
     async with serving(request, plane, name, version) as call:
         handle = call.handle
         timeout_ms = request_timeout_ms(request)
