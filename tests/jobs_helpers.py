@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
+import pytest
 
 from tests.fakes import sum_model, write_python_model
+from tests.services import unavailable
 
 JOBS = "/api/v1/jobs"
 
@@ -62,3 +74,58 @@ async def wait_for(client: httpx.AsyncClient, job_id: str, statuses: set[str], h
             return job
         assert time.monotonic() < deadline, f"job still {job['status']} after {timeout_s} s: {job}"
         await anyio.sleep(0.02)
+
+
+RABBITMQ_URL = os.environ.get("MLGATE_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+async def _delete_queue(url: str, name: str) -> None:
+    import aio_pika
+
+    connection = await aio_pika.connect(url, timeout=5)
+    async with connection:
+        channel = await connection.channel()
+        await channel.queue_delete(name)
+        await channel.exchange_delete(name)
+
+
+@pytest.fixture
+def rabbitmq_queue() -> Iterator[tuple[str, str]]:
+    """``(amqp url, queue name)``: the real RabbitMQ and a queue (and exchange) of this test's own, deleted
+    afterwards. Skipped (failed under MLGATE_REQUIRE_SERVICES=1) when RabbitMQ cannot be reached."""
+    name = f"mlgate-test-{uuid.uuid4().hex[:10]}"
+    try:
+        with socket.create_connection(("127.0.0.1", int(urlsplit(RABBITMQ_URL).port or 5672)), timeout=2):
+            pass
+    except OSError as exc:
+        unavailable(f"RabbitMQ at {RABBITMQ_URL}", exc)
+    try:
+        yield RABBITMQ_URL, name
+    finally:
+        asyncio.run(_delete_queue(RABBITMQ_URL, name))
+
+
+@contextmanager
+def worker_process(repository: Path, log_path: Path, env: dict[str, str],
+                   ready_timeout_s: float = 90) -> Iterator[subprocess.Popen[bytes]]:
+    """A real ``mlgate worker`` on ``repository``; yields the process once it logged "worker ready".
+    Stopped with SIGTERM on exit unless the test killed it."""
+    full_env = {**os.environ, "MLGATE_LOG_FORMAT": "json", **env}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "mlgate", "worker", "--model-repository", str(repository)],
+                                stdout=log, stderr=subprocess.STDOUT, env=full_env)
+        try:
+            deadline = time.monotonic() + ready_timeout_s
+            while b"worker ready" not in log_path.read_bytes():
+                assert proc.poll() is None, log_path.read_text()[-3000:]
+                assert time.monotonic() < deadline, "worker did not start in time:\n" + log_path.read_text()[-3000:]
+                time.sleep(0.1)
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()

@@ -3,7 +3,8 @@
 Why taskiq (docs/jobs.md says more): it is asyncio-native like mlgate's engine (a job awaits the same data
 plane, no thread or process per job), it acknowledges a message after the task ran
 (``AcknowledgeType.WHEN_EXECUTED``), so a message whose worker died is delivered again (RabbitMQ requeues
-the unacknowledged messages of a closed connection; Redis streams re-claim them after ``idle_timeout``), and
+the unacknowledged messages of a closed connection; Redis streams re-claim them after ``idle_timeout``; the server
+also sends again the jobs whose runner's lease ran out), and
 its brokers (taskiq-aio-pika, taskiq-redis) are maintained alongside it. A message carries only the job's id;
 the job itself is a database row (``mlgate.db.tables.jobs``), which is what makes a redelivery harmless.
 """
@@ -41,7 +42,8 @@ def make_broker(url: str, queue: str, prefetch: int, *, redis_idle_timeout_s: fl
         from taskiq_redis import RedisStreamBroker
 
         return RedisStreamBroker(url, queue_name=queue, consumer_group_name=queue,
-                                 idle_timeout=int(redis_idle_timeout_s * 1000), xread_block=500)
+                                 idle_timeout=int(redis_idle_timeout_s * 1000), xread_block=500,
+                                 xread_count=prefetch)
     raise ValueError(f"jobs_broker {url.split(':', 1)[0]!r}: expected amqp://... (RabbitMQ) or redis://... (Redis)")
 
 

@@ -7,6 +7,8 @@ them). Who may see a job is decided here: its owner, and admins (``visible``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -70,18 +72,37 @@ class JobService:
         self.broker = JobBroker(settings.jobs_broker, settings.jobs_queue, settings.jobs_concurrency) \
             if settings.jobs_broker else None
         self.runner = JobRunner(self.store, plane, settings) if self.broker is None else None
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         if self.broker is not None:
             await self.broker.start()
+            self._sweeper = asyncio.create_task(self._sweep(), name="jobs-sweeper")
         if self.runner is not None:
             await self.runner.start(poll_queue=True)
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         if self.runner is not None:
             await self.runner.close()
         if self.broker is not None:
             await self.broker.close()
+
+    async def _sweep(self) -> None:
+        """With a broker: send again the jobs whose worker died (lease run out), whatever the broker does
+        with their first message (Redis streams re-claim only when new messages arrive)."""
+        assert self.broker is not None
+        while True:
+            await asyncio.sleep(self.settings.jobs_lease_s / 2)
+            try:
+                for job_id in await self.store.requeue_lapsed():
+                    log.info("job requeued: its runner's lease ran out", job=job_id)
+                    await self.broker.send(job_id)
+            except Exception as exc:  # noqa: BLE001 - database or broker down: try again next round
+                log.warning("jobs sweep failed", error=str(exc))
 
     async def submit(self, submission: Submission) -> JobRecord:
         """Store the job (``queued``) and queue it. 429 (RateLimited) when the owner already has

@@ -190,3 +190,18 @@ class JobStore:
         return await self._update(update(JobRecord).where(
             JobRecord.id.in_(ids), JobRecord.runner == runner[:128], JobRecord.status == "running").values(
             status="queued", runner=None, lease_until=None, progress=None))
+
+    async def requeue_lapsed(self, limit: int = 100) -> list[str]:
+        """Put running jobs whose lease ran out (their runner died) back to ``queued``; their ids, to be sent
+        to the broker again (a broker that lost or holds their message must not strand them)."""
+        now = utcnow()
+        stmt = select(JobRecord.id).where(JobRecord.status == "running", JobRecord.lease_until < now).limit(limit)
+        async with self._session() as session:
+            ids = list((await session.execute(stmt)).scalars())
+        requeued = []
+        for job_id in ids:
+            if await self._update(update(JobRecord).where(
+                    JobRecord.id == job_id, JobRecord.status == "running", JobRecord.lease_until < now).values(
+                    status="queued", runner=None, lease_until=None)) == 1:
+                requeued.append(job_id)
+        return requeued
