@@ -37,6 +37,21 @@ class Model:
 '''
 
 
+PROGRESS_MODEL = '''
+import time
+
+class Model:
+    """y = 2x in parameters.steps steps of parameters.step_s seconds, reporting progress after each."""
+
+    def predict(self, batch, parameters, progress):
+        steps = int(parameters.get("steps", 4))
+        for i in range(steps):
+            time.sleep(float(parameters.get("step_s", 0.3)))
+            progress((i + 1) / steps)
+        return {"y": batch["x"] * 2}
+'''
+
+
 def sleepy_model(root: Path, name: str = "sleepy", extra: str = "") -> Path:
     """Python model y = 2x over x FP32 [-1] that sleeps ``parameters.sleep`` seconds first."""
     return write_python_model(root, name, SLEEPY_MODEL, '[[inputs]]\nname = "x"\ndatatype = "FP32"\nshape = [-1]\n',
@@ -44,10 +59,13 @@ def sleepy_model(root: Path, name: str = "sleepy", extra: str = "") -> Path:
 
 
 def jobs_repo(root: Path) -> Path:
-    """A repository with ``sum`` (row sums + 0.5 over x FP32 [-1, 3]) and ``sleepy``."""
+    """A repository with ``sum`` (row sums + 0.5 over x FP32 [-1, 3]), ``sleepy`` and ``progress`` (y = 2x in
+    steps, reporting its progress)."""
     root.mkdir(parents=True, exist_ok=True)
     sum_model(root)
     sleepy_model(root)
+    write_python_model(root, "progress", PROGRESS_MODEL, '[[inputs]]\nname = "x"\ndatatype = "FP32"\nshape = [-1]\n',
+                       '[[outputs]]\nname = "y"\ndatatype = "FP32"\nshape = [-1]\n')
     return root
 
 

@@ -137,6 +137,16 @@ class Settings(BaseSettings):
         default=86_400.0, gt=0,
         description="How long a finished job's result is kept, seconds; then the job is `expired`.",
     )
+    jobs_webhook_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts (`host` or `host:port`, exact) a job's webhook may be sent to; any other is refused "
+        "at submission. Empty: no webhooks.",
+    )
+    jobs_webhook_secret: SecretStr | None = Field(
+        default=None, min_length=32,
+        description="Server key from which each API key's webhook signing secret is derived; default: a random "
+        "key kept in data_dir/webhook-secret (workers on other machines need this setting).",
+    )
     jobs_max_queued_per_caller: int = Field(
         default=100, ge=1,
         description="Jobs one caller may have queued or running; one more gets 429 with Retry-After.",

@@ -59,6 +59,9 @@ class JobSubmission(BaseModel):
     request: dict[str, Any] = Field(description="The inference request body, as the synchronous route takes it.")
     timeout_ms: float | None = Field(
         default=None, gt=0, description="A limit for this job in ms; it can lower the model's, never raise it.")
+    webhook: str | None = Field(
+        default=None, max_length=2048, description="POSTed the job, signed, when it ends; its host must be "
+        "in the setting jobs_webhook_hosts.")
 
 
 async def _owner_scope(request: Request, _: Bearer) -> tuple[Caller, str | None]:
@@ -85,7 +88,15 @@ async def submit(request: Request, body: JobSubmission, _: Bearer) -> Response:
         raise InvalidInput("request.model: must name the job's model", field="request.model")
     await admit(request, Action.PREDICT, body.model, body.version)
     return await accept_job(request, body.protocol, body.model, body.version, body.request,
-                            timeout_ms=body.timeout_ms)
+                            timeout_ms=body.timeout_ms, webhook=body.webhook)
+
+
+@router.get("/jobs/webhook-secret", summary="The secret that signs your jobs' webhooks (per API key)")
+async def webhook_secret(request: Request, scope: Scope) -> Response:
+    """``{"secret"}``: verify a webhook by computing HMAC-SHA256 over ``"<X-Mlgate-Timestamp>." + body`` with
+    it and comparing with ``X-Mlgate-Signature`` (``sha256=<hex>``). Each API key (or signed-in user) has its own."""
+    return json_response({"secret": _jobs(request).webhook_secret(scope[0].actor),
+                          "algorithm": "HMAC-SHA256 over '<X-Mlgate-Timestamp>.' + body"})
 
 
 @router.get("/jobs/{job_id}", summary="A job's status, progress and place in the queue")

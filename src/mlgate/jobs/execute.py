@@ -22,6 +22,7 @@ from mlgate.errors import MlgateError, UnsupportedFeature
 from mlgate.inference.dataplane import DataPlane
 from mlgate.inference.embeddings import embed, embedding_signature
 from mlgate.inference.registry import ModelHandle
+from mlgate.runtimes.base import PROGRESS_PARAMETER, Progress
 from mlgate.types import InferenceRequest
 
 __all__ = ["PROTOCOLS", "error_body", "execute", "validate"]
@@ -66,20 +67,23 @@ def validate(plane: DataPlane, protocol: str, model: str, version: str | None, b
 
 
 async def execute(plane: DataPlane, protocol: str, model: str, version: str | None, body: Any, *,
-                  caller: str | None = None, timeout_ms: float | None = None) -> dict[str, Any]:
-    """Run a job's request; the JSON body the synchronous route answers with. Raises what it raises."""
+                  caller: str | None = None, timeout_ms: float | None = None,
+                  progress: Progress | None = None) -> dict[str, Any]:
+    """Run a job's request; the JSON body the synchronous route answers with. Raises what it raises.
+    ``progress`` is handed to the runtime (``mlgate.runtimes.base.PROGRESS_PARAMETER``) for V2 and V1."""
+    extra = {PROGRESS_PARAMETER: progress} if progress is not None else {}
     async with plane.serving(model, version, caller=caller) as call:
         handle = call.handle
         if protocol == "v2":
             request = v2_codec.parse_request(body)
             inputs = v2_codec.decode_inputs(request, handle.inputs)
-            outputs = await call.infer(inputs, request.parameters, timeout_ms=timeout_ms)
+            outputs = await call.infer(inputs, {**(request.parameters or {}), **extra}, timeout_ms=timeout_ms)
             content, _ = v2_codec.encode_response(model_name=handle.name, model_version=handle.version,
                                                   request=request, outputs=outputs, specs=handle.outputs,
                                                   labels=handle.labels)
         elif protocol == "v1":
             inputs = v1_codec.decode_predict(body, handle.inputs)
-            outputs = await call.infer(inputs, timeout_ms=timeout_ms)
+            outputs = await call.infer(inputs, extra, timeout_ms=timeout_ms)
             content = v1_codec.encode_predictions(outputs, handle.outputs)
         else:
             content = await _embed(plane, handle, body, timeout_ms)

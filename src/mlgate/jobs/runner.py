@@ -25,14 +25,28 @@ from mlgate.db.tables.jobs import JobRecord
 from mlgate.errors import DatabaseUnavailable
 from mlgate.inference.dataplane import DataPlane
 from mlgate.jobs.execute import error_body, execute
+from mlgate.jobs.views import job_view
+from mlgate.jobs.webhooks import WebhookSender
 from mlgate.settings import Settings
 
-__all__ = ["JobRunner"]
+__all__ = ["JobRunner", "ProgressReporter"]
 
 log = structlog.get_logger("mlgate.jobs.runner")
 
 EXPIRE_EVERY_S = 60.0
 """How often a runner drops results past ``jobs_result_ttl_s``."""
+
+
+class ProgressReporter:
+    """A running job's ``Progress`` callback (``mlgate.runtimes.base``): the runtime's thread sets ``value``,
+    the runner's keeper writes it to the database at its next round."""
+
+    def __init__(self) -> None:
+        self.value: float | None = None
+        self.written: float | None = None
+
+    def __call__(self, value: float) -> None:
+        self.value = min(1.0, max(0.0, float(value)))
 
 
 class JobRunner:
@@ -44,6 +58,8 @@ class JobRunner:
         self.settings = settings
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.running: dict[str, asyncio.Task[None]] = {}
+        self.progress: dict[str, tuple[JobRecord, ProgressReporter]] = {}
+        self.webhooks = WebhookSender(settings)
         self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
 
@@ -79,6 +95,7 @@ class JobRunner:
         await asyncio.gather(*self.running.values(), return_exceptions=True)
         with contextlib.suppress(DatabaseUnavailable):
             await self.store.release(self.name, held)
+        await self.webhooks.close()
 
     async def run(self, job_id: str) -> None:
         """Claim and run one job (a broker delivered its id); return once it ended or is not this runner's.
@@ -106,13 +123,16 @@ class JobRunner:
 
     def _done(self, job_id: str) -> None:
         self.running.pop(job_id, None)
+        self.progress.pop(job_id, None)
         self._wake.set()
 
     async def _execute(self, job: JobRecord) -> None:
         started = time.perf_counter()
+        reporter = ProgressReporter()
+        self.progress[job.id] = (job, reporter)
         try:
             result = await execute(self.plane, job.protocol, job.model, job.version, job.request,
-                                   caller=job.actor, timeout_ms=job.timeout_ms)
+                                   caller=job.actor, timeout_ms=job.timeout_ms, progress=reporter)
         except asyncio.CancelledError:
             log.info("job stopped", job=job.id, model=job.model)
             return
@@ -122,6 +142,10 @@ class JobRunner:
             finished = await self.store.finish(job, result=result, ttl_s=self.settings.jobs_result_ttl_s)
         log.info("job ended", job=job.id, model=job.model, attempt=job.attempts, recorded=finished,
                  ms=round((time.perf_counter() - started) * 1000, 1))
+        if finished and job.webhook:
+            ended = await self.store.get(job.id)
+            if ended is not None:
+                self.webhooks.send(job.webhook, job.actor, job_view(ended))
 
     async def _poll(self) -> None:
         while True:
@@ -147,6 +171,11 @@ class JobRunner:
             try:
                 for job_id in await self.store.renew(self.name, list(self.running), self.settings.jobs_lease_s):
                     self.stop(job_id)  # cancelled, or taken over after our lease lapsed
+                for job, reporter in list(self.progress.values()):
+                    value = reporter.value
+                    if value is not None and value != reporter.written:
+                        await self.store.progress(job, value)
+                        reporter.written = value
                 if time.monotonic() - expired_at > EXPIRE_EVERY_S:
                     expired_at = time.monotonic()
                     await self.store.expire(self.settings.jobs_result_ttl_s)

@@ -23,29 +23,13 @@ from mlgate.errors import DatabaseUnavailable, JobNotFound, RateLimited
 from mlgate.inference.dataplane import DataPlane
 from mlgate.jobs.broker import JobBroker
 from mlgate.jobs.runner import JobRunner
+from mlgate.jobs.views import job_view
+from mlgate.jobs.webhooks import check_webhook, server_secret, webhook_secret
 from mlgate.settings import Settings
 
-__all__ = ["JobService", "Submission", "job_view"]
+__all__ = ["JobService", "Submission", "job_view"]  # job_view: re-exported from mlgate.jobs.views
 
 log = structlog.get_logger("mlgate.jobs")
-
-
-def _time(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def job_view(job: JobRecord, *, position: int | None = None, prefix: str = "/api/v1") -> dict[str, Any]:
-    """A job as the API shows it (never its request or result: those have their own routes)."""
-    url = f"{prefix}/jobs/{job.id}"
-    return {
-        "id": job.id, "status": job.status, "model": job.model, "version": job.version,
-        "protocol": job.protocol, "owner": job.owner, "progress": job.progress,
-        "position": position if job.status == "queued" else None,
-        "attempts": job.attempts, "error": job.error, "timeout_ms": job.timeout_ms,
-        "created_at": _time(job.created_at), "started_at": _time(job.started_at),
-        "finished_at": _time(job.finished_at), "expires_at": _time(job.expires_at),
-        "links": {"self": url, "result": f"{url}/result", "events": f"{url}/events"},
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +45,8 @@ class Submission:
     body: Any
     timeout_ms: float | None = None
     request_id: str | None = None
+    webhook: str | None = None
+    """Where to POST the job when it ends (checked against ``jobs_webhook_hosts``)."""
 
 
 class JobService:
@@ -73,6 +59,11 @@ class JobService:
             if settings.jobs_broker else None
         self.runner = JobRunner(self.store, plane, settings) if self.broker is None else None
         self._sweeper: asyncio.Task[None] | None = None
+        self._webhook_key = server_secret(settings)
+
+    def webhook_secret(self, actor: str) -> str:
+        """The secret that signs the webhooks of the jobs ``actor`` submits (``mlgate.jobs.webhooks``)."""
+        return webhook_secret(self._webhook_key, actor)
 
     async def start(self) -> None:
         if self.broker is not None:
@@ -107,6 +98,8 @@ class JobService:
     async def submit(self, submission: Submission) -> JobRecord:
         """Store the job (``queued``) and queue it. 429 (RateLimited) when the owner already has
         ``jobs_max_queued_per_caller`` jobs queued or running; 503 when the database or broker is down."""
+        webhook = check_webhook(submission.webhook, self.settings.jobs_webhook_hosts) if submission.webhook \
+            else None
         active = await self.store.active(submission.owner)
         if active >= self.settings.jobs_max_queued_per_caller:
             raise RateLimited(f"you have {active} jobs queued or running, the most allowed "
@@ -114,7 +107,7 @@ class JobService:
         job = JobRecord(id=secrets.token_hex(16), owner=submission.owner, actor=submission.actor,
                         model=submission.model, version=submission.version, protocol=submission.protocol,
                         status="queued", request=submission.body, timeout_ms=submission.timeout_ms,
-                        request_id=submission.request_id, attempts=0, created_at=utcnow())
+                        webhook=webhook, request_id=submission.request_id, attempts=0, created_at=utcnow())
         await self.store.create(job)
         if self.runner is not None:
             self.runner.notify()

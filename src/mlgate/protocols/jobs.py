@@ -18,6 +18,7 @@ from mlgate.auth.caller import Caller
 from mlgate.errors import Unauthenticated
 from mlgate.jobs.execute import validate
 from mlgate.jobs.service import Submission
+from mlgate.jobs.webhooks import check_webhook
 from mlgate.protocols.body import json_response
 from mlgate.protocols.headers import header_values
 from mlgate.protocols.security import charge
@@ -48,21 +49,24 @@ def job_owner(caller: Caller) -> str:
 
 
 async def accept_job(request: Request, protocol: str, model: str, version: str | None, body: Any, *,
-                     timeout_ms: float | None = None) -> Response:
+                     timeout_ms: float | None = None, webhook: str | None = None) -> Response:
     """Check, charge and queue the admitted ``request``'s inference as a job; the 202 response.
 
     ``body`` is the parsed JSON body in ``protocol`` (``v2``, ``v1``, ``openai``). Raises 401 (anonymous),
-    what ``mlgate.jobs.validate`` raises (400, 404, 503), 429 (rate limit, or too many queued jobs).
+    what ``mlgate.jobs.validate`` raises (400, 404, 503), 400 for a ``webhook`` to a host not allowed, 429
+    (rate limit, or too many queued jobs).
     """
     state = request_state(request)
     if state.caller is None or not state.admitted:
         raise RuntimeError("accept_job() before admit(): admit the request first")
     owner = job_owner(state.caller)
     server = server_state(request)
+    if webhook is not None:
+        check_webhook(webhook, server.settings.jobs_webhook_hosts)  # before anything is charged
     await charge(request, validate(server.dataplane, protocol, model, version, body))
     job = await server.jobs.submit(Submission(
         owner=owner, actor=state.caller.actor, model=model, version=version, protocol=protocol, body=body,
-        timeout_ms=timeout_ms, request_id=state.request_id or None))
+        timeout_ms=timeout_ms, request_id=state.request_id or None, webhook=webhook))
     view = await server.jobs.view(job)
     return json_response(view, 202, headers={"Location": f"{JOBS_PATH}/{job.id}",
                                              "Preference-Applied": "respond-async"})

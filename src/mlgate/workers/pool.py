@@ -23,7 +23,7 @@ import structlog
 from mlgate.errors import ModelLoadError
 from mlgate.metrics import ModelMetrics
 from mlgate.model.manifest import ModelManifest, TensorSpec
-from mlgate.runtimes.base import Batch
+from mlgate.runtimes.base import Batch, split_progress
 from mlgate.workers.process import WorkerProcess
 
 __all__ = ["WorkerPool"]
@@ -82,7 +82,7 @@ class WorkerPool:
             worker = await self._idle.get()
             if worker.alive:
                 break
-        return await worker.infer(batch, parameters)
+        return await worker.infer(batch, split_progress(parameters)[0])  # a callback cannot cross processes
 
     async def close(self) -> None:
         """Stop every worker (each finishes its batch first, up to 5 s) and the supervisors."""
