@@ -296,6 +296,13 @@ class Settings(BaseSettings):
     def _builtin_tiers_kept(cls, tiers: dict[str, RateLimitTier]) -> dict[str, RateLimitTier]:
         return {**default_tiers(), **tiers}
 
+    @field_validator("jobs_broker")
+    @classmethod
+    def _broker_scheme(cls, url: str | None) -> str | None:
+        if url and not url.startswith(("amqp://", "amqps://", "redis://", "rediss://")):
+            raise ValueError("expected amqp://... (RabbitMQ) or redis://... (Redis)")
+        return url or None
+
     @field_validator("anonymous_models", "user_models")
     @classmethod
     def _model_patterns(cls, patterns: list[str]) -> list[str]:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 def _run(config: Path | None, database_url: str | None, work: Callable[[JobStore, float], Awaitable[T]]) -> T:
     from mlgate.db.engine import Database
     from mlgate.db.migrate import upgrade
+    from mlgate.db.queries import jobs as queries
 
     settings = settings_from(config, database_url=database_url)
     url = settings.effective_database_url
@@ -39,7 +40,7 @@ def _run(config: Path | None, database_url: str | None, work: Callable[[JobStore
     async def main() -> T:
         database = Database(url)
         try:
-            return await work(JobStore(database), settings.jobs_result_ttl_s)
+            return await work(queries.JobStore(database), settings.jobs_result_ttl_s)
         finally:
             await database.dispose()
 
