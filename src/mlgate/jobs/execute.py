@@ -18,7 +18,7 @@ from mlgate.codecs import v1 as v1_codec
 from mlgate.codecs import v2 as v2_codec
 from mlgate.codecs.json import dumps
 from mlgate.codecs.openai import encode_embeddings, parse_embedding_request
-from mlgate.errors import MlgateError, UnsupportedFeature
+from mlgate.errors import DeadlineExceeded, MlgateError, UnsupportedFeature
 from mlgate.inference.dataplane import DataPlane
 from mlgate.inference.embeddings import embed, embedding_signature
 from mlgate.inference.registry import ModelHandle
@@ -99,9 +99,12 @@ async def _embed(plane: DataPlane, handle: ModelHandle, body: Any, timeout_ms: f
 
 
 def error_body(exc: BaseException) -> dict[str, Any]:
-    """What a failed job keeps of its error: ``{status, code, error, field}``; a bug's detail stays in the log."""
+    """What a failed job keeps of its error: ``{status, code, error, field, reason}`` (``reason``: ``timeout``
+    past the model's or the job's time limit, else ``error``); a bug's detail stays in the log."""
     if isinstance(exc, MlgateError):
-        return {"status": int(exc.status), "code": exc.code, "error": exc.message, "field": exc.field}
+        reason = "timeout" if isinstance(exc, DeadlineExceeded) else "error"
+        return {"status": int(exc.status), "code": exc.code, "error": exc.message, "field": exc.field,
+                "reason": reason}
     log.error("job failed with an unexpected error", exc_info=exc)
-    return {"status": 500, "code": "internal_error", "field": None,
+    return {"status": 500, "code": "internal_error", "field": None, "reason": "error",
             "error": "internal server error; the server log has the details"}

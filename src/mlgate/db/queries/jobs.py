@@ -120,7 +120,8 @@ class JobStore:
             JobRecord.id == job_id, JobRecord.status.in_(("queued", "running"))).values(
             status="cancelled", finished_at=now, lease_until=None, result=None,
             expires_at=now + timedelta(seconds=ttl_s),
-            error={"status": 499, "code": "cancelled", "error": "the job was cancelled", "field": None})) == 1
+            error={"status": 499, "code": "cancelled", "error": "the job was cancelled", "field": None,
+                   "reason": "cancelled"})) == 1
 
     async def expire(self, ttl_s: float) -> int:
         """Drop the results of jobs that finished more than ``ttl_s`` ago (status ``expired``)."""
