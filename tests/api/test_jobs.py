@@ -222,3 +222,15 @@ async def test_queued_jobs_complete_after_a_restart(repo: Path, tmp_path: Path, 
 
 def test_cursor_is_opaque_base64() -> None:
     assert base64.urlsafe_b64decode(base64.urlsafe_b64encode(b"12") + b"==") == b"12"
+
+
+async def test_a_result_past_its_retention_is_expired_and_gone(repo: Path, tmp_path: Path) -> None:
+    async with secure_app(repo, data_dir=tmp_path / "d", jobs_result_ttl_s=0.5, jobs_poll_interval_s=0.1) as sec:
+        await sec.user("ann")
+        ann = bearer(await sec.key("ann"))
+        job = (await sec.client.post(JOBS, json={"model": "sum", "request": sum_body()}, headers=ann)).json()
+        done = await wait_for(sec.client, job["id"], {"succeeded", "expired"}, ann)
+        assert done["expires_at"] is not None
+        await wait_for(sec.client, job["id"], {"expired"}, ann, timeout_s=10)
+        gone = await sec.client.get(f"{JOBS}/{job['id']}/result", headers=ann)
+        assert gone.status_code == 410 and gone.json()["code"] == "job_expired"

@@ -176,7 +176,7 @@ class JobRunner:
                     if value is not None and value != reporter.written:
                         await self.store.progress(job, value)
                         reporter.written = value
-                if time.monotonic() - expired_at > EXPIRE_EVERY_S:
+                if time.monotonic() - expired_at > min(EXPIRE_EVERY_S, self.settings.jobs_result_ttl_s):
                     expired_at = time.monotonic()
                     await self.store.expire(self.settings.jobs_result_ttl_s)
             except DatabaseUnavailable:
