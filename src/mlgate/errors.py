@@ -30,6 +30,7 @@ Messages of 4xx errors are written for the caller: they name the field and what 
     ├── ModelNotReady                503 model_not_ready
     ├── DatabaseUnavailable          503 database_unavailable
     ├── QueueFull                    503 queue_full          (the model's queue is at max_queue_size)
+    ├── Overloaded                   503 overloaded          (the queue's estimated wait is past the deadline)
     ├── WorkerDied                   503 worker_died         (the worker process holding the request died)
     ├── BatcherStopped               503 batcher_stopped     (the dynamic batcher's collector failed)
     ├── DeadlineExceeded             504 deadline_exceeded   (no answer within the request's timeout)
@@ -65,6 +66,7 @@ __all__ = [
     "ModelNotReady",
     "ModelVersionNotFound",
     "NotFound",
+    "Overloaded",
     "PayloadTooLarge",
     "QueueFull",
     "RateLimitUnavailable",
@@ -261,6 +263,18 @@ class QueueFull(MlgateError):
     status = HTTPStatus.SERVICE_UNAVAILABLE
     code = "queue_full"
     retry_after_s = 1.0
+
+
+class Overloaded(MlgateError):
+    """Admission control: the model's queue would make the request miss its deadline, so it is refused at once
+    rather than queued to time out. ``retry_after_s``: when the estimated wait fits again."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "overloaded"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(1.0, retry_after_s)
 
 
 class WorkerDied(MlgateError):

@@ -29,7 +29,7 @@ import numpy as np
 import orjson
 import structlog
 
-from mlgate.errors import BatcherStopped, ModelNotReady, QueueFull
+from mlgate.errors import BatcherStopped, ModelNotReady, Overloaded, QueueFull
 from mlgate.metrics import ModelMetrics
 from mlgate.runtimes.base import Batch, Executor
 
@@ -89,6 +89,10 @@ class DynamicBatcher:
         self.clock = clock
         self.name = name
         self._slots = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        self._busy = 0  # batches computing
+        self._service_s: float | None = None  # moving average of seconds per runtime call (None: none yet)
+        self._per_batch = 1.0  # moving average of requests per runtime call
         self._queue: deque[_Item] = deque()
         self._waiting = 0  # requests with a chunk still queued
         self._arrived = asyncio.Event()
@@ -101,6 +105,28 @@ class DynamicBatcher:
     def queue_depth(self) -> int:
         """Requests waiting in the queue (not yet dispatched)."""
         return self._waiting
+
+    def estimated_wait_s(self) -> float | None:
+        """Seconds a request arriving now would take: the batches ahead of it (queued requests over the
+        requests per call, plus those computing) spread over ``concurrency``, times the measured seconds per
+        call, plus its own call. None until a call was measured."""
+        if self._service_s is None:
+            return None
+        ahead = self._waiting / self._per_batch + self._busy
+        estimate = (ahead / self._concurrency + 1.0) * self._service_s
+        if self.metrics is not None and self.metrics.estimated_wait is not None:
+            self.metrics.estimated_wait.set(estimate)
+        return estimate
+
+    def admit(self, deadline_s: float) -> None:
+        """Admission control: refuse at once (Overloaded, 503 with Retry-After) a request that would wait in
+        the queue past ``deadline_s`` seconds by the estimate. Never refuses when nothing is queued."""
+        estimate = self.estimated_wait_s()
+        if estimate is None or self._waiting == 0 or estimate <= deadline_s:
+            return
+        raise Overloaded(f"model '{self.name}' is busy: {self._waiting} requests are queued and the estimated "
+                         f"wait is {estimate * 1000:.0f} ms, past this request's {deadline_s * 1000:g} ms timeout; "
+                         "retry after Retry-After seconds", estimate - deadline_s)
 
     async def __call__(self, batch: Batch, parameters: Mapping[str, Any]) -> Batch:
         """Queue ``batch`` and await its outputs. Raises QueueFull, BatcherStopped, ModelNotReady (503)."""
@@ -157,6 +183,7 @@ class DynamicBatcher:
                 if not items:
                     self._slots.release()
                     continue
+                self._busy += 1
                 task = asyncio.get_running_loop().create_task(self._run(items))
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
@@ -225,8 +252,11 @@ class DynamicBatcher:
             else:
                 merged = {name: np.concatenate([item.inputs[name] for item in items]) for name in items[0].inputs}
             outputs = await self.inner(merged, items[0].request.parameters)
+            took = self.clock() - started
+            self._service_s = took if self._service_s is None else 0.8 * self._service_s + 0.2 * took
+            self._per_batch = 0.8 * self._per_batch + 0.2 * len({id(item.request) for item in items})
             if self.metrics is not None:
-                self.metrics.compute.observe(self.clock() - started)
+                self.metrics.compute.observe(took)
             parts = [outputs] if len(items) == 1 else _split(outputs, rows)
             for item, part in zip(items, parts, strict=True):
                 self._deliver(item, part)
@@ -235,7 +265,9 @@ class DynamicBatcher:
                 if not item.request.future.done():
                     item.request.future.set_exception(exc)
         finally:
+            self._busy -= 1
             self._slots.release()
+            self.estimated_wait_s()  # keeps the exported estimate current
 
     def _deliver(self, item: _Item, outputs: Batch) -> None:
         request = item.request

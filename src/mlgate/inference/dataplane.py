@@ -61,11 +61,11 @@ class Call:
 
     async def infer(
         self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any] | None = None,
-        *, timeout_ms: float | None = None,
+        *, timeout_ms: float | None = None, admission: bool = True,
     ) -> dict[str, np.ndarray]:
         """``DataPlane.infer`` on this call's handle, keeping inputs and outputs for the observers."""
         self.inputs, self.parameters = inputs, parameters
-        outputs = await self.plane.infer(self.handle, inputs, parameters, timeout_ms=timeout_ms)
+        outputs = await self.plane.infer(self.handle, inputs, parameters, timeout_ms=timeout_ms, admission=admission)
         self.outputs = outputs
         return outputs
 
@@ -177,7 +177,7 @@ class DataPlane:
 
     async def infer(
         self, handle: ModelHandle, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any] | None = None,
-        *, timeout_ms: float | None = None,
+        *, timeout_ms: float | None = None, admission: bool = True,
     ) -> dict[str, np.ndarray]:
         """Run ``handle``'s model on ``inputs`` (``{name: [batch, ...]}``, already of the right dtype).
 
@@ -185,23 +185,28 @@ class DataPlane:
         model's (see ``timeout_ms``). Returns ``{output name: [batch, ...]}``. Raises InvalidInput (400)
         for missing inputs, shapes that do not match the model's, unequal batch sizes and NaN/Infinity
         where the model takes none; ModelError (500) when the model raises or answers with the wrong batch
-        size; QueueFull, WorkerDied, BatcherStopped (503) from the engine; DeadlineExceeded (504).
+        size; QueueFull, WorkerDied, BatcherStopped (503) from the engine; DeadlineExceeded (504). With
+        ``admission`` (synchronous requests; jobs wait instead), Overloaded (503 with Retry-After) at once when
+        the model's queue would make the request miss its timeout (``DynamicBatcher.admit``).
         """
         try:
-            outputs = await self._infer(handle, inputs, parameters, timeout_ms)
+            outputs = await self._infer(handle, inputs, parameters, timeout_ms, admission)
         except MlgateError as exc:
             self.metrics.request(handle.name, handle.version, int(exc.status))
             raise
         self.metrics.request(handle.name, handle.version, 200)
         return outputs
 
-    async def _infer(self, handle: ModelHandle, inputs: Mapping[str, np.ndarray],
-                     parameters: Mapping[str, Any] | None, timeout_ms: float | None) -> dict[str, np.ndarray]:
+    async def _infer(self, handle: ModelHandle, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any] | None,
+                     timeout_ms: float | None, admission: bool = True) -> dict[str, np.ndarray]:
         batch = self._check(handle, inputs)
         executor = handle.executor
         if executor is None:
             raise ModelNotReady(f"model '{handle.name}' version '{handle.version}' is not ready (unloaded)")
         limit_ms = self.timeout_ms(handle, timeout_ms)
+        admit = getattr(executor, "admit", None) if admission else None
+        if admit is not None:
+            admit(limit_ms / 1000.0)
         handle.acquire()
         try:
             # asyncio's own timeout: ~5 µs per request against ~10 µs for anyio.move_on_after (uvloop, this machine).

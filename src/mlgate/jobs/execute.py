@@ -77,13 +77,14 @@ async def execute(plane: DataPlane, protocol: str, model: str, version: str | No
         if protocol == "v2":
             request = v2_codec.parse_request(body)
             inputs = v2_codec.decode_inputs(request, handle.inputs)
-            outputs = await call.infer(inputs, {**(request.parameters or {}), **extra}, timeout_ms=timeout_ms)
+            outputs = await call.infer(inputs, {**(request.parameters or {}), **extra}, timeout_ms=timeout_ms,
+                                       admission=False)  # a job waits its turn
             content, _ = v2_codec.encode_response(model_name=handle.name, model_version=handle.version,
                                                   request=request, outputs=outputs, specs=handle.outputs,
                                                   labels=handle.labels)
         elif protocol == "v1":
             inputs = v1_codec.decode_predict(body, handle.inputs)
-            outputs = await call.infer(inputs, extra, timeout_ms=timeout_ms)
+            outputs = await call.infer(inputs, extra, timeout_ms=timeout_ms, admission=False)
             content = v1_codec.encode_predictions(outputs, handle.outputs)
         else:
             content = await _embed(plane, handle, body, timeout_ms)
