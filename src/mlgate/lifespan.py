@@ -25,6 +25,7 @@ from mlgate.catalog.recording import CallRecorder
 from mlgate.catalog.shadow import ShadowTraffic
 from mlgate.db.engine import Database
 from mlgate.db.migrate import upgrade
+from mlgate.inference.cache import ResponseCache
 from mlgate.inference.dataplane import DataPlane, Observer
 from mlgate.inference.registry import ModelRegistry
 from mlgate.jobs.service import JobService
@@ -74,7 +75,8 @@ async def serve_state(settings: Settings, registry: ModelRegistry,
     shadow = ShadowTraffic(settings.shadow_max_in_flight, metrics.registry,
                            record=recorder.shadow if recorder is not None else None)
     observers.append(shadow.observe)
-    plane = DataPlane(settings, registry, metrics, observers=observers)
+    cache = ResponseCache(settings.cache_storage, metrics)  # used by models with a manifest [cache] only
+    plane = DataPlane(settings, registry, metrics, observers=observers, cache=cache)
     control = ControlPlane(settings, database, plane, predlog=predlog, recorder=recorder, shadow=shadow,
                            folder_sources=group_by_name(sources),
                            on_change=[security.authenticator.clear_cache])  # identity changes of other replicas
@@ -92,5 +94,6 @@ async def serve_state(settings: Settings, registry: ModelRegistry,
         await jobs.close()  # running jobs go back to the queue, for the next start or another runner
         await control.close()
         await registry.unload_all()
+        await cache.aclose()
         await security.limits.aclose()
         await database.dispose()

@@ -10,7 +10,8 @@ the label set stays bounded whatever names clients send. Exported at ``GET /metr
 - ``mlgate_compute_seconds{model, version}``: duration of each runtime call (in a worker: the round trip);
 - ``mlgate_worker_restarts_total{model, version}``: worker processes restarted after dying;
 - ``mlgate_estimated_wait_seconds{model, version}``: admission control's estimate of the time a request
-  arriving now would take (queue ahead of it times the measured service time per batch, plus its own).
+  arriving now would take (queue ahead of it times the measured service time per batch, plus its own);
+- ``mlgate_cache_requests_total{model, version, result}``: requests to cached models, ``hit`` or ``miss``.
 
 With several HTTP processes (``mlgate serve --workers N``) the series live in prometheus-client's
 multiprocess mode: every process writes its values to files in ``PROMETHEUS_MULTIPROC_DIR`` (set by
@@ -68,6 +69,8 @@ class EngineMetrics:
         self.estimated_wait = Gauge("mlgate_estimated_wait_seconds", "Estimated seconds a request arriving now "
                                     "would take: queue ahead times service time per batch, plus its own.",
                                     _LABELS, registry=r, multiprocess_mode="livemax")
+        self.cache = Counter("mlgate_cache_requests", "Requests to cached models by result: hit or miss.",
+                             (*_LABELS, "result"), registry=r)
         self._request_children: dict[tuple[str, str, int], Counter] = {}
 
     def model(self, name: str, version: str) -> ModelMetrics:

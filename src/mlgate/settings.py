@@ -102,6 +102,11 @@ class Settings(BaseSettings):
         default=120.0, gt=0,
         description="How long a worker process (manifest `instances`) may take to load its model, in seconds.",
     )
+    cache_storage: str = Field(
+        default="memory",
+        description="Where models with a manifest [cache] keep their answers: `memory` (each process its own) "
+        "or `redis://host:6379/0` (shared by every replica).",
+    )
     metrics: bool = Field(default=True, description="Serve Prometheus metrics at GET /metrics.")
     workers: int = Field(
         default=1, ge=0,
@@ -295,6 +300,13 @@ class Settings(BaseSettings):
     @classmethod
     def _builtin_tiers_kept(cls, tiers: dict[str, RateLimitTier]) -> dict[str, RateLimitTier]:
         return {**default_tiers(), **tiers}
+
+    @field_validator("cache_storage")
+    @classmethod
+    def _cache_storage(cls, value: str) -> str:
+        if value != "memory" and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected memory or redis://...")
+        return value
 
     @field_validator("jobs_broker")
     @classmethod

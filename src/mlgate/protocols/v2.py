@@ -27,6 +27,7 @@ from mlgate.protocols.body import (
     request_timeout_ms,
 )
 from mlgate.protocols.errors import ERROR_RESPONSES
+from mlgate.protocols.headers import cacheable
 from mlgate.protocols.jobs import accept_job, prefers_async
 from mlgate.protocols.routes import InferenceRoute, OpenAPIOperation, serving
 from mlgate.protocols.security import admit, charge, require, require_caller, rows_of
@@ -99,7 +100,7 @@ async def infer(request: Request) -> Response:
         body = codec.parse_request(parsed)
         inputs = codec.decode_inputs(body, handle.inputs, binary_section)
         await charge(request, rows_of(inputs))
-        outputs = await call.infer(inputs, body.parameters, timeout_ms=timeout_ms)
+        outputs = await call.infer(inputs, body.parameters, timeout_ms=timeout_ms, cache=cacheable(request))
     content, chunks = codec.encode_response(
         model_name=handle.name, model_version=handle.version, request=body, outputs=outputs,
         specs=handle.outputs, labels=handle.labels)
