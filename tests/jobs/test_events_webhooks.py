@@ -114,3 +114,27 @@ async def test_a_webhook_to_a_host_not_allowed_is_refused_at_submission(tmp_path
         assert response.status_code == 400, response.text
         assert response.json()["field"] == "webhook"
         assert (await sec.client.get(JOBS, headers=ann)).json()["items"] == []
+
+
+async def test_jobs_on_a_batching_model_are_merged_and_each_told_the_progress(tmp_path: Path) -> None:
+    from tests.fakes import write_python_model
+    from tests.jobs_helpers import PROGRESS_MODEL
+
+    write_python_model(tmp_path / "models", "batched", PROGRESS_MODEL,
+                       '[batching]\nmax_batch_size = 8\nmax_queue_delay_ms = 300\n'
+                       '[[inputs]]\nname = "x"\ndatatype = "FP32"\nshape = [-1]\n',
+                       '[[outputs]]\nname = "y"\ndatatype = "FP32"\nshape = [-1]\n')
+    async with secure_app(tmp_path / "models", data_dir=tmp_path / "d", jobs_concurrency=8,
+                          jobs_poll_interval_s=0.05) as sec:
+        await sec.user("ann")
+        ann = bearer(await sec.key("ann"))
+        body = {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}],
+                "parameters": {"steps": 2, "step_s": 0.5}}
+        started = anyio.current_time()
+        ids = [(await sec.client.post(JOBS, json={"model": "batched", "request": body}, headers=ann)).json()["id"]
+               for _ in range(8)]
+        for job_id in ids:
+            job = await wait_for(sec.client, job_id, {"succeeded", "failed"}, ann)
+            assert job["status"] == "succeeded" and job["progress"] == 1.0
+        elapsed = anyio.current_time() - started
+        assert elapsed < 4.0, elapsed  # one run of 1 s, not eight (8 s)

@@ -14,7 +14,6 @@ see and cancel every job. Anonymous callers get 401.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 from collections.abc import AsyncIterator
@@ -43,7 +42,8 @@ __all__ = ["JobSubmission", "router"]
 router = APIRouter(tags=["Jobs"], responses=ERROR_RESPONSES)
 
 EVENTS_POLL_S = 0.2
-"""How often ``/events`` looks at the job (it may run in another process: the database is the truth)."""
+"""How often ``/events`` looks at the job at least (it may run in another process: the database is the truth);
+changes made in this process wake it at once."""
 
 
 class JobSubmission(BaseModel):
@@ -149,7 +149,7 @@ async def events(request: Request, job: Annotated[JobRecord, Depends(_visible)])
         seen = (current.status, current.progress)
         if current.status in TERMINAL:
             return
-        await asyncio.sleep(EVENTS_POLL_S)
+        await jobs.wait_change(job.id, EVENTS_POLL_S)
         current = await jobs.store.get(job.id)
 
 

@@ -31,7 +31,7 @@ import structlog
 
 from mlgate.errors import BatcherStopped, ModelNotReady, Overloaded, QueueFull
 from mlgate.metrics import ModelMetrics
-from mlgate.runtimes.base import Batch, Executor
+from mlgate.runtimes.base import PROGRESS_PARAMETER, Batch, Executor, split_progress
 
 __all__ = ["Clock", "DynamicBatcher", "merge_key"]
 
@@ -44,6 +44,8 @@ Clock = Callable[[], float]
 def merge_key(batch: Batch, parameters: Mapping[str, Any]) -> Hashable:
     """What two requests must share to be merged: inputs' names, dtypes, non-batch dims; parameters."""
     tensors = tuple((name, array.dtype, array.shape[1:]) for name, array in sorted(batch.items()))
+    if PROGRESS_PARAMETER in parameters:  # a job's progress callback: jobs merge, each told the batch's progress
+        parameters = split_progress(parameters)[0]
     try:
         params: Hashable = orjson.dumps(parameters, option=orjson.OPT_SORT_KEYS)
     except TypeError:
@@ -251,7 +253,7 @@ class DynamicBatcher:
                 merged = items[0].inputs
             else:
                 merged = {name: np.concatenate([item.inputs[name] for item in items]) for name in items[0].inputs}
-            outputs = await self.inner(merged, items[0].request.parameters)
+            outputs = await self.inner(merged, _merged_parameters(items))
             took = self.clock() - started
             self._service_s = took if self._service_s is None else 0.8 * self._service_s + 0.2 * took
             self._per_batch = 0.8 * self._per_batch + 0.2 * len({id(item.request) for item in items})
@@ -292,6 +294,21 @@ class DynamicBatcher:
         self._waiting = value
         if self.metrics is not None:
             self.metrics.queue_depth.set(value)
+
+
+def _merged_parameters(items: Sequence[_Item]) -> Mapping[str, Any]:
+    """The parameters of a batch (its requests share them), with one progress callback telling every job's."""
+    parameters = items[0].request.parameters
+    callbacks = {id(item.request): split_progress(item.request.parameters)[1] for item in items}
+    reporters = [callback for callback in callbacks.values() if callback is not None]
+    if len(callbacks) == 1 or not reporters:
+        return parameters
+
+    def progress(value: float) -> None:
+        for report in reporters:
+            report(value)
+
+    return {**split_progress(parameters)[0], PROGRESS_PARAMETER: progress}
 
 
 def _split(outputs: Batch, rows: Sequence[int]) -> list[Batch]:

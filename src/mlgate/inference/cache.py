@@ -3,7 +3,8 @@
 Key: the model, its version, each input tensor (name, dtype, shape, bytes) and the request's parameters,
 hashed (BLAKE2b). The cached value is every output of the model, so requests asking for other outputs, or
 for the classification extension, share an entry; a new version has other keys, so it never serves an old
-version's answer. Requests with parameters that are not JSON (a job's progress callback) are not cached.
+version's answer. Requests with parameters that are not JSON are not cached (a job's progress callback is
+left out of the key).
 
 Storage (setting ``cache_storage``): ``memory`` (one TTL cache per model version, ``max_entries`` answers,
 ``ttl_s`` seconds each) or ``redis://...`` (shared by every replica; entries expire after ``ttl_s``; the size is
@@ -27,6 +28,7 @@ import structlog
 from cachetools import TTLCache
 
 from mlgate.metrics import EngineMetrics
+from mlgate.runtimes.base import split_progress
 
 __all__ = ["ResponseCache"]
 
@@ -66,7 +68,8 @@ class ResponseCache:
             parameters: Mapping[str, Any] | None) -> str | None:
         """The cache key of a request, hex; None when its parameters are not JSON (never cached)."""
         try:
-            params = orjson.dumps(dict(parameters or {}), option=orjson.OPT_SORT_KEYS)
+            plain = split_progress(parameters)[0] if parameters else {}  # a job's progress callback is no input
+            params = orjson.dumps(dict(plain), option=orjson.OPT_SORT_KEYS)
         except TypeError:
             return None
         digest = hashlib.blake2b(digest_size=20)

@@ -16,6 +16,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 
 import structlog
 
@@ -52,8 +53,11 @@ class ProgressReporter:
 class JobRunner:
     """Runs up to ``settings.jobs_concurrency`` jobs at a time from ``store`` on ``plane``."""
 
-    def __init__(self, store: JobStore, plane: DataPlane, settings: Settings, *, name: str | None = None) -> None:
+    def __init__(self, store: JobStore, plane: DataPlane, settings: Settings, *, name: str | None = None,
+                 on_change: Callable[[str], None] | None = None) -> None:
         self.store = store
+        self.on_change = on_change
+        """Told the id of each job whose row this runner changed (started, progressed, ended): live events."""
         self.plane = plane
         self.settings = settings
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -115,7 +119,12 @@ class JobRunner:
             await asyncio.sleep(min(self.interval_s, max(0.05, left)))
         await self._spawn(job)
 
+    def _changed(self, job_id: str) -> None:
+        if self.on_change is not None:
+            self.on_change(job_id)
+
     def _spawn(self, job: JobRecord) -> asyncio.Task[None]:
+        self._changed(job.id)  # claimed: running
         task = asyncio.create_task(self._execute(job), name=f"job-{job.id}")
         self.running[job.id] = task
         task.add_done_callback(lambda _: self._done(job.id))
@@ -140,6 +149,7 @@ class JobRunner:
             finished = await self.store.finish(job, error=error_body(exc), ttl_s=self.settings.jobs_result_ttl_s)
         else:
             finished = await self.store.finish(job, result=result, ttl_s=self.settings.jobs_result_ttl_s)
+        self._changed(job.id)
         log.info("job ended", job=job.id, model=job.model, attempt=job.attempts, recorded=finished,
                  ms=round((time.perf_counter() - started) * 1000, 1))
         if finished and job.webhook:
@@ -149,6 +159,7 @@ class JobRunner:
 
     async def _poll(self) -> None:
         while True:
+            self._wake.clear()  # before looking: a job queued while we look wakes the next round at once
             try:
                 free = self.settings.jobs_concurrency - len(self.running)
                 if free > 0:
@@ -160,7 +171,6 @@ class JobRunner:
                             self._spawn(job)
             except DatabaseUnavailable:
                 log.warning("jobs database unavailable; retrying")
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.jobs_poll_interval_s)
 
@@ -176,6 +186,7 @@ class JobRunner:
                     if value is not None and value != reporter.written:
                         await self.store.progress(job, value)
                         reporter.written = value
+                        self._changed(job.id)
                 if time.monotonic() - expired_at > min(EXPIRE_EVERY_S, self.settings.jobs_result_ttl_s):
                     expired_at = time.monotonic()
                     await self.store.expire(self.settings.jobs_result_ttl_s)

@@ -57,7 +57,8 @@ class JobService:
         self.store = JobStore(database)
         self.broker = JobBroker(settings.jobs_broker, settings.jobs_queue, settings.jobs_concurrency) \
             if settings.jobs_broker else None
-        self.runner = JobRunner(self.store, plane, settings) if self.broker is None else None
+        self.runner = JobRunner(self.store, plane, settings, on_change=self._notify) if self.broker is None else None
+        self._watchers: dict[str, set[asyncio.Event]] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._webhook_key = server_secret(settings)
 
@@ -81,6 +82,25 @@ class JobService:
             await self.runner.close()
         if self.broker is not None:
             await self.broker.close()
+
+    def _notify(self, job_id: str) -> None:
+        for event in self._watchers.get(job_id, ()):
+            event.set()
+
+    async def wait_change(self, job_id: str, timeout_s: float) -> None:
+        """Return when this process changed the job (its own runner, a cancel), or after ``timeout_s``
+        (another process may have: callers read the database again either way)."""
+        event = asyncio.Event()
+        self._watchers.setdefault(job_id, set()).add(event)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout_s)
+        finally:
+            watchers = self._watchers.get(job_id)
+            if watchers is not None:
+                watchers.discard(event)
+                if not watchers:
+                    del self._watchers[job_id]
 
     async def _sweep(self) -> None:
         """With a broker: send again the jobs whose worker died (lease run out), whatever the broker does
@@ -139,8 +159,10 @@ class JobService:
     async def cancel(self, job: JobRecord) -> JobRecord:
         """Cancel a queued or running job (a running one is stopped: here at once, on a worker within
         ``jobs_poll_interval_s``); a job that had ended is returned as it is."""
-        if await self.store.cancel(job.id, self.settings.jobs_result_ttl_s) and self.runner is not None:
-            self.runner.stop(job.id)
+        if await self.store.cancel(job.id, self.settings.jobs_result_ttl_s):
+            self._notify(job.id)
+            if self.runner is not None:
+                self.runner.stop(job.id)
         return await self.store.get(job.id) or job
 
     async def page(self, where: JobFilter, *, limit: int,

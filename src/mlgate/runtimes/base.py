@@ -36,7 +36,7 @@ thread-safe: call it as often as you like from ``predict``'s thread; the last va
 
 PROGRESS_PARAMETER = "mlgate.progress"
 """The key under which a job's ``Progress`` callback rides in ``parameters`` to the runtime (in-process
-executors only; never JSON, so the batcher never merges such a request with another)."""
+executors only). The batcher ignores it when merging, and hands a merged batch one callback telling every job."""
 
 
 def split_progress(parameters: Mapping[str, Any]) -> tuple[Mapping[str, Any], Progress | None]:
