@@ -1,7 +1,8 @@
 """``mlgate worker`` processes on the real RabbitMQ and Redis, sharing a PostgreSQL database with the server.
 
-The exactly-once test: 100 jobs across 2 workers, one killed with SIGKILL while it runs jobs: every job
-succeeds, once, with its own answer; the jobs the dead worker held were delivered again and taken over.
+The exactly-once test, on RabbitMQ and on Redis: 100 jobs across 2 workers, one killed with SIGKILL while it
+runs jobs: every job succeeds, once, with its own answer; the jobs the dead worker held were delivered again
+and taken over.
 """
 
 from __future__ import annotations
@@ -37,9 +38,13 @@ async def _running_on(store: JobStore, pid: int) -> list[str]:
     return [job.id for job in rows if job.runner is not None and f":{pid}:" in job.runner]
 
 
+@pytest.mark.parametrize("kind", ["rabbitmq", "redis"])
 async def test_100_jobs_over_2_workers_one_killed_all_succeed_once(
-        tmp_path: Path, postgres_url: str, rabbitmq_queue: tuple[str, str]) -> None:
-    broker, queue = rabbitmq_queue
+        tmp_path: Path, postgres_url: str, kind: str, request: pytest.FixtureRequest) -> None:
+    if kind == "rabbitmq":
+        broker, queue = request.getfixturevalue("rabbitmq_queue")
+    else:
+        broker, queue = request.getfixturevalue("redis_url"), "mlgate-jobs-test"
     repo = jobs_repo(tmp_path / "models")
     data = tmp_path / "data"
     async with secure_app(repo, data_dir=data, database_url=postgres_url, jobs_broker=broker, jobs_queue=queue,
