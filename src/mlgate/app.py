@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mlgate import __version__
 from mlgate.api import auth, predictions, usage
 from mlgate.api import catalog as catalog_api
+from mlgate.api import jobs as jobs_api
 from mlgate.api import metrics as metrics_routes
 from mlgate.api import repository as repository_ext
 from mlgate.api.versioning import include_versioned
@@ -141,6 +142,7 @@ def _include_routes(app: FastAPI, settings: Settings) -> None:
         include_versioned(app, catalog_api.router)
         include_versioned(app, predictions.router)
     app.include_router(auth.router)
+    include_versioned(app, jobs_api.router)  # inference jobs (mlgate.jobs)
     include_versioned(app, usage.router)  # admins only: usage from the prediction log
     install_web(app, docs=settings.public_docs)
     install_admin(app, settings)

@@ -15,19 +15,23 @@ Messages of 4xx errors are written for the caller: they name the field and what 
     ├── NotFound                     404 not_found
     │   ├── ModelNotFound            404 model_not_found
     │   ├── ModelVersionNotFound     404 model_version_not_found
-    │   └── AliasNotFound            404 alias_not_found
+    │   ├── AliasNotFound            404 alias_not_found
+    │   └── JobNotFound              404 job_not_found       (unknown, or another caller's, job)
     ├── Unauthenticated              401 unauthenticated     (no credentials where they are needed)
     │   └── InvalidCredentials       401 invalid_credentials (malformed, wrong, expired or revoked key/token)
     ├── Forbidden                    403 forbidden           (a valid caller without the right)
     ├── Conflict                     409 conflict            (a name already taken; a version an alias points at)
     │   ├── VersionExists            409 version_exists      (versions are immutable once pushed)
     │   └── TooManyKeys              409 too_many_keys       (max_active_keys_per_user reached)
+    │   └── JobNotFinished           409 job_not_finished    (a job's result asked for before it succeeded)
+    ├── JobExpired                   410 job_expired         (the job's result was kept for jobs_result_ttl_s)
     ├── PayloadTooLarge              413 payload_too_large
     ├── RateLimited                  429 rate_limited        (Retry-After and RateLimit-* headers)
     ├── RateLimitUnavailable         503 rate_limit_unavailable (counter storage down, policy "refuse")
     ├── ModelNotReady                503 model_not_ready
     ├── DatabaseUnavailable          503 database_unavailable
     ├── QueueFull                    503 queue_full          (the model's queue is at max_queue_size)
+    ├── Overloaded                   503 overloaded          (the queue's estimated wait is past the deadline)
     ├── WorkerDied                   503 worker_died         (the worker process holding the request died)
     ├── BatcherStopped               503 batcher_stopped     (the dynamic batcher's collector failed)
     ├── DeadlineExceeded             504 deadline_exceeded   (no answer within the request's timeout)
@@ -51,6 +55,9 @@ __all__ = [
     "InvalidArchive",
     "InvalidCredentials",
     "InvalidInput",
+    "JobExpired",
+    "JobNotFinished",
+    "JobNotFound",
     "JSONTooDeep",
     "MalformedJSON",
     "MlgateError",
@@ -60,6 +67,7 @@ __all__ = [
     "ModelNotReady",
     "ModelVersionNotFound",
     "NotFound",
+    "Overloaded",
     "PayloadTooLarge",
     "QueueFull",
     "RateLimitUnavailable",
@@ -235,6 +243,28 @@ class TooManyKeys(Conflict):
         super().__init__(message, field="user")
 
 
+class JobNotFound(NotFound):
+    """No job with this id that the caller may see (another caller's job is not found either)."""
+
+    code = "job_not_found"
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job '{job_id}'", field="job_id")
+
+
+class JobNotFinished(Conflict):
+    """The job has no result (yet, or ever: it is queued, running, failed or cancelled); the body says which."""
+
+    code = "job_not_finished"
+
+
+class JobExpired(MlgateError):
+    """The job finished, but its result was dropped after the retention time (``jobs_result_ttl_s``)."""
+
+    status = HTTPStatus.GONE
+    code = "job_expired"
+
+
 class DatabaseUnavailable(MlgateError):
     """The registry database cannot be reached; serving goes on, registry changes wait."""
 
@@ -249,6 +279,18 @@ class QueueFull(MlgateError):
     status = HTTPStatus.SERVICE_UNAVAILABLE
     code = "queue_full"
     retry_after_s = 1.0
+
+
+class Overloaded(MlgateError):
+    """Admission control: the model's queue would make the request miss its deadline, so it is refused at once
+    rather than queued to time out. ``retry_after_s``: when the estimated wait fits again."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "overloaded"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(1.0, retry_after_s)
 
 
 class WorkerDied(MlgateError):

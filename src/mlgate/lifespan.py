@@ -3,8 +3,9 @@
 In order: migrate the database (``database_auto_upgrade``), open it, build security and the first admin, scan
 and load the model repository (the examples when none is configured), compose the request observers (the
 prediction log's recorder, shadow traffic) into the data plane, start the catalog's control plane (registry
-versions, rollouts, the replica follower), then freeze the start-up heap out of the cyclic GC. Shutdown
-closes in reverse: control plane (shadow requests, rollouts, prediction-log flush), models, limits, database.
+versions, rollouts, the replica follower) and the jobs (``mlgate.jobs``), then freeze the start-up heap out of
+the cyclic GC. Shutdown closes in reverse: jobs (running ones go back to the queue), control plane (shadow
+requests, rollouts, prediction-log flush), models, limits, database.
 Everything that composes another object is built here and passed in; nothing is attached afterwards.
 """
 
@@ -24,8 +25,10 @@ from mlgate.catalog.recording import CallRecorder
 from mlgate.catalog.shadow import ShadowTraffic
 from mlgate.db.engine import Database
 from mlgate.db.migrate import upgrade
+from mlgate.inference.cache import ResponseCache
 from mlgate.inference.dataplane import DataPlane, Observer, Stopping
 from mlgate.inference.registry import ModelRegistry
+from mlgate.jobs.service import JobService
 from mlgate.memory import release_freed_heap
 from mlgate.metrics import EngineMetrics
 from mlgate.model.examples import ensure_examples
@@ -73,19 +76,25 @@ async def serve_state(settings: Settings, registry: ModelRegistry, metrics: Engi
     shadow = ShadowTraffic(settings.shadow_max_in_flight, metrics.registry,
                            record=recorder.shadow if recorder is not None else None)
     observers.append(shadow.observe)
-    plane = DataPlane(settings, registry, metrics, observers=observers, stopping=stopping)
+    cache = ResponseCache(settings.cache_storage, metrics)  # used by models with a manifest [cache] only
+    plane = DataPlane(settings, registry, metrics, observers=observers, stopping=stopping, cache=cache)
     control = ControlPlane(settings, database, plane, predlog=predlog, recorder=recorder, shadow=shadow,
                            folder_sources=group_by_name(sources),
                            on_change=[security.authenticator.clear_cache])  # identity changes of other replicas
     await control.start()
+    jobs = JobService(settings, database, plane)  # the embedded runner, or the broker's sending side
+    await jobs.start()
     plane.loaded = True
     log.info("models loaded", ready=sum(handle.ready for handle in registry), total=len(list(registry)))
     release_freed_heap()  # collects, and gives the heap that loading freed back to the system
     gc.freeze()  # keep the cyclic GC off the objects of start-up (frameworks, models)
     try:
-        yield ServerState(settings=settings, dataplane=plane, database=database, security=security, control=control)
+        yield ServerState(settings=settings, dataplane=plane, database=database, security=security, control=control,
+                          jobs=jobs)
     finally:
+        await jobs.close()  # running jobs go back to the queue, for the next start or another runner
         await control.close()
         await registry.unload_all()
+        await cache.aclose()
         await security.limits.aclose()
         await database.dispose()

@@ -8,7 +8,10 @@ the label set stays bounded whatever names clients send. Exported at ``GET /metr
 - ``mlgate_batch_size{model, version}``: rows per runtime call (histogram);
 - ``mlgate_queue_wait_seconds{model, version}``: from entering the queue to the start of the runtime call;
 - ``mlgate_compute_seconds{model, version}``: duration of each runtime call (in a worker: the round trip);
-- ``mlgate_worker_restarts_total{model, version}``: worker processes restarted after dying.
+- ``mlgate_worker_restarts_total{model, version}``: worker processes restarted after dying;
+- ``mlgate_estimated_wait_seconds{model, version}``: admission control's estimate of the time a request
+  arriving now would take (queue ahead of it times the measured service time per batch, plus its own);
+- ``mlgate_cache_requests_total{model, version, result}``: requests to cached models, ``hit`` or ``miss``.
 
 With several HTTP processes (``mlgate serve --workers N``) the series live in prometheus-client's
 multiprocess mode: every process writes its values to files in ``PROMETHEUS_MULTIPROC_DIR`` (set by
@@ -42,6 +45,7 @@ class ModelMetrics:
     queue_wait: Histogram
     compute: Histogram
     worker_restarts: Counter
+    estimated_wait: Gauge | None = None
 
 
 class EngineMetrics:
@@ -62,6 +66,11 @@ class EngineMetrics:
                                  buckets=_SECONDS, registry=r)
         self.worker_restarts = Counter("mlgate_worker_restarts", "Worker processes restarted after dying.",
                                        _LABELS, registry=r)
+        self.estimated_wait = Gauge("mlgate_estimated_wait_seconds", "Estimated seconds a request arriving now "
+                                    "would take: queue ahead times service time per batch, plus its own.",
+                                    _LABELS, registry=r, multiprocess_mode="livemax")
+        self.cache = Counter("mlgate_cache_requests", "Requests to cached models by result: hit or miss.",
+                             (*_LABELS, "result"), registry=r)
         self._request_children: dict[tuple[str, str, int], Counter] = {}
 
     def model(self, name: str, version: str) -> ModelMetrics:
@@ -72,6 +81,7 @@ class EngineMetrics:
             queue_wait=self.queue_wait.labels(name, version),
             compute=self.compute.labels(name, version),
             worker_restarts=self.worker_restarts.labels(name, version),
+            estimated_wait=self.estimated_wait.labels(name, version),
         )
 
     def request(self, name: str, version: str, status: int) -> None:
@@ -84,7 +94,8 @@ class EngineMetrics:
 
     def forget(self, name: str, version: str) -> None:
         """Drop the series of an unloaded model version, so /metrics stops reporting it."""
-        for metric in (self.queue_depth, self.batch_size, self.queue_wait, self.compute, self.worker_restarts):
+        for metric in (self.queue_depth, self.batch_size, self.queue_wait, self.compute, self.worker_restarts,
+                       self.estimated_wait):
             with contextlib.suppress(KeyError):
                 metric.remove(name, version)
         self._request_children = {k: c for k, c in self._request_children.items() if k[:2] != (name, version)}

@@ -143,6 +143,11 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         default=None, min_length=16, description="The bearer token /metrics asks for when metrics = token."
     )
+    cache_storage: str = Field(
+        default="memory",
+        description="Where models with a manifest [cache] keep their answers: `memory` (each process its own) "
+        "or `redis://host:6379/0` (shared by every replica).",
+    )
     workers: int = Field(
         default=1, ge=0,
         description="HTTP server processes sharing the port, each with its own copy of the models and its own "
@@ -164,6 +169,48 @@ class Settings(BaseSettings):
         "plaintext (terminate TLS in a proxy).",
     )
     grpc_tls_key: Path | None = Field(default=None, description="PEM private key of `grpc_tls_cert`.")
+    # -- jobs: long inference, queued and run in the background ------------------------------------
+    jobs_broker: str | None = Field(
+        default=None,
+        description="Where jobs are queued: unset runs them in the server itself (state in its database, "
+        "resumed after a restart); `amqp://user:pass@host:5672/` (RabbitMQ) or `redis://host:6379/0` hands "
+        "them to `mlgate worker` processes sharing the database.",
+    )
+    jobs_queue: str = Field(
+        default="mlgate-jobs", min_length=1, max_length=200,
+        description="Name of the broker queue (RabbitMQ queue, Redis stream) the server and workers share.",
+    )
+    jobs_concurrency: int = Field(
+        default=4, ge=1, description="Jobs one runner (the server's own, or one `mlgate worker`) runs at once.",
+    )
+    jobs_lease_s: float = Field(
+        default=30.0, gt=0,
+        description="A running job's lease, seconds: its runner renews it; a job whose runner died is taken "
+        "over once the lease ran out.",
+    )
+    jobs_poll_interval_s: float = Field(
+        default=0.5, gt=0,
+        description="How often a runner looks for jobs it was not told about (queued by another process, "
+        "leases run out) and for cancellations, seconds.",
+    )
+    jobs_result_ttl_s: float = Field(
+        default=86_400.0, gt=0,
+        description="How long a finished job's result is kept, seconds; then the job is `expired`.",
+    )
+    jobs_webhook_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts (`host` or `host:port`, exact) a job's webhook may be sent to; any other is refused "
+        "at submission. Empty: no webhooks.",
+    )
+    jobs_webhook_secret: SecretStr | None = Field(
+        default=None, min_length=32,
+        description="Server key from which each API key's webhook signing secret is derived; default: a random "
+        "key kept in data_dir/webhook-secret (workers on other machines need this setting).",
+    )
+    jobs_max_queued_per_caller: int = Field(
+        default=100, ge=1,
+        description="Jobs one caller may have queued or running; one more gets 429 with Retry-After.",
+    )
 
     # -- registry: database, artifact store, rollouts, prediction log -------------------------------
     registry_api: bool = Field(
@@ -340,6 +387,19 @@ class Settings(BaseSettings):
             raise ValueError(f"rate_limit_key_tier {self.rate_limit_key_tier!r} is not one of rate_limit_tiers "
                              f"({', '.join(sorted(self.rate_limit_tiers))})")
         return self
+    @field_validator("cache_storage")
+    @classmethod
+    def _cache_storage(cls, value: str) -> str:
+        if value != "memory" and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected memory or redis://...")
+        return value
+
+    @field_validator("jobs_broker")
+    @classmethod
+    def _broker_scheme(cls, url: str | None) -> str | None:
+        if url and not url.startswith(("amqp://", "amqps://", "redis://", "rediss://")):
+            raise ValueError("expected amqp://... (RabbitMQ) or redis://... (Redis)")
+        return url or None
 
     @field_validator("anonymous_models", "user_models")
     @classmethod

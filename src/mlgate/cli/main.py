@@ -15,8 +15,10 @@ from rich.table import Table
 
 from mlgate import __version__
 from mlgate.cli.common import ConfigOption, RepositoryOption, err, out, settings_from
+from mlgate.cli.jobs import jobs_app
 from mlgate.cli.ops import config_app, db_app, doctor
 from mlgate.cli.security import groups_app, keys_app, users_app
+from mlgate.cli.worker import worker
 from mlgate.settings import Settings, default_examples_dir
 
 __all__ = ["app"]
@@ -341,3 +343,5 @@ def version() -> None:
 app.add_typer(users_app, name="users")
 app.add_typer(groups_app, name="groups")
 app.add_typer(keys_app, name="keys")
+app.add_typer(jobs_app, name="jobs")
+app.command()(worker)

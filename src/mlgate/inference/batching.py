@@ -32,9 +32,9 @@ import numpy as np
 import orjson
 import structlog
 
-from mlgate.errors import BatcherStopped, ModelNotReady, QueueFull
+from mlgate.errors import BatcherStopped, ModelNotReady, Overloaded, QueueFull
 from mlgate.metrics import ModelMetrics
-from mlgate.runtimes.base import Batch, Executor
+from mlgate.runtimes.base import PROGRESS_PARAMETER, Batch, Executor, split_progress
 
 __all__ = ["Clock", "DynamicBatcher", "merge_key"]
 
@@ -47,6 +47,8 @@ Clock = Callable[[], float]
 def merge_key(batch: Batch, parameters: Mapping[str, Any]) -> Hashable:
     """What two requests must share to be merged: inputs' names, dtypes, non-batch dims; parameters."""
     tensors = tuple((name, array.dtype, array.shape[1:]) for name, array in sorted(batch.items()))
+    if PROGRESS_PARAMETER in parameters:  # a job's progress callback: jobs merge, each told the batch's progress
+        parameters = split_progress(parameters)[0]
     try:
         params: Hashable = orjson.dumps(parameters, option=orjson.OPT_SORT_KEYS)
     except TypeError:
@@ -92,6 +94,10 @@ class DynamicBatcher:
         self.clock = clock
         self.name = name
         self._slots = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        self._busy = 0  # batches computing
+        self._service_s: float | None = None  # moving average of seconds per runtime call (None: none yet)
+        self._per_batch = 1.0  # moving average of requests per runtime call
         self._queue: deque[_Item] = deque()
         self._waiting = 0  # requests with a chunk still queued
         self._arrived = asyncio.Event()
@@ -104,6 +110,28 @@ class DynamicBatcher:
     def queue_depth(self) -> int:
         """Requests waiting in the queue (not yet dispatched)."""
         return self._waiting
+
+    def estimated_wait_s(self) -> float | None:
+        """Seconds a request arriving now would take: the batches ahead of it (queued requests over the
+        requests per call, plus those computing) spread over ``concurrency``, times the measured seconds per
+        call, plus its own call. None until a call was measured."""
+        if self._service_s is None:
+            return None
+        ahead = self._waiting / self._per_batch + self._busy
+        estimate = (ahead / self._concurrency + 1.0) * self._service_s
+        if self.metrics is not None and self.metrics.estimated_wait is not None:
+            self.metrics.estimated_wait.set(estimate)
+        return estimate
+
+    def admit(self, deadline_s: float) -> None:
+        """Admission control: refuse at once (Overloaded, 503 with Retry-After) a request that would wait in
+        the queue past ``deadline_s`` seconds by the estimate. Never refuses when nothing is queued."""
+        estimate = self.estimated_wait_s()
+        if estimate is None or self._waiting == 0 or estimate <= deadline_s:
+            return
+        raise Overloaded(f"model '{self.name}' is busy: {self._waiting} requests are queued and the estimated "
+                         f"wait is {estimate * 1000:.0f} ms, past this request's {deadline_s * 1000:g} ms timeout; "
+                         "retry after Retry-After seconds", estimate - deadline_s)
 
     async def __call__(self, batch: Batch, parameters: Mapping[str, Any]) -> Batch:
         """Queue ``batch`` and await its outputs. Raises QueueFull, BatcherStopped, ModelNotReady (503)."""
@@ -160,6 +188,7 @@ class DynamicBatcher:
                 if not items:
                     self._slots.release()
                     continue
+                self._busy += 1
                 task = asyncio.get_running_loop().create_task(self._run(items))
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
@@ -228,9 +257,12 @@ class DynamicBatcher:
             else:
                 merged = {name: np.concatenate([item.inputs[name] for item in items]) for name in items[0].inputs}
             try:
-                outputs = await self.inner(merged, items[0].request.parameters)
+                outputs = await self.inner(merged, _merged_parameters(items))
+                took = self.clock() - started
+                self._service_s = took if self._service_s is None else 0.8 * self._service_s + 0.2 * took
+                self._per_batch = 0.8 * self._per_batch + 0.2 * len({id(item.request) for item in items})
                 if self.metrics is not None:
-                    self.metrics.compute.observe(self.clock() - started)
+                    self.metrics.compute.observe(took)
                 parts = [outputs] if len(items) == 1 else _split(outputs, rows)
             except _ENGINE_ERRORS:
                 raise
@@ -250,7 +282,9 @@ class DynamicBatcher:
                 if not item.request.future.done():
                     item.request.future.set_exception(exc)
         finally:
+            self._busy -= 1
             self._slots.release()
+            self.estimated_wait_s()  # keeps the exported estimate current
 
     async def _run_alone(self, items: list[_Item]) -> None:
         """Each item of a failed merged batch in its own runtime call; an error fails only its request."""
@@ -295,6 +329,21 @@ class DynamicBatcher:
 
 _ENGINE_ERRORS = (BatcherStopped, ModelNotReady, QueueFull)
 """Failures of the engine itself, not of a request's rows: never retried request by request."""
+
+
+def _merged_parameters(items: Sequence[_Item]) -> Mapping[str, Any]:
+    """The parameters of a batch (its requests share them), with one progress callback telling every job's."""
+    parameters = items[0].request.parameters
+    callbacks = {id(item.request): split_progress(item.request.parameters)[1] for item in items}
+    reporters = [callback for callback in callbacks.values() if callback is not None]
+    if len(callbacks) == 1 or not reporters:
+        return parameters
+
+    def progress(value: float) -> None:
+        for report in reporters:
+            report(value)
+
+    return {**split_progress(parameters)[0], PROGRESS_PARAMETER: progress}
 
 
 def _split(outputs: Batch, rows: Sequence[int]) -> list[Batch]:

@@ -22,6 +22,7 @@ import structlog
 from mlgate import __version__
 from mlgate.datatypes import FLOAT_DATATYPES
 from mlgate.errors import DeadlineExceeded, InvalidInput, MlgateError, ModelError, ModelNotReady
+from mlgate.inference.cache import ResponseCache
 from mlgate.inference.registry import ModelHandle, ModelRegistry, ModelState
 from mlgate.metrics import EngineMetrics
 from mlgate.settings import Settings
@@ -64,11 +65,12 @@ class Call:
 
     async def infer(
         self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any] | None = None,
-        *, timeout_ms: float | None = None,
+        *, timeout_ms: float | None = None, admission: bool = True, cache: bool = True,
     ) -> dict[str, np.ndarray]:
         """``DataPlane.infer`` on this call's handle, keeping inputs and outputs for the observers."""
         self.inputs, self.parameters = inputs, parameters
-        outputs = await self.plane.infer(self.handle, inputs, parameters, timeout_ms=timeout_ms)
+        outputs = await self.plane.infer(self.handle, inputs, parameters, timeout_ms=timeout_ms, admission=admission,
+                                         cache=cache)
         self.outputs = outputs
         return outputs
 
@@ -116,7 +118,8 @@ class DataPlane:
     """
 
     def __init__(self, settings: Settings, registry: ModelRegistry, metrics: EngineMetrics | None = None, *,
-                 observers: Sequence[Observer] = (), stopping: Stopping | None = None) -> None:
+                 observers: Sequence[Observer] = (), stopping: Stopping | None = None,
+                 cache: ResponseCache | None = None) -> None:
         self.settings = settings
         self.registry = registry
         self.metrics = metrics if metrics is not None else EngineMetrics()
@@ -126,6 +129,8 @@ class DataPlane:
         """Set when the server was told to stop (SIGTERM): not ready any more, still serving."""
         self.observers = tuple(observers)
         """Told about every request served through ``serving`` (prediction log, shadow traffic)."""
+        self.cache = cache
+        """The response cache of models with a manifest ``[cache]`` (None: no caching)."""
 
     # -- health and metadata ------------------------------------------------------------------------
 
@@ -223,7 +228,7 @@ class DataPlane:
 
     async def infer(
         self, handle: ModelHandle, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any] | None = None,
-        *, timeout_ms: float | None = None,
+        *, timeout_ms: float | None = None, admission: bool = True, cache: bool = True,
     ) -> dict[str, np.ndarray]:
         """Run ``handle``'s model on ``inputs`` (``{name: [batch, ...]}``, already of the right dtype).
 
@@ -231,23 +236,40 @@ class DataPlane:
         model's (see ``timeout_ms``). Returns ``{output name: [batch, ...]}``. Raises InvalidInput (400)
         for missing inputs, shapes that do not match the model's, unequal batch sizes and NaN/Infinity
         where the model takes none; ModelError (500) when the model raises or answers with the wrong batch
-        size; QueueFull, WorkerDied, BatcherStopped (503) from the engine; DeadlineExceeded (504).
+        size; QueueFull, WorkerDied, BatcherStopped (503) from the engine; DeadlineExceeded (504). With
+        ``admission`` (synchronous requests; jobs wait instead), Overloaded (503 with Retry-After) at once when
+        the model's queue would make the request miss its timeout (``DynamicBatcher.admit``). A model with a
+        manifest ``[cache]`` answers identical requests from the response cache (``cache=False``:
+        ``Cache-Control: no-cache``, computed and not stored; ``mlgate.inference.cache``).
         """
         try:
-            outputs = await self._infer(handle, inputs, parameters, timeout_ms)
+            config = handle.manifest.cache if handle.manifest is not None else None
+            key = None
+            if cache and self.cache is not None and config is not None and config.enabled:
+                self._check(handle, inputs)
+                key = self.cache.key(handle.name, handle.version, inputs, parameters)
+            if key is not None and self.cache is not None and config is not None:
+                outputs = await self.cache.get_or_compute(
+                    handle.name, handle.version, key, ttl_s=config.ttl_s, max_entries=config.max_entries,
+                    compute=lambda: self._infer(handle, inputs, parameters, timeout_ms, admission))
+            else:
+                outputs = await self._infer(handle, inputs, parameters, timeout_ms, admission)
         except MlgateError as exc:
             self.metrics.request(handle.name, handle.version, int(exc.status))
             raise
         self.metrics.request(handle.name, handle.version, 200)
         return outputs
 
-    async def _infer(self, handle: ModelHandle, inputs: Mapping[str, np.ndarray],
-                     parameters: Mapping[str, Any] | None, timeout_ms: float | None) -> dict[str, np.ndarray]:
+    async def _infer(self, handle: ModelHandle, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, Any] | None,
+                     timeout_ms: float | None, admission: bool = True) -> dict[str, np.ndarray]:
         batch = self._check(handle, inputs)
         executor = handle.executor
         if executor is None:
             raise ModelNotReady(f"model '{handle.name}' version '{handle.version}' is not ready (unloaded)")
         limit_ms = self.timeout_ms(handle, timeout_ms)
+        admit = getattr(executor, "admit", None) if admission else None
+        if admit is not None:
+            admit(limit_ms / 1000.0)
         handle.acquire()
         try:
             # asyncio's own timeout: about half the cost of anyio.move_on_after per request (benchmarks/RESULTS.md).

@@ -44,8 +44,10 @@ class InferenceEngine:
         inner: Executor = handle.executor
         concurrency = 1
         if manifest.instances:
+            limit_ms = manifest.timeout_ms if manifest.timeout_ms is not None else self.settings.request_timeout_ms
             pool = WorkerPool(manifest, handle.directory, manifest.instances,
-                              start_timeout_s=self.settings.worker_start_timeout_s, metrics=metrics)
+                              start_timeout_s=self.settings.worker_start_timeout_s, metrics=metrics,
+                              timeout_s=limit_ms / 1000.0)
             await pool.start()
             if handle.runtime is not None:
                 handle.runtime.inputs, handle.runtime.outputs = pool.inputs, pool.outputs

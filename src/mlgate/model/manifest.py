@@ -41,6 +41,12 @@ drawing pad (``ImagePreprocessing``)::
 Inference engine keys: ``instances`` (worker processes, 0 = in this process), ``device`` (``cpu``, ``cuda``
 or ``cuda:N``, for the runtimes that run on a GPU: keras, torch, tensorflow, xgboost, transformers), ``timeout_ms`` (the
 model's request timeout) and, under ``[batching]``, ``preferred_batch_sizes`` and ``max_queue_size``.
+A deterministic model may cache its answers (``mlgate.inference.cache``)::
+
+    [cache]
+    enabled = true
+    ttl_s = 300                   # seconds an answer is kept
+    max_entries = 1024            # answers kept per version (in memory)
 
 A manifest can open its model to callers without credentials and set its own rate limits::
 
@@ -66,8 +72,8 @@ from mlgate.access import ModelAccess, RateLimitTier, refuse_bool
 from mlgate.datatypes import Datatype
 from mlgate.errors import ModelLoadError
 
-__all__ = ["MANIFEST_FILE", "MAX_DESCRIPTION_CHARS", "MAX_MANIFEST_BYTES", "BatchingConfig", "ImagePreprocessing",
-           "ModelManifest", "TensorSpec", "read_manifest"]
+__all__ = ["MANIFEST_FILE", "MAX_DESCRIPTION_CHARS", "MAX_MANIFEST_BYTES", "BatchingConfig", "CacheConfig",
+           "ImagePreprocessing", "ModelManifest", "TensorSpec", "read_manifest"]
 
 MANIFEST_FILE = "model.toml"
 MAX_MANIFEST_BYTES = 1024 * 1024
@@ -198,6 +204,18 @@ class BatchingConfig(BaseModel):
         return self
 
 
+class CacheConfig(BaseModel):
+    """The response cache of a deterministic model (see ``mlgate.inference.cache``): identical requests (same
+    version, inputs and parameters) within ``ttl_s`` seconds are answered from the cache; in memory at most
+    ``max_entries`` answers are kept per model version (the oldest go first)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(default=False, description="Cache this model's answers (only for deterministic models).")
+    ttl_s: float = Field(default=300.0, gt=0, description="How long an answer is kept, in seconds.")
+    max_entries: int = Field(default=1024, ge=1, description="Answers kept per model version (memory storage).")
+
+
 class ModelManifest(BaseModel):
     """The parsed ``model.toml`` of one model directory."""
 
@@ -212,6 +230,7 @@ class ModelManifest(BaseModel):
     outputs: tuple[TensorSpec, ...] = ()
     labels: tuple[str, ...] | None = Field(default=None, description="Class labels, by class index.")
     batching: BatchingConfig = BatchingConfig()
+    cache: CacheConfig = Field(default_factory=CacheConfig, description="[cache]: enabled, ttl_s, max_entries.")
     instances: int = Field(
         default=0, ge=0, le=64,
         description="Worker processes that run the model, each loading it; 0: run it in the server process.",

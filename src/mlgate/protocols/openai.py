@@ -15,6 +15,7 @@ from mlgate.auth.caller import Action
 from mlgate.codecs.openai import encode_embeddings, parse_embedding_request
 from mlgate.inference.embeddings import embed
 from mlgate.protocols.body import json_response, read_json, request_timeout_ms
+from mlgate.protocols.jobs import accept_job, prefers_async
 from mlgate.protocols.routes import InferenceRoute, OpenAPIOperation, serving
 from mlgate.protocols.security import admit, charge
 from mlgate.protocols.state import server_state
@@ -35,8 +36,11 @@ async def embeddings(request: Request) -> Response:
     await admit(request, None, count=False)
     plane = server_state(request).dataplane
     timeout_ms = request_timeout_ms(request)
-    body, texts = parse_embedding_request(await read_json(request, plane))
+    raw = await read_json(request, plane)
+    body, texts = parse_embedding_request(raw)
     await admit(request, Action.PREDICT, body.model)
+    if prefers_async(request):  # Prefer: respond-async -> 202 and a job (mlgate.protocols.jobs)
+        return await accept_job(request, "openai", body.model, None, raw, timeout_ms=timeout_ms)
     await charge(request, len(texts))
     async with serving(request, plane, body.model) as call:
         handle = call.handle

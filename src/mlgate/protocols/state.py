@@ -1,7 +1,7 @@
 """State, typed: the server's one state object, and each HTTP request's.
 
 ``ServerState`` is what the lifespan (``mlgate.lifespan``) builds once: settings, data plane, database,
-security and the catalog's control plane. It hangs on the app as ``app.state.mlgate``; routes read it with
+security, the catalog's control plane and the jobs. It hangs on the app as ``app.state.mlgate``; routes read it with
 ``server_state(request)``.
 
 ``RequestState`` is what the layers of one request tell each other: the edge writes the request id and the
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from mlgate.catalog.control import ControlPlane
     from mlgate.db.engine import Database
     from mlgate.inference.dataplane import DataPlane
+    from mlgate.jobs.service import JobService
     from mlgate.settings import Settings
 
 __all__ = ["STATE_KEY", "RequestState", "ServerState", "request_state", "server_state"]
@@ -87,6 +88,8 @@ class ServerState:
     database: Database
     security: SecurityService
     control: ControlPlane
+    jobs: JobService
+    """Inference jobs: submit, read, cancel (``mlgate.jobs``)."""
 
 
 def server_state(request: Any) -> ServerState:

@@ -18,6 +18,8 @@ from mlgate.errors import NotFound
 from mlgate.inference.dataplane import DataPlane
 from mlgate.protocols.body import dataplane, json_response, read_json, request_timeout_ms
 from mlgate.protocols.errors import ERROR_RESPONSES
+from mlgate.protocols.headers import cacheable
+from mlgate.protocols.jobs import accept_job, prefers_async
 from mlgate.protocols.routes import InferenceRoute, OpenAPIOperation, serving
 from mlgate.protocols.security import admit, charge, may_use, require, rows_of
 from mlgate.protocols.state import server_state
@@ -69,12 +71,15 @@ async def _predict(request: Request, name: str, version: str | None) -> Response
     else:
         version = target
     plane = server_state(request).dataplane
+    if prefers_async(request):  # Prefer: respond-async -> 202 and a job (mlgate.protocols.jobs)
+        return await accept_job(request, "v1", name, version, await read_json(request, plane),
+                                timeout_ms=request_timeout_ms(request))
     async with serving(request, plane, name, version) as call:
         handle = call.handle
         timeout_ms = request_timeout_ms(request)
         inputs = codec.decode_predict(await read_json(request, plane), handle.inputs)
         await charge(request, rows_of(inputs))
-        outputs = await call.infer(inputs, timeout_ms=timeout_ms)
+        outputs = await call.infer(inputs, timeout_ms=timeout_ms, cache=cacheable(request))
     return json_response(codec.encode_predictions(outputs, handle.outputs), headers={"X-Model-Version": handle.version})
 
 

@@ -21,8 +21,17 @@ from fastapi.responses import Response
 from mlgate.auth.caller import Action
 from mlgate.codecs import v2 as codec
 from mlgate.inference.dataplane import DataPlane
-from mlgate.protocols.body import binary_response, dataplane, json_response, read_v2_body, request_timeout_ms
+from mlgate.protocols.body import (
+    binary_response,
+    dataplane,
+    json_response,
+    read_json,
+    read_v2_body,
+    request_timeout_ms,
+)
 from mlgate.protocols.errors import ERROR_RESPONSES
+from mlgate.protocols.headers import cacheable
+from mlgate.protocols.jobs import accept_job, prefers_async
 from mlgate.protocols.routes import InferenceRoute, OpenAPIOperation, serving
 from mlgate.protocols.security import admit, charge, may_use, require, require_caller, rows_of
 from mlgate.protocols.state import server_state
@@ -97,6 +106,9 @@ async def infer(request: Request) -> Response:
     name, version = request.path_params["model_name"], request.path_params.get("model_version")
     await admit(request, Action.PREDICT, name, version)
     plane = server_state(request).dataplane
+    if prefers_async(request):  # Prefer: respond-async -> 202 and a job (mlgate.protocols.jobs)
+        return await accept_job(request, "v2", name, version, await read_json(request, plane),
+                                timeout_ms=request_timeout_ms(request))
     async with serving(request, plane, name, version) as call:
         handle = call.handle
         timeout_ms = request_timeout_ms(request)
@@ -104,7 +116,7 @@ async def infer(request: Request) -> Response:
         body = codec.parse_request(parsed)
         inputs = codec.decode_inputs(body, handle.inputs, binary_section)
         await charge(request, rows_of(inputs))
-        outputs = await call.infer(inputs, body.parameters, timeout_ms=timeout_ms)
+        outputs = await call.infer(inputs, body.parameters, timeout_ms=timeout_ms, cache=cacheable(request))
     content, chunks = codec.encode_response(
         model_name=handle.name, model_version=handle.version, request=body, outputs=outputs,
         specs=handle.outputs, labels=handle.labels)

@@ -15,7 +15,7 @@ batcher relies on this to merge concurrent requests into one call and split the 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -24,10 +24,28 @@ import numpy as np
 from mlgate.errors import ModelLoadError
 from mlgate.model.manifest import ModelManifest, TensorSpec
 
-__all__ = ["Batch", "Executor", "Runtime"]
+__all__ = ["PROGRESS_PARAMETER", "Batch", "Executor", "Progress", "Runtime", "split_progress"]
 
 Batch = Mapping[str, np.ndarray]
 """Input or output tensors by name, each ``[batch, ...]``. BYTES tensors are object arrays of bytes."""
+
+
+Progress = Callable[[float], None]
+"""Reports how far a long ``predict`` is, from 0 to 1 (a job shows it: ``GET /api/v1/jobs/{id}``). Cheap and
+thread-safe: call it as often as you like from ``predict``'s thread; the last value wins."""
+
+PROGRESS_PARAMETER = "mlgate.progress"
+"""The key under which a job's ``Progress`` callback rides in ``parameters`` to the runtime (in-process
+executors only). The batcher ignores it when merging, and hands a merged batch one callback telling every job."""
+
+
+def split_progress(parameters: Mapping[str, Any]) -> tuple[Mapping[str, Any], Progress | None]:
+    """``parameters`` without the progress callback, and the callback (None when there is none)."""
+    progress = parameters.get(PROGRESS_PARAMETER)
+    if progress is None:
+        return parameters, None
+    rest = {k: v for k, v in parameters.items() if k != PROGRESS_PARAMETER}
+    return rest, progress if callable(progress) else None
 
 
 class Executor(Protocol):
@@ -92,6 +110,8 @@ class Runtime(ABC):
         """Compute outputs for a batch: ``{input name: [batch, ...]}`` -> ``{output name: [batch, ...]}``.
 
         ``parameters`` are the request's ``parameters`` (V2), passed through untouched; empty when absent.
+        When a job runs the request, they also hold its ``Progress`` callback under ``PROGRESS_PARAMETER``
+        (``split_progress`` takes it out); a runtime that can tell how far it is may call it.
         May return more outputs than requested (the caller selects). Exceptions become a 500 for the
         caller and a log line with the traceback.
         """

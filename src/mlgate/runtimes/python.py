@@ -6,8 +6,16 @@ is built with no arguments, then::
     load()                       # once; read weights relative to Path(__file__).parent
     predict(batch) -> outputs    # {input name: np.ndarray [batch, ...]} -> {output name: [batch, ...]}
 
-``predict`` may also take a second argument, the request's ``parameters``. The manifest must declare the
-inputs and outputs. Security: the file runs with the server's rights; serve only code you trust.
+``predict`` may also take a second argument, the request's ``parameters``, and a third, ``progress``: a
+callable taking a float from 0 to 1 that a job shows as its progress (a no-op for synchronous requests)::
+
+    def predict(self, batch, parameters, progress):
+        for i, chunk in enumerate(chunks):
+            ...
+            progress((i + 1) / len(chunks))
+
+The manifest must declare the inputs and outputs. Security: the file runs with the server's rights; serve only
+code you trust.
 """
 
 from __future__ import annotations
@@ -22,9 +30,13 @@ from typing import Any
 import numpy as np
 
 from mlgate.errors import ModelLoadError
-from mlgate.runtimes.base import Batch, Runtime
+from mlgate.runtimes.base import Batch, Runtime, split_progress
 
 __all__ = ["PythonRuntime"]
+
+
+def _no_progress(value: float) -> None:
+    """The progress callback of a request that is not a job: nobody is watching."""
 
 
 class PythonRuntime(Runtime):
@@ -57,10 +69,17 @@ class PythonRuntime(Runtime):
         self.model = cls()
         if callable(getattr(self.model, "load", None)):
             self.model.load()
-        self._takes_parameters = len(inspect.signature(self.model.predict).parameters) >= 2
+        arguments = len(inspect.signature(self.model.predict).parameters)
+        self._takes_parameters, self._takes_progress = arguments >= 2, arguments >= 3
 
     def predict(self, batch: Batch, parameters: Mapping[str, Any]) -> Batch:
-        result = self.model.predict(batch, parameters) if self._takes_parameters else self.model.predict(batch)
+        parameters, progress = split_progress(parameters)
+        if self._takes_progress:
+            result = self.model.predict(batch, parameters, progress or _no_progress)
+        elif self._takes_parameters:
+            result = self.model.predict(batch, parameters)
+        else:
+            result = self.model.predict(batch)
         if not isinstance(result, Mapping):
             raise TypeError(f"predict() returned {type(result).__name__}, expected a dict of arrays")
         return {name: np.asarray(value) for name, value in result.items()}

@@ -5,6 +5,8 @@ memory is the model's alone and CPU-bound inference runs on every core while the
 moves bytes. A batch goes to an idle worker; one supervisor task per slot restarts its worker when it dies
 (at once the first time, then backing off up to 10 s while it keeps dying young). The request a dying
 worker held fails with WorkerDied (503); requests wait for a live worker meanwhile, up to their deadline.
+With ``timeout_s`` (the model's ``timeout_ms``), a batch still computing past it has its worker killed, so the
+work really stops and the instance serves again once restarted; its callers get DeadlineExceeded (504).
 
 Callers should not run more than ``instances`` batches at once (the dynamic batcher in front sees to it);
 extra calls simply wait for a worker.
@@ -20,10 +22,10 @@ from typing import Any
 
 import structlog
 
-from mlgate.errors import ModelLoadError
+from mlgate.errors import DeadlineExceeded, ModelLoadError
 from mlgate.metrics import ModelMetrics
 from mlgate.model.manifest import ModelManifest, TensorSpec
-from mlgate.runtimes.base import Batch
+from mlgate.runtimes.base import Batch, split_progress
 from mlgate.workers.process import WorkerProcess
 
 __all__ = ["WorkerPool"]
@@ -39,8 +41,10 @@ class WorkerPool:
     process; a process that dies is restarted and its batch fails with WorkerDied (503).
     """
     def __init__(self, manifest: ModelManifest, directory: Path, instances: int, *, start_timeout_s: float = 120.0,
-                 metrics: ModelMetrics | None = None) -> None:
+                 metrics: ModelMetrics | None = None, timeout_s: float | None = None) -> None:
         self.manifest = manifest
+        self.timeout_s = timeout_s
+        """The model's time limit per batch: past it the worker computing the batch is killed (and restarted)."""
         self.directory = directory
         self.instances = instances
         self.start_timeout_s = start_timeout_s
@@ -85,7 +89,24 @@ class WorkerPool:
             worker = await self._idle.get()
             if worker.alive:
                 break
-        return await worker.infer(batch, parameters)
+        parameters = split_progress(parameters)[0]  # a callback cannot cross processes
+        if self.timeout_s is None:
+            return await worker.infer(batch, parameters)
+        limit = asyncio.timeout(self.timeout_s)
+        try:
+            async with limit:
+                return await worker.infer(batch, parameters)
+        except TimeoutError:
+            if not limit.expired():
+                raise
+            # The work must stop, not only the wait: kill the process; its supervisor starts a fresh one.
+            log.warning("worker process over the model's time limit; killing it", model=self.name, pid=worker.pid,
+                        timeout_s=self.timeout_s)
+            if self.metrics is not None:
+                self.metrics.worker_restarts.inc()
+            await worker.kill()
+            raise DeadlineExceeded(f"model '{self.name}' did not answer within {self.timeout_s * 1000:g} ms (its "
+                                   "timeout_ms); the worker process computing it was stopped") from None
 
     async def close(self) -> None:
         """Stop every worker (each finishes its batch first, up to 5 s) and the supervisors."""

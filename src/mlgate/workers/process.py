@@ -135,6 +135,10 @@ class WorkerProcess:
         return RemoteError(status, str(data.get("code", "bad_request")), str(data.get("message", "")),
                            data.get("field"))
 
+    async def kill(self) -> None:
+        """Kill the process now (a batch past its time limit); ``serve`` then ends and the pool restarts it."""
+        await _kill(self._proc)
+
     @property
     def returncode(self) -> int | None:
         """The exit status once the process ended, else None."""

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 from mlgate.db.tables.audit import AuditEntry
 from mlgate.db.tables.catalog import AliasHistory, ModelAlias, ModelTraffic, ModelVersionRecord, RegistryChange
 from mlgate.db.tables.identity import ApiKey, Group, User
+from mlgate.db.tables.jobs import JobRecord
 from mlgate.db.tables.predlog import PredictionRecord
 from mlgate.web.admin.access import DEPLOYERS, RoleGate
 from mlgate.web.admin.filters import RecentFilter
@@ -177,6 +178,23 @@ class AuditTable(ReadOnly, model=AuditEntry):
                                      OperationColumnFilter(AuditEntry.action)]
 
 
+class JobTable(ReadOnly, model=JobRecord):
+    """Inference jobs (admins only); their requests and results are callers' data, served by the jobs API to
+    their owners, and not shown here."""
+
+    category = "Logs"
+    name, name_plural, icon = "Job", "Jobs", "fa-solid fa-hourglass-half"
+    column_list: ClassVar[Any] = [JobRecord.seq, JobRecord.id, JobRecord.status, JobRecord.model, JobRecord.version,
+                                  JobRecord.protocol, JobRecord.owner, JobRecord.progress, JobRecord.attempts,
+                                  JobRecord.runner, JobRecord.created_at, JobRecord.finished_at]
+    column_details_exclude_list: ClassVar[Any] = [JobRecord.request, JobRecord.result]
+    column_default_sort: ClassVar[Any] = (JobRecord.seq, True)
+    column_sortable_list: ClassVar[Any] = [JobRecord.seq, JobRecord.created_at, JobRecord.status]
+    column_searchable_list: ClassVar[Any] = [JobRecord.id]
+    column_filters: ClassVar[Any] = [RecentFilter(JobRecord.created_at), OperationColumnFilter(JobRecord.status),
+                                     OperationColumnFilter(JobRecord.model), OperationColumnFilter(JobRecord.owner)]
+
+
 TABLE_VIEWS: tuple[type[ModelView], ...] = (
     UserTable, GroupTable, KeyTable, VersionTable, AliasTable, AliasHistoryTable, TrafficTable, ChangeTable,
-    PredictionTable, AuditTable)
+    PredictionTable, AuditTable, JobTable)

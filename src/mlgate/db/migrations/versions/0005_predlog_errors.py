@@ -1,7 +1,7 @@
 """Prediction log: the error code and message of refused and failed requests; an index on the request id.
 
-Revision ID: 0004_predlog_errors
-Revises: 0003_security
+Revision ID: 0005_predlog_errors
+Revises: 0004_jobs
 Create Date: 2026-12-06
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_predlog_errors"
-down_revision = "0003_security"
+revision = "0005_predlog_errors"
+down_revision = "0004_jobs"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,122 @@
+"""``mlgate jobs list|show|cancel``: inference jobs, read and cancelled in the database (an operator's view:
+every owner's jobs). A running job that is cancelled here is stopped by its runner within
+``jobs_poll_interval_s``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+import typer
+from rich.table import Table
+
+from mlgate.cli.common import ConfigOption, err, out, settings_from
+from mlgate.errors import MlgateError
+
+__all__ = ["jobs_app"]
+
+jobs_app = typer.Typer(help="Inspect and cancel inference jobs (every owner's).", no_args_is_help=True)
+DatabaseOption = Annotated[str | None, typer.Option(help="SQLAlchemy URL [default: settings].", show_default=False)]
+T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from mlgate.db.queries.jobs import JobStore
+    from mlgate.db.tables.jobs import JobRecord
+
+
+def _run(config: Path | None, database_url: str | None, work: Callable[[JobStore, float], Awaitable[T]]) -> T:
+    from mlgate.db.engine import Database
+    from mlgate.db.migrate import upgrade
+    from mlgate.db.queries import jobs as queries
+
+    settings = settings_from(config, database_url=database_url)
+    url = settings.effective_database_url
+    if settings.database_auto_upgrade:
+        upgrade(url)
+
+    async def main() -> T:
+        database = Database(url)
+        try:
+            return await work(queries.JobStore(database), settings.jobs_result_ttl_s)
+        finally:
+            await database.dispose()
+
+    try:
+        return asyncio.run(main())
+    except MlgateError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from None
+
+
+@jobs_app.command("list")
+def jobs_list(
+    status: Annotated[str | None, typer.Option(help="Only jobs with this status.")] = None,
+    model: Annotated[str | None, typer.Option(help="Only jobs of this model.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many, newest first.")] = 50,
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """List jobs, newest first."""
+    from mlgate.db.queries.jobs import JobFilter
+    from mlgate.db.tables.jobs import JOB_STATUSES
+
+    if status is not None and status not in JOB_STATUSES:
+        err.print(f"[red]error:[/red] --status {status!r}: expected one of {', '.join(JOB_STATUSES)}")
+        raise typer.Exit(2)
+
+    async def work(store: JobStore, _: float) -> list[JobRecord]:
+        rows, _after = await store.page(JobFilter(status=status, model=model), limit=limit)
+        return rows
+
+    rows = _run(config, database_url, work)
+    table = Table(title="Jobs")
+    for column in ("id", "status", "model", "version", "owner", "progress", "created", "finished"):
+        table.add_column(column, no_wrap=column == "id")
+    for job in rows:
+        table.add_row(job.id, job.status, job.model, job.version or "-", job.owner,
+                      "-" if job.progress is None else f"{job.progress:.0%}",
+                      job.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                      job.finished_at.strftime("%Y-%m-%d %H:%M:%S") if job.finished_at else "-")
+    out.print(table)
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: Annotated[str, typer.Argument(help="The job's id.")], config: ConfigOption = None,
+              database_url: DatabaseOption = None) -> None:
+    """Show one job as JSON (as GET /api/v1/jobs/{id} shows it)."""
+    from mlgate.jobs.service import job_view
+
+    async def work(store: JobStore, _: float) -> dict[str, object] | None:
+        job = await store.get(job_id)
+        if job is None:
+            return None
+        return job_view(job, position=await store.position(job))
+
+    view = _run(config, database_url, work)
+    if view is None:
+        err.print(f"[red]error:[/red] no job '{job_id}'")
+        raise typer.Exit(1)
+    out.print_json(json.dumps(view))
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: Annotated[str, typer.Argument(help="The job's id.")], config: ConfigOption = None,
+                database_url: DatabaseOption = None) -> None:
+    """Cancel a queued or running job."""
+
+    async def work(store: JobStore, ttl_s: float) -> tuple[bool, str | None]:
+        done = await store.cancel(job_id, ttl_s)
+        job = await store.get(job_id)
+        return done, job.status if job is not None else None
+
+    cancelled, status = _run(config, database_url, work)
+    if status is None:
+        err.print(f"[red]error:[/red] no job '{job_id}'")
+        raise typer.Exit(1)
+    if not cancelled:
+        err.print(f"job {job_id} had already ended: {status}")
+        raise typer.Exit(1)
+    out.print(f"job {job_id} cancelled")

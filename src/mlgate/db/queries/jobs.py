@@ -1,0 +1,208 @@
+"""Jobs in the database: create, read, list (filters, keyset pagination), and the runner's conditional updates.
+
+Every change of a job's status is one conditional ``UPDATE`` (``WHERE status = ...``), so two runners, or a
+runner and a cancel, never both win: a job is claimed by one runner (``claim``), finished only by the runner
+and attempt that claimed it (``finish``), and a cancelled job stays cancelled. That is what makes a job
+complete exactly once as the caller sees it, even when a broker delivers its message twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import CursorResult, Select, func, or_, select, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mlgate.db.base import utcnow
+from mlgate.db.engine import Database
+from mlgate.db.tables.jobs import JobRecord
+from mlgate.errors import DatabaseUnavailable
+
+__all__ = ["JobFilter", "JobStore"]
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """What ``JobStore.page`` returns: ``owner`` None for every owner (admins), the rest narrows."""
+
+    owner: str | None = None
+    status: str | None = None
+    model: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def apply(self, stmt: Select[Any]) -> Select[Any]:
+        t = JobRecord
+        if self.owner is not None:
+            stmt = stmt.where(t.owner == self.owner)
+        if self.status is not None:
+            stmt = stmt.where(t.status == self.status)
+        if self.model is not None:
+            stmt = stmt.where(t.model == self.model)
+        if self.since is not None:
+            stmt = stmt.where(t.created_at >= self.since)
+        if self.until is not None:
+            stmt = stmt.where(t.created_at < self.until)
+        return stmt
+
+
+def _claimable(now: datetime) -> Any:
+    return or_(JobRecord.status == "queued", (JobRecord.status == "running") & (JobRecord.lease_until < now))
+
+
+class JobStore:
+    """The jobs table of ``database``. Raises DatabaseUnavailable (503) when the database cannot be reached."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    @asynccontextmanager
+    async def _session(self) -> AsyncIterator[AsyncSession]:
+        try:
+            async with self.database.session() as session:
+                yield session
+        except (DBAPIError, OSError) as exc:
+            raise DatabaseUnavailable("the jobs database cannot be reached; try again shortly") from exc
+
+    async def _update(self, stmt: Any) -> int:
+        async with self._session() as session:
+            result: CursorResult[Any] = await session.execute(stmt)  # type: ignore[assignment]
+            return int(result.rowcount)
+
+    # -- the API's side ---------------------------------------------------------------------------------
+
+    async def create(self, job: JobRecord) -> JobRecord:
+        """Insert ``job`` (status ``queued``); returns it with its ``seq``."""
+        async with self._session() as session:
+            session.add(job)
+        return job
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        async with self._session() as session:
+            return (await session.execute(select(JobRecord).where(JobRecord.id == job_id))).scalar_one_or_none()
+
+    async def active(self, owner: str) -> int:
+        """How many of ``owner``'s jobs are queued or running."""
+        stmt = select(func.count()).select_from(JobRecord).where(
+            JobRecord.owner == owner, JobRecord.status.in_(("queued", "running")))
+        async with self._session() as session:
+            return int((await session.execute(stmt)).scalar_one())
+
+    async def position(self, job: JobRecord) -> int:
+        """1-based place of a queued job in the queue (jobs queued before it, plus one)."""
+        stmt = select(func.count()).select_from(JobRecord).where(
+            JobRecord.status == "queued", JobRecord.seq < job.seq)
+        async with self._session() as session:
+            return int((await session.execute(stmt)).scalar_one()) + 1
+
+    async def page(self, where: JobFilter, *, limit: int,
+                   before_seq: int | None = None) -> tuple[list[JobRecord], int | None]:
+        """One page, newest first, and the cursor (a ``seq``) of the next page (None at the end)."""
+        stmt = where.apply(select(JobRecord))
+        if before_seq is not None:
+            stmt = stmt.where(JobRecord.seq < before_seq)
+        stmt = stmt.order_by(JobRecord.seq.desc()).limit(limit + 1)
+        async with self._session() as session:
+            rows = list((await session.execute(stmt)).scalars())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, (rows[-1].seq if more and rows else None)
+
+    async def cancel(self, job_id: str, ttl_s: float) -> bool:
+        """Mark a queued or running job ``cancelled``; False when it had already ended."""
+        now = utcnow()
+        return await self._update(update(JobRecord).where(
+            JobRecord.id == job_id, JobRecord.status.in_(("queued", "running"))).values(
+            status="cancelled", finished_at=now, lease_until=None, result=None,
+            expires_at=now + timedelta(seconds=ttl_s),
+            error={"status": 499, "code": "cancelled", "error": "the job was cancelled", "field": None,
+                   "reason": "cancelled"})) == 1
+
+    async def expire(self, ttl_s: float) -> int:
+        """Drop the results of jobs that finished more than ``ttl_s`` ago (status ``expired``)."""
+        cutoff = utcnow() - timedelta(seconds=ttl_s)
+        return await self._update(update(JobRecord).where(
+            JobRecord.status.in_(("succeeded", "failed", "cancelled")), JobRecord.finished_at < cutoff).values(
+            status="expired", result=None))
+
+    # -- the runner's side ------------------------------------------------------------------------------
+
+    async def claimable(self, limit: int) -> list[str]:
+        """Ids of up to ``limit`` jobs a runner may claim, oldest first: queued, or running past their lease."""
+        stmt = select(JobRecord.id).where(_claimable(utcnow())).order_by(JobRecord.seq).limit(limit)
+        async with self._session() as session:
+            return list((await session.execute(stmt)).scalars())
+
+    async def claim(self, job_id: str, runner: str, lease_s: float) -> JobRecord | None:
+        """Take the job for ``runner`` if it is queued, or running past its lease (its runner died); None when
+        another runner holds it or it has ended. The returned row has the new ``attempts``."""
+        now = utcnow()
+        claimed = await self._update(update(JobRecord).where(JobRecord.id == job_id, _claimable(now)).values(
+            status="running", runner=runner[:128], attempts=JobRecord.attempts + 1, progress=0.0,
+            lease_until=now + timedelta(seconds=lease_s), started_at=now))
+        if claimed != 1:
+            return None
+        job = await self.get(job_id)
+        return job if job is not None and job.runner == runner[:128] and job.status == "running" else None
+
+    async def renew(self, runner: str, job_ids: Iterable[str], lease_s: float) -> set[str]:
+        """Extend the leases of ``runner``'s running jobs; returns the ids it no longer holds (cancelled,
+        taken over after a lapsed lease), which the runner should stop."""
+        ids = list(job_ids)
+        if not ids:
+            return set()
+        async with self._session() as session:
+            await session.execute(update(JobRecord).where(
+                JobRecord.id.in_(ids), JobRecord.runner == runner[:128], JobRecord.status == "running").values(
+                lease_until=utcnow() + timedelta(seconds=lease_s)))
+            held = set((await session.execute(select(JobRecord.id).where(
+                JobRecord.id.in_(ids), JobRecord.runner == runner[:128], JobRecord.status == "running"))).scalars())
+        return set(ids) - held
+
+    async def progress(self, job: JobRecord, value: float) -> None:
+        await self._update(update(JobRecord).where(
+            JobRecord.id == job.id, JobRecord.status == "running", JobRecord.attempts == job.attempts).values(
+            progress=max(0.0, min(1.0, value))))
+
+    async def finish(self, job: JobRecord, *, result: dict[str, Any] | None = None,
+                     error: dict[str, Any] | None = None, ttl_s: float) -> bool:
+        """End the attempt ``job`` holds: ``succeeded`` with ``result``, else ``failed`` with ``error``. False
+        (and nothing written) when the job is no longer this attempt's (cancelled, or taken over)."""
+        now = utcnow()
+        values: dict[str, Any] = {"status": "succeeded" if error is None else "failed", "result": result,
+                                  "error": error, "finished_at": now, "lease_until": None,
+                                  "expires_at": now + timedelta(seconds=ttl_s)}
+        if error is None:
+            values["progress"] = 1.0
+        return await self._update(update(JobRecord).where(
+            JobRecord.id == job.id, JobRecord.status == "running", JobRecord.attempts == job.attempts,
+            JobRecord.runner == job.runner).values(**values)) == 1
+
+    async def release(self, runner: str, job_ids: Iterable[str]) -> int:
+        """Hand ``runner``'s running jobs back to the queue (the runner is shutting down)."""
+        ids = list(job_ids)
+        if not ids:
+            return 0
+        return await self._update(update(JobRecord).where(
+            JobRecord.id.in_(ids), JobRecord.runner == runner[:128], JobRecord.status == "running").values(
+            status="queued", runner=None, lease_until=None, progress=None))
+
+    async def requeue_lapsed(self, limit: int = 100) -> list[str]:
+        """Put running jobs whose lease ran out (their runner died) back to ``queued``; their ids, to be sent
+        to the broker again (a broker that lost or holds their message must not strand them)."""
+        now = utcnow()
+        stmt = select(JobRecord.id).where(JobRecord.status == "running", JobRecord.lease_until < now).limit(limit)
+        async with self._session() as session:
+            ids = list((await session.execute(stmt)).scalars())
+        requeued = []
+        for job_id in ids:
+            if await self._update(update(JobRecord).where(
+                    JobRecord.id == job_id, JobRecord.status == "running", JobRecord.lease_until < now).values(
+                    status="queued", runner=None, lease_until=None)) == 1:
+                requeued.append(job_id)
+        return requeued

@@ -1,0 +1,194 @@
+"""The job runner: claims jobs, runs them on the data plane, keeps their leases, stops the cancelled ones.
+
+One runner lives in each process that runs jobs: the server (the embedded default, which also polls the
+database for queued jobs: ``start(poll_queue=True)``) or an ``mlgate worker`` (fed by the broker: ``run``).
+A runner is named ``host:pid:random``. While a job runs, its runner renews the job's lease every third of
+``jobs_lease_s`` (at most every ``jobs_poll_interval_s``); a job whose lease ran out (its runner died) is
+claimable again, and a job its runner no longer holds (cancelled, taken over) is stopped within one interval.
+Every status change is a conditional update (``mlgate.db.queries.jobs``), so a job ends once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+
+import structlog
+
+from mlgate.db.base import utcnow
+from mlgate.db.queries.jobs import JobStore
+from mlgate.db.tables.jobs import JobRecord
+from mlgate.errors import DatabaseUnavailable
+from mlgate.inference.dataplane import DataPlane
+from mlgate.jobs.execute import error_body, execute
+from mlgate.jobs.views import job_view
+from mlgate.jobs.webhooks import WebhookSender
+from mlgate.settings import Settings
+
+__all__ = ["JobRunner", "ProgressReporter"]
+
+log = structlog.get_logger("mlgate.jobs.runner")
+
+EXPIRE_EVERY_S = 60.0
+"""How often a runner drops results past ``jobs_result_ttl_s``."""
+
+
+class ProgressReporter:
+    """A running job's ``Progress`` callback (``mlgate.runtimes.base``): the runtime's thread sets ``value``,
+    the runner's keeper writes it to the database at its next round."""
+
+    def __init__(self) -> None:
+        self.value: float | None = None
+        self.written: float | None = None
+
+    def __call__(self, value: float) -> None:
+        self.value = min(1.0, max(0.0, float(value)))
+
+
+class JobRunner:
+    """Runs up to ``settings.jobs_concurrency`` jobs at a time from ``store`` on ``plane``."""
+
+    def __init__(self, store: JobStore, plane: DataPlane, settings: Settings, *, name: str | None = None,
+                 on_change: Callable[[str], None] | None = None) -> None:
+        self.store = store
+        self.on_change = on_change
+        """Told the id of each job whose row this runner changed (started, progressed, ended): live events."""
+        self.plane = plane
+        self.settings = settings
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self.progress: dict[str, tuple[JobRecord, ProgressReporter]] = {}
+        self.webhooks = WebhookSender(settings)
+        self._wake = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+
+    @property
+    def interval_s(self) -> float:
+        return min(self.settings.jobs_poll_interval_s, self.settings.jobs_lease_s / 3)
+
+    async def start(self, *, poll_queue: bool) -> None:
+        """Start keeping leases; with ``poll_queue``, also take queued jobs from the database (embedded)."""
+        self._loops.append(asyncio.create_task(self._keep(), name="jobs-keeper"))
+        if poll_queue:
+            self._loops.append(asyncio.create_task(self._poll(), name="jobs-poller"))
+
+    def notify(self) -> None:
+        """A job was queued: look now rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self, job_id: str) -> None:
+        """Stop the job if this runner is running it (it was cancelled)."""
+        task = self.running.get(job_id)
+        if task is not None:
+            task.cancel()
+
+    async def close(self) -> None:
+        """Stop the loops and the running jobs, and hand those back to the queue for the next runner."""
+        for loop in self._loops:
+            loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops.clear()
+        held = list(self.running)
+        for task in list(self.running.values()):
+            task.cancel()
+        await asyncio.gather(*self.running.values(), return_exceptions=True)
+        with contextlib.suppress(DatabaseUnavailable):
+            await self.store.release(self.name, held)
+        await self.webhooks.close()
+
+    async def run(self, job_id: str) -> None:
+        """Claim and run one job (a broker delivered its id); return once it ended or is not this runner's.
+
+        A job still ``running`` under another runner's lease was delivered again because the broker saw its
+        runner go (RabbitMQ redelivers when a consumer's connection closes): wait for that lease to run out,
+        then take it over. A job that has ended is left as it is (the delivery is acknowledged).
+        """
+        while True:
+            job = await self.store.claim(job_id, self.name, self.settings.jobs_lease_s)
+            if job is not None:
+                break
+            current = await self.store.get(job_id)
+            if current is None or current.status not in ("queued", "running"):
+                return
+            left = (current.lease_until - utcnow()).total_seconds() if current.lease_until else 0.0
+            await asyncio.sleep(min(self.interval_s, max(0.05, left)))
+        await self._spawn(job)
+
+    def _changed(self, job_id: str) -> None:
+        if self.on_change is not None:
+            self.on_change(job_id)
+
+    def _spawn(self, job: JobRecord) -> asyncio.Task[None]:
+        self._changed(job.id)  # claimed: running
+        task = asyncio.create_task(self._execute(job), name=f"job-{job.id}")
+        self.running[job.id] = task
+        task.add_done_callback(lambda _: self._done(job.id))
+        return task
+
+    def _done(self, job_id: str) -> None:
+        self.running.pop(job_id, None)
+        self.progress.pop(job_id, None)
+        self._wake.set()
+
+    async def _execute(self, job: JobRecord) -> None:
+        started = time.perf_counter()
+        reporter = ProgressReporter()
+        self.progress[job.id] = (job, reporter)
+        try:
+            result = await execute(self.plane, job.protocol, job.model, job.version, job.request,
+                                   caller=job.actor, timeout_ms=job.timeout_ms, progress=reporter)
+        except asyncio.CancelledError:
+            log.info("job stopped", job=job.id, model=job.model)
+            return
+        except Exception as exc:  # noqa: BLE001 - the job fails with the error; the runner goes on
+            finished = await self.store.finish(job, error=error_body(exc), ttl_s=self.settings.jobs_result_ttl_s)
+        else:
+            finished = await self.store.finish(job, result=result, ttl_s=self.settings.jobs_result_ttl_s)
+        self._changed(job.id)
+        log.info("job ended", job=job.id, model=job.model, attempt=job.attempts, recorded=finished,
+                 ms=round((time.perf_counter() - started) * 1000, 1))
+        if finished and job.webhook:
+            ended = await self.store.get(job.id)
+            if ended is not None:
+                self.webhooks.send(job.webhook, job.actor, job_view(ended))
+
+    async def _poll(self) -> None:
+        while True:
+            self._wake.clear()  # before looking: a job queued while we look wakes the next round at once
+            try:
+                free = self.settings.jobs_concurrency - len(self.running)
+                if free > 0:
+                    for job_id in await self.store.claimable(free + len(self.running)):
+                        if job_id in self.running or len(self.running) >= self.settings.jobs_concurrency:
+                            continue
+                        job = await self.store.claim(job_id, self.name, self.settings.jobs_lease_s)
+                        if job is not None:
+                            self._spawn(job)
+            except DatabaseUnavailable:
+                log.warning("jobs database unavailable; retrying")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.jobs_poll_interval_s)
+
+    async def _keep(self) -> None:
+        expired_at = 0.0
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                for job_id in await self.store.renew(self.name, list(self.running), self.settings.jobs_lease_s):
+                    self.stop(job_id)  # cancelled, or taken over after our lease lapsed
+                for job, reporter in list(self.progress.values()):
+                    value = reporter.value
+                    if value is not None and value != reporter.written:
+                        await self.store.progress(job, value)
+                        reporter.written = value
+                        self._changed(job.id)
+                if time.monotonic() - expired_at > min(EXPIRE_EVERY_S, self.settings.jobs_result_ttl_s):
+                    expired_at = time.monotonic()
+                    await self.store.expire(self.settings.jobs_result_ttl_s)
+            except DatabaseUnavailable:
+                log.warning("jobs database unavailable; leases not renewed")
