@@ -70,6 +70,11 @@ class Settings(BaseSettings):
         description="Folder of model directories, or one model directory, or one artifact file (.joblib, .pkl, "
         ".skops, .onnx); unset serves the example models, built on first use.",
     )
+    allow_empty_repository: bool = Field(
+        default=False,
+        description="Start even when the repository folder and the registry hold no model (a registry-only "
+        "server that models will be pushed to); otherwise `mlgate serve` refuses to start, with the reason.",
+    )
     strict_readiness: bool = Field(
         default=False,
         description="Report the server ready only when every model loaded (else: when loading finished).",

@@ -261,7 +261,8 @@ def test_cli_push_needs_a_key_and_says_so(tmp_path: Path) -> None:
     (tmp_path / "repo").mkdir()
     directory = versioned_model(tmp_path, 1)
     runner = CliRunner(env={"MLGATE_API_KEY": None})
-    with serve_process(tmp_path / "repo", tmp_path / "serve.log") as address:  # anonymous_models=["*"] here
+    with serve_process(tmp_path / "repo", tmp_path / "serve.log",  # anonymous_models=["*"] here
+                       {"MLGATE_ALLOW_EMPTY_REPOSITORY": "true"}) as address:
         url = f"http://{address}"
         refused = runner.invoke(cli, ["models", "push", str(directory), "--url", url])
         assert refused.exit_code == 1

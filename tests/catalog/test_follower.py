@@ -28,7 +28,8 @@ def replica(name: str, tmp_path: Path, env: dict[str, str]) -> Iterator[str]:
     """A real `mlgate serve` process with its own data dir (cache), on the given database and store."""
     repo = tmp_path / "repo"
     repo.mkdir(exist_ok=True)
-    full_env = {**env, "MLGATE_DATA_DIR": str(tmp_path / f"data-{name}"), "MLGATE_ACCESS_LOG": "false"}
+    full_env = {**env, "MLGATE_DATA_DIR": str(tmp_path / f"data-{name}"), "MLGATE_ACCESS_LOG": "false",
+                "MLGATE_ALLOW_EMPTY_REPOSITORY": "true"}  # a registry-only server: models are pushed to it
     with serve_process(repo, tmp_path / f"{name}.log", full_env) as address:
         yield f"http://{address}"
 

@@ -75,5 +75,6 @@ def test_a_repository_with_nothing_to_serve_is_an_error_at_start(tmp_path: Path)
     keras.write_bytes(b"not served")
     unknown = runner.invoke(app, ["serve", str(keras)])
     assert unknown.exit_code == 2 and "no runtime serves .keras files" in unknown.output
+    assert "MLGATE_ALLOW_EMPTY_REPOSITORY" in result.output
     missing = runner.invoke(app, ["serve", str(tmp_path / "nope.onnx")])
     assert missing.exit_code == 2 and "not a directory or a model file" in missing.output

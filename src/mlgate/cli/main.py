@@ -105,12 +105,13 @@ def _check_servable(settings: Settings) -> None:
     except ValueError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
-    if sources or _registry_has_models(settings):
+    if sources or settings.allow_empty_repository or _registry_has_models(settings):
         return
     err.print(f"[red]error:[/red] no model in {root}: it has no model directory (a sub-folder with a model.toml "
               "or an MLflow MLmodel file), and the registry has no model either.")
     err.print("Serve one model file with: mlgate serve model.joblib (or .onnx), one model directory with: "
-              "mlgate serve DIR, or build the examples with: mlgate examples build")
+              "mlgate serve DIR, or build the examples with: mlgate examples build. For a registry-only server "
+              "that models will be pushed to, set MLGATE_ALLOW_EMPTY_REPOSITORY=true.")
     raise typer.Exit(2)
 
 
