@@ -71,10 +71,31 @@ def test_a_repository_with_nothing_to_serve_is_an_error_at_start(tmp_path: Path)
     assert "no model in" in result.output and "model.toml" in result.output
     flag = runner.invoke(app, ["serve", "--model-repository", str(empty)])
     assert flag.exit_code == 2 and "no model in" in flag.output
-    keras = tmp_path / "model.keras"
-    keras.write_bytes(b"not served")
-    unknown = runner.invoke(app, ["serve", str(keras)])
-    assert unknown.exit_code == 2 and "no runtime serves .keras files" in unknown.output
+    caffe = tmp_path / "model.caffemodel"
+    caffe.write_bytes(b"not served")
+    unknown = runner.invoke(app, ["serve", str(caffe)])
+    assert unknown.exit_code == 2 and "no runtime serves .caffemodel files" in unknown.output
     assert "MLGATE_ALLOW_EMPTY_REPOSITORY" in result.output
     missing = runner.invoke(app, ["serve", str(tmp_path / "nope.onnx")])
     assert missing.exit_code == 2 and "not a directory or a model file" in missing.output
+
+
+async def test_a_torch_export_file_is_served_alone_with_the_signature_it_records(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    module = torch.nn.Linear(4, 2)
+    program = torch.export.export(module, (torch.zeros(3, 4),),
+                                  dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},))
+    artifact = tmp_path / "linear.pt2"
+    torch.export.save(program, artifact)
+    rows = torch.arange(8, dtype=torch.float32).reshape(2, 4)
+    with torch.inference_mode():
+        expected = module(rows).tolist()
+    async with serve_app(artifact) as client:
+        metadata = (await client.get("/v2/models/linear")).json()
+        assert [(i["datatype"], i["shape"]) for i in metadata["inputs"]] == [("FP32", [-1, 4])]
+        name = metadata["inputs"][0]["name"]
+        body = {"inputs": [{"name": name, "shape": [2, 4], "datatype": "FP32", "data": rows.flatten().tolist()}]}
+        answer = await client.post("/v2/models/linear/infer", json=body)
+        assert answer.status_code == 200, answer.text
+        got = answer.json()["outputs"][0]["data"]
+        assert got == pytest.approx([v for row in expected for v in row], abs=1e-5)

@@ -6,8 +6,9 @@ reason instead of vanishing.
 
 ``scan_repository`` also takes one model instead of a folder of them: a model directory (its own
 ``model.toml`` or MLflow ``MLmodel``), or a bare artifact file whose runtime its suffix names
-(``ARTIFACT_RUNTIMES``: ``.joblib``/``.pkl``/``.skops`` for sklearn, ``.onnx`` for onnx), served under the
-file's name with the signature the runtime reads from the file.
+(``ARTIFACT_RUNTIMES``: ``.joblib``/``.pkl``/``.skops`` for sklearn, ``.onnx`` for onnx, ``.keras`` for
+keras, ``.pt2`` for torch, ``.ubj`` for xgboost), served under the file's name with the signature the runtime
+reads from the file.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from mlgate.model.mlflow import MLMODEL_FILE, read_mlmodel
 __all__ = ["ARTIFACT_RUNTIMES", "ModelSource", "group_by_name", "rescan", "scan_repository"]
 
 ARTIFACT_RUNTIMES = {".joblib": "sklearn", ".pkl": "sklearn", ".pickle": "sklearn", ".skops": "sklearn",
-                     ".onnx": "onnx"}
+                     ".onnx": "onnx", ".keras": "keras", ".pt2": "torch", ".ubj": "xgboost"}
 """The runtime that serves a bare artifact file, by its suffix (``mlgate serve model.onnx``)."""
 
 
