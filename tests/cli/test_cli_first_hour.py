@@ -33,7 +33,7 @@ def test_db_upgrade_says_what_is_wrong_without_a_traceback(tmp_path: Path) -> No
     (tmp_path / "a-file").write_text("")
     runner = CliRunner(env={"MLGATE_DATA_DIR": str(tmp_path)})
     blocked = runner.invoke(app, ["db", "upgrade", "--database-url", f"sqlite:///{tmp_path / 'a-file' / 'x.db'}"])
-    assert blocked.exit_code == 1 and "cannot open the database" in blocked.output
+    assert blocked.exit_code == 1 and "cannot create the data directory" in blocked.output
     assert "a-file" in blocked.output and "Traceback" not in blocked.output and blocked.exception is not None
     unreachable = runner.invoke(app, ["db", "upgrade", "--database-url", "postgresql://postgres@127.0.0.1:9/none"])
     assert unreachable.exit_code == 1 and "cannot open the database" in unreachable.output

@@ -47,8 +47,9 @@ def _from_the_future(data: Path) -> None:
 def test_a_schema_newer_than_this_release_is_refused_with_a_clear_message(tmp_path: Path) -> None:
     data = tmp_path / "data"
     _from_the_future(data)
+    sum_model(tmp_path / "repo")  # something to serve: the refusal must be about the schema
     env = {**WIDE, "MLGATE_DATA_DIR": str(data)}
-    refused = runner.invoke(app, ["serve", "--model-repository", str(tmp_path)], env=env)
+    refused = runner.invoke(app, ["serve", "--model-repository", str(tmp_path / "repo")], env=env)
     assert refused.exit_code == 2, refused.output
     message = " ".join(refused.output.split())
     assert "schema revision '0099_from_a_later_release'" in message and "newer release" in message

@@ -29,7 +29,10 @@ def sdk(embeddings_server: str, embeddings_key: str) -> Iterator[openai.OpenAI]:
 
 
 def test_a_wrong_api_key_is_an_authentication_error(embeddings_server: str) -> None:
-    with openai.OpenAI(base_url=f"http://{embeddings_server}/v1", api_key="sk-not-ours", max_retries=0) as client, \
+    # A value shaped like an mlgate key that is not one is refused; a value that cannot be an mlgate credential
+    # at all (the SDK's placeholder, another vendor's key) counts as none (docs/security.md).
+    wrong = "mlg_000000000000_" + "x" * 43
+    with openai.OpenAI(base_url=f"http://{embeddings_server}/v1", api_key=wrong, max_retries=0) as client, \
             pytest.raises(openai.AuthenticationError):
         client.embeddings.create(model="minilm", input="hello")
 

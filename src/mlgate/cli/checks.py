@@ -134,8 +134,11 @@ def amqp_handshake(host: str, port: int, timeout_s: float) -> str:
 def check_broker(broker_url: str | None, timeout_s: float) -> Check:
     """TCP and the AMQP 0-9-1 handshake of the job broker (no login: the server's credentials stay out)."""
     if not broker_url:
-        return Check("broker", "skip", "no broker URL given (--broker-url / MLGATE_BROKER_URL)")
+        return Check("broker", "skip", "no job broker (--broker-url / MLGATE_JOBS_BROKER): jobs run in the server")
     parts = urlsplit(broker_url)
+    if parts.scheme in ("redis", "rediss"):
+        return Check("broker", "skip", "the job broker is Redis: see the redis line for the rate-limit storage, "
+                     "or run `redis-cli -u URL ping` against the broker's")
     if parts.scheme not in ("amqp", "amqps"):
         return Check("broker", "fail", f"{parts.scheme}:// is not an AMQP URL (amqp://user:password@host:port/)")
     host, port = parts.hostname or "127.0.0.1", parts.port or (5671 if parts.scheme == "amqps" else 5672)

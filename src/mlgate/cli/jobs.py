@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
+from rich import box
 from rich.table import Table
 
 from mlgate.cli.common import ConfigOption, err, out, settings_from
@@ -72,14 +73,19 @@ def jobs_list(
         return rows
 
     rows = _run(config, database_url, work)
-    table = Table(title="Jobs")
-    for column in ("id", "status", "model", "version", "owner", "progress", "created", "finished"):
-        table.add_column(column, no_wrap=column == "id")
+    # Readable in 80 columns: two lines per job (status over progress, model over version, created over finished).
+    table = Table(title="Jobs", box=box.SIMPLE_HEAD, title_justify="left")
+    table.add_column("id", no_wrap=True)
+    table.add_column("status\nprogress", overflow="fold", min_width=9)
+    table.add_column("model\nversion", overflow="fold", ratio=2)
+    table.add_column("owner", overflow="fold", ratio=2)
+    table.add_column("created (UTC)\nfinished", no_wrap=True)
     for job in rows:
-        table.add_row(job.id, job.status, job.model, job.version or "-", job.owner,
-                      "-" if job.progress is None else f"{job.progress:.0%}",
-                      job.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                      job.finished_at.strftime("%Y-%m-%d %H:%M:%S") if job.finished_at else "-")
+        table.add_row(job.id, f"{job.status}\n{'-' if job.progress is None else f'{job.progress:.0%}'}",
+                      f"{job.model}\n{job.version or '-'}", job.owner,
+                      f"{job.created_at:%Y-%m-%d %H:%M:%S}\n"
+                      f"{f'{job.finished_at:%Y-%m-%d %H:%M:%S}' if job.finished_at else '-'}")
+        table.add_section()
     out.print(table)
 
 

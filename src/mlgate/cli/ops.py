@@ -33,7 +33,7 @@ MASK = "********"
 @db_app.command("upgrade")
 def db_upgrade(
     config: ConfigOption = None,
-    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL [default: settings].",
+    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: the settings' database_url).",
                                                      show_default=False)] = None,
     revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
 ) -> None:
@@ -157,8 +157,9 @@ def doctor(
     config: ConfigOption = None,
     model_repository: RepositoryOption = None,
     broker_url: Annotated[str | None, typer.Option(
-        "--broker-url", envvar="MLGATE_BROKER_URL", show_default=False,
-        help="AMQP URL of the job broker, e.g. amqp://guest:guest@127.0.0.1:5672/ [default: not checked].")] = None,
+        "--broker-url", show_default=False,
+        help="URL of the job broker, e.g. amqp://guest:guest@127.0.0.1:5672/ (default: the jobs_broker "
+        "setting; none: not checked).")] = None,
     timeout_s: Annotated[float, typer.Option(help="Seconds each check may take.")] = 5.0,
 ) -> None:
     """Check the database, Redis, the broker, the data directory and the model repository; one line each.
@@ -166,7 +167,7 @@ def doctor(
     from mlgate.cli.checks import run_checks
 
     settings = settings_from(config, model_repository=model_repository)
-    results = run_checks(settings, broker_url=broker_url, timeout_s=timeout_s)
+    results = run_checks(settings, broker_url=broker_url or settings.jobs_broker, timeout_s=timeout_s)
     marks = {"ok": "[green]ok  [/green]", "skip": "[dim]skip[/dim]", "fail": "[red]FAIL[/red]"}
     for result in results:
         line = f"{marks[result.status]} {result.name:<16} {escape(result.detail)}"

@@ -64,6 +64,8 @@ def upgrade(url: str, revision: str = "head") -> None:
 def _unavailable(url: str, exc: DBAPIError | OSError) -> DatabaseUnavailable:
     if isinstance(exc, DBAPIError):
         reason = str(exc.orig)
+    elif isinstance(exc, ConnectionRefusedError):
+        reason = f"connection refused ({exc})"
     else:
         reason = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc)
     shown = async_url(url).render_as_string(hide_password=True)
