@@ -18,8 +18,9 @@ async def test_demo_examples_are_open_and_not_rate_limited(tmp_path: Path, app_c
     build_examples(tmp_path / "closed", names=["breast-cancer"], open_demo=False)
     row = load_breast_cancer().data[0].tolist()
     body = {"inputs": [{"name": "features", "shape": [1, 30], "datatype": "FP64", "data": row}]}
-    # anonymous_models=[]: only what the manifests open is open; the anonymous tier allows 2 requests a minute.
-    tiers = {"anonymous": {"requests": "2/minute"}}
+    # anonymous_models=[]: only what the manifests open is open; the anonymous tier allows 2 requests an hour
+    # (an hour, not a minute: a slow run cannot straddle a window boundary).
+    tiers = {"anonymous": {"requests": "2/hour"}}
     async with app_client(tmp_path / "open", anonymous_models=[], rate_limit_tiers=tiers) as client:
         for _ in range(5):
             response = await client.post("/v2/models/breast-cancer/infer", json=body)

@@ -3,7 +3,9 @@ and a PostgreSQL outage during load (through a TCP proxy that is cut, so the sha
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -137,6 +139,21 @@ async def test_a_full_buffer_is_written_early_not_dropped(app_client: Callable[.
 
 async def test_buffer_is_bounded_while_the_database_is_down(app_client: Callable[..., Any], examples_repo: Path,
                                                             postgres_url: str) -> None:
+    # The cut makes asyncpg report a connection attempt lost mid-handshake to the event loop's exception handler
+    # (asyncpg's own protocol callback, not mlgate's code: the writer sees the failed connect and retries). The
+    # test runner would count that report as the test's error; log it instead, and only that kind.
+    loop = asyncio.get_running_loop()
+    runner_handler = loop.get_exception_handler()
+
+    def outage_reports(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if isinstance(context.get("exception"), ConnectionError):
+            logging.getLogger("tests.outage").info("during the outage: %s", context.get("exception"))
+        elif runner_handler is not None:
+            runner_handler(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(outage_reports)
     direct = make_url(postgres_url)
     proxy = TcpProxy(direct.host or "127.0.0.1", direct.port or 5432)
     await proxy.start()
@@ -157,6 +174,21 @@ async def test_buffer_is_bounded_while_the_database_is_down(app_client: Callable
 async def test_postgresql_outage_loses_nothing_within_the_buffer(
     app_client: Callable[..., Any], examples_repo: Path, postgres_url: str
 ) -> None:
+    # The cut makes asyncpg report a connection attempt lost mid-handshake to the event loop's exception handler
+    # (asyncpg's own protocol callback, not mlgate's code: the writer sees the failed connect and retries). The
+    # test runner would count that report as the test's error; log it instead, and only that kind.
+    loop = asyncio.get_running_loop()
+    runner_handler = loop.get_exception_handler()
+
+    def outage_reports(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if isinstance(context.get("exception"), ConnectionError):
+            logging.getLogger("tests.outage").info("during the outage: %s", context.get("exception"))
+        elif runner_handler is not None:
+            runner_handler(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(outage_reports)
     direct = make_url(postgres_url)
     proxy = TcpProxy(direct.host or "127.0.0.1", direct.port or 5432)
     await proxy.start()

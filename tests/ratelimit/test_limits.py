@@ -91,7 +91,7 @@ async def test_per_model_overrides_from_settings_and_from_the_manifest(examples_
 
 
 async def test_login_attempts_are_rate_limited_per_address(examples_repo: Path) -> None:
-    async with secure_app(examples_repo, login_rate_limit="3/minute") as sec:
+    async with secure_app(examples_repo, login_rate_limit="3/hour") as sec:
         await sec.user("alice")
         codes = [(await sec.client.post("/api/v1/auth/token", data={"username": "alice", "password": "guess-guess"}))
                  .status_code for _ in range(4)]

@@ -46,8 +46,8 @@ def two_servers(examples_repo: Path, redis_url: str, tmp_path: Path) -> Iterator
     """Two `mlgate serve` processes sharing one SQLite database and one Redis; yields (urls, key, redis_url)."""
     env = {**os.environ, "MLGATE_DATA_DIR": str(tmp_path / "data"), "MLGATE_LOG_FORMAT": "json",
            "MLGATE_RATE_LIMIT_STORAGE": redis_url, "MLGATE_RATE_LIMIT_KEY_PREFIX": "two-proc",
-           "MLGATE_RATE_LIMIT_TIERS": json.dumps({"default": {"requests": "5/minute"},
-                                                  "anonymous": {"requests": "3/minute"}}),
+           "MLGATE_RATE_LIMIT_TIERS": json.dumps({"default": {"requests": "5/hour"},
+                                                  "anonymous": {"requests": "3/hour"}}),
            "MLGATE_ANONYMOUS_MODELS": '["digits"]'}
     runner = CliRunner(env=env)
     made = runner.invoke(cli, ["users", "create", "ops", "--password-stdin"], input="ops password 1\n")
@@ -124,7 +124,7 @@ async def test_redis_down_refuse_policy_answers_503(examples_repo: Path) -> None
 @pytest.mark.anyio
 async def test_two_apps_on_one_redis_share_counters(examples_repo: Path, redis_url: str, tmp_path: Path) -> None:
     settings = {"rate_limit_storage": redis_url, "data_dir": tmp_path,
-                "rate_limit_tiers": {"default": {"rows": "5/minute"}}}
+                "rate_limit_tiers": {"default": {"rows": "5/hour"}}}
     async with secure_app(examples_repo, **settings) as one, secure_app(examples_repo, **settings) as two:
         await one.user("alice")
         key = await one.key("alice")
@@ -148,7 +148,7 @@ def test_x_forwarded_for_from_a_real_untrusted_peer_does_not_pick_the_bucket(
 @pytest.mark.anyio
 @pytest.mark.parametrize("policy", ["refuse", "allow"])
 async def test_redis_down_logins_fall_back_to_a_local_limit(examples_repo: Path, policy: str) -> None:
-    async with secure_app(examples_repo, rate_limit_storage=_closed_port_url(), login_rate_limit="3/minute",
+    async with secure_app(examples_repo, rate_limit_storage=_closed_port_url(), login_rate_limit="3/hour",
                           rate_limit_on_storage_error=policy) as sec:
         await sec.user("root")
         form = {"username": "root", "password": PASSWORD}
