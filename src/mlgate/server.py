@@ -1,7 +1,8 @@
-"""Run the HTTP server: uvicorn in this process, or ``workers`` uvicorn processes sharing one listening socket.
+"""Run the HTTP server: uvicorn in this process, or ``workers`` uvicorn processes on one port.
 
-With ``workers > 1`` uvicorn's supervisor starts that many processes (spawned, so nothing is shared but the
-socket); each builds its own app with ``create_app_from_environment``, loads its own copy of every model and
+With ``workers > 1`` a supervisor (``mlgate.supervisor``, uvicorn's with one ``SO_REUSEPORT`` socket per process
+on Linux, so the kernel spreads connections evenly) starts that many processes (spawned, so nothing is shared
+but the port); each builds its own app with ``create_app_from_environment``, loads its own copy of every model and
 runs its own dynamic batcher. The parent hands them the settings it built as JSON in ``SETTINGS_ENV`` (flags
 and config files are read once, by the parent) and applies database migrations once before they start, so
 they do not race on the schema. Each process runs its model computations with ``cores // workers`` math
@@ -187,7 +188,8 @@ def run_server(settings: Settings) -> None:
     migrated the database; exits with status 3 when the app fails to start (uvicorn's STARTUP_FAILURE).
     """
     import uvicorn
-    from uvicorn.supervisors import Multiprocess
+
+    from mlgate.supervisor import Supervisor, listening_sockets
 
     _refuse_newer_schema(settings)
     workers = settings.workers or available_cores()
@@ -218,4 +220,4 @@ def run_server(settings: Settings) -> None:
         # exporting models (ONNX) can hold the GIL for long, so allow what a model worker may take to start.
         config = uvicorn.Config("mlgate.server:create_app_from_environment", workers=workers,
                                 timeout_worker_healthcheck=int(settings.worker_start_timeout_s), **common)
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        Supervisor(config, listening_sockets(config, workers)).run()
