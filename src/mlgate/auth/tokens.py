@@ -9,7 +9,7 @@ deactivated user loses them at once.
 A **playground token** (``issue(..., session_stamp=...)``, made by the admin for its signed-in user so that the
 playground at ``/ui/`` works without an API key) carries two more claims: ``use: "playground"`` (the
 authenticator grants it ``predict`` only) and ``ses``, a digest of the user's session stamp when it was issued;
-it is refused once that stamp changes (admin logout, a change of role, activation or password), before its
+it is refused once that stamp changes (admin logout, a change of role or activation), before its
 ``exp``.
 
 The signing key is ``jwt_secret`` from the settings or, when unset, a random key generated once and kept in

@@ -84,7 +84,8 @@ async def model_detail(request: Request, model_name: str, version: str | None = 
     browser's navigation is) answers 200 with a page that the playground's script completes: it asks again
     with the tab's API key or the admin session's token and shows the model, or says "Not found" itself. So a
     deep link to a closed model works, and a closed model looks exactly like a missing one to a caller who may
-    not use it. 404 (the not-found page) for a request that sent credentials, and for a name no model can have.
+    not use it. 404 (the not-found page) for a request that sent credentials, for a name no model can have, and
+for a version that a model the caller sees does not have.
     """
     plane = server_state(request).dataplane
     try:
@@ -92,7 +93,8 @@ async def model_detail(request: Request, model_name: str, version: str | None = 
             raise ModelNotFound(model_name)  # a model the caller may not use looks like one that does not exist
         page = model_page(plane.registry, model_name, version)
     except (ModelNotFound, ModelVersionNotFound) as exc:
-        pending = "authorization" not in request.headers and is_valid_name(model_name)
+        pending = (isinstance(exc, ModelNotFound) and "authorization" not in request.headers
+                   and is_valid_name(model_name))
         return _render(request, "not_found.html", status_code=200 if pending else 404, message=exc.message,
                        title="Not found", pending=pending, model_name=model_name)
     return _render(request, "model.html", page=page, title=page.name)

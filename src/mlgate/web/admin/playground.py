@@ -11,7 +11,7 @@ header without a CORS preflight, which this server never grants), and refuses on
 says it comes from another site; another origin could not read the answer anyway.
 
 The token (``mlgate.auth.tokens``, a playground token) may only predict, lives ``playground_token_ttl_s``
-seconds, and dies with the admin session: logout (and any change of the user's role, activation or password)
+seconds, and dies with the admin session: logout (and any change of the user's role or activation)
 changes the session stamp it carries. Answers: 200 ``{"token", "token_type": "bearer", "expires_in" (s),
 "username", "role"}`` for a valid admin session, 200 ``{"token": null}`` without one, 403 ``csrf_failed``
 (``field``: the header) without the header or from another origin; always ``Cache-Control: no-store``.
