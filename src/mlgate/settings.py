@@ -436,6 +436,11 @@ class Settings(BaseSettings):
     admin_cookie_secure: bool = Field(
         default=False, description="Mark the admin session cookie Secure (sent over HTTPS only): on behind TLS."
     )
+    playground_token_ttl_s: int = Field(
+        default=600, ge=30, le=3600,
+        description="Lifetime, seconds, of the token the admin gives its signed-in user's playground (/ui/); "
+        "the playground asks for a new one before it expires, and logout ends it at once.",
+    )
 
     @model_validator(mode="after")
     def _grpc_tls_pair(self) -> Settings:

@@ -65,3 +65,49 @@ async def test_pushed_manifests_are_checked(app_client: Callable[..., Any], tmp_
             assert words in response.json()["error"], (words, response.json())
         assert (await client.get(f"{API}/models")).json()["models"] == []
         assert (await push(client, "sum", model_dir)).status_code == 201
+
+
+def _with_example(directory: Path, example: str) -> Path:
+    toml = directory / "model.toml"
+    toml.write_text(toml.read_text().replace("shape = [-1, 3]\n", f"shape = [-1, 3]\nexample = {example}\n", 1))
+    return directory
+
+
+@pytest.mark.parametrize(("example", "words"), [
+    ("[1.0, 2.0]", "example: 2 values, the input's dimension is 3"),
+    ("[[1.0, 2.0, 3.0]]", "example: 1 values"),
+    ('[1.0, "two", 3.0]', "example: 'two' is not a number"),
+    ("[1.0, inf, 3.0]", "example: inf is not finite"),
+    ("1.0", "example: a list was expected"),
+])
+async def test_an_example_row_that_does_not_fit_the_input_is_refused_at_load(
+    app_client: Callable[..., Any], tmp_path: Path, example: str, words: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    _with_example(sum_model(tmp_path / "repo"), example)
+    async with app_client(tmp_path / "repo") as client:
+        ready = await client.get("/v2/models/sum/ready")
+        assert ready.status_code == 400 and ready.json()["ready"] is False, ready.text
+    assert any(words in record.getMessage() for record in caplog.records), words
+
+
+async def test_a_pushed_example_that_does_not_fit_is_a_400(app_client: Callable[..., Any], tmp_path: Path,
+                                                           sqlite_url: str) -> None:
+    model_dir = _with_example(versioned_model(tmp_path, 1), "[1, 2, 3, 4]")
+    (tmp_path / "repo").mkdir()
+    async with app_client(tmp_path / "repo", database_url=sqlite_url) as client:
+        response = await push(client, "sum", model_dir)
+    assert response.status_code == 400 and "example: 4 values" in response.json()["error"], response.text
+
+
+async def test_an_example_row_reaches_the_playground_and_the_openapi_example(
+    app_client: Callable[..., Any], tmp_path: Path
+) -> None:
+    _with_example(sum_model(tmp_path / "repo"), "[1.5, 2, 3.25]")
+    async with app_client(tmp_path / "repo") as client:
+        page = (await client.get("/ui/models/sum")).text
+        assert '"example": [1.5, 2, 3.25]' in page and 'id="fill-example"' in page
+        operation = (await client.get("/openapi.json")).json()["paths"]["/v2/models/sum/infer"]["post"]
+        example = operation["requestBody"]["content"]["application/json"]["example"]
+        assert example["inputs"][0] == {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [[1.5, 2, 3.25]]}
+        answer = await client.post("/v2/models/sum/infer", json=example)
+        assert answer.status_code == 200 and answer.json()["outputs"][0]["data"] == [pytest.approx(7.25)]

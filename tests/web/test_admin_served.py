@@ -94,3 +94,23 @@ def test_the_docs_name_the_dashboard_s_default_range() -> None:
     page = (Path(__file__).parents[2] / "docs" / "web.md").read_text()
     assert (DEFAULT_RANGE_S, DEFAULT_STEP_S) == (3600, 60)
     assert "opens on the last hour, in steps of 60 s" in page
+
+
+async def test_the_dashboard_opens_on_the_documented_range_with_readable_times(examples_repo: Path) -> None:
+    async with secure_app(examples_repo) as sec:
+        await sec.user("root", Role.ADMIN)
+        async with signed_in(sec) as (client, _):
+            page = (await client.get("/admin/dashboard")).text
+            # The range shown in the form is what the form sends back (naive times are UTC).
+            start = re.search(r'name="start" value="([^"]+)"', page)
+            end = re.search(r'name="end" value="([^"]+)"', page)
+            assert start and end
+            again = await client.get("/admin/dashboard", params={"start": start.group(1), "end": end.group(1)})
+            assert again.status_code == 200
+    summary = re.search(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) to (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC,\s+steps of (\d+) s",
+                        page)
+    assert summary, "no summary of the range"
+    first, last = (datetime.strptime(summary.group(i), "%Y-%m-%d %H:%M:%S") for i in (1, 2))
+    assert ((last - first).total_seconds(), int(summary.group(3))) == (3600, 60)  # as docs/web.md says
+    assert (start.group(1), end.group(1)) == (summary.group(1), summary.group(2))
+    assert not re.search(r"\d\d:\d\d:\d\d(\.\d+|\+00:00)", page)  # no raw times anywhere on the page

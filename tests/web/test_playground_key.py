@@ -3,7 +3,9 @@
 A real ``mlgate serve`` opens only digits to anonymous callers: breast-cancer is closed. A browser without a
 key sees digits only; with a key typed into the field at the top of the page (kept in sessionStorage, sent
 as ``Authorization: Bearer`` to this origin only) it sees and uses breast-cancer; without it, a prediction
-shows the 401 clearly. Screenshots go to ``test-artifacts/``.
+shows the 401 clearly. Signed in to the admin, the browser needs no key: the playground uses the session's
+short-lived token, until the logout. Deep links answer 200; the example button fills the form with the
+manifest's example row. Screenshots go to ``test-artifacts/``.
 """
 
 from __future__ import annotations
@@ -89,7 +91,9 @@ def test_a_closed_model_is_used_with_a_key_and_refused_without(page: Page, serve
     page.goto(f"{server}/ui/")
     page.wait_for_selector("tr[data-model='digits']")
     assert page.locator("tr[data-model='breast-cancer']").count() == 0
-    page.goto(f"{server}/ui/models/breast-cancer")
+    answer = page.goto(f"{server}/ui/models/breast-cancer")
+    assert answer is not None and answer.status == 200  # a deep link the page's script completes
+    page.wait_for_selector("#not-found-box:not([hidden])")
     assert page.text_content("h1") == "Not found"
 
     # The key, typed on that page: it becomes the model's page.
@@ -153,6 +157,7 @@ def test_a_closed_model_is_used_with_a_key_and_refused_without(page: Page, serve
     page.screenshot(path=str(ARTIFACTS / "playground_without_key_401.png"))
     # A fresh visit without the key: not found again.
     page.reload()
+    page.wait_for_selector("#not-found-box:not([hidden])")
     assert page.text_content("h1") == "Not found"
 
 
@@ -198,3 +203,70 @@ def test_dashboard_panel_draws_this_servers_usage(page: Page, server: str, api_k
     caller = page.text_content("#usage-keys tbody th") or ""
     assert caller.startswith("key:mlg_") and caller.endswith("(user:ada)")
     page.screenshot(path=str(ARTIFACTS / "dashboard_panel.png"), full_page=True)
+
+
+def _sign_in_to_the_admin(page: Page, server: str, username: str, password: str) -> None:
+    page.goto(f"{server}/admin/login")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{server}/admin/")
+
+
+def test_signed_in_to_the_admin_the_playground_needs_no_key(page: Page, server: str, examples_repo: Path) -> None:
+    _sign_in_to_the_admin(page, server, "root", "root's password")
+    # A deep link to the closed model, without any key: the admin session carries over.
+    answer = page.goto(f"{server}/ui/models/breast-cancer")
+    assert answer is not None and answer.status == 200
+    page.wait_for_selector("#model-name")
+    assert page.text_content("#api-key-state") == "Signed in to the admin as root"
+    assert page.evaluate("() => [localStorage.length, sessionStorage.length]") == [0, 0]  # nothing kept
+
+    # The example row of the manifest (load_breast_cancer's first row) fills the form; a prediction follows.
+    page.click("#fill-example")
+    row = load_breast_cancer().data[0]
+    fields = page.locator("fieldset[data-index='0'] table.features tbody input")
+    assert [float(fields.nth(i).input_value()) for i in range(30)] == row.tolist()
+    with page.expect_request(lambda r: r.url.endswith("/infer")) as sent:
+        page.click("#predict")
+    token = sent.value.headers["authorization"].removeprefix("Bearer ")
+    assert token.count(".") == 2  # a token of the session (a JWT), not a key
+    page.wait_for_selector(".predicted-label")
+    model = joblib.load(examples_repo / "breast-cancer" / "model.joblib")
+    predicted = int(model.predict(row[None])[0])
+    assert page.text_content(".predicted-label") == ["malignant", "benign"][predicted]
+    page.evaluate("() => window.scrollTo(0, 0)")
+    page.screenshot(path=str(ARTIFACTS / "playground_admin_session.png"))
+
+    # The list shows the user's own models too.
+    page.goto(f"{server}/ui/")
+    page.wait_for_selector("tr[data-model='breast-cancer']")
+
+    # The logout ends it: the token no longer works, and the page is not found again.
+    page.goto(f"{server}/ui/models/breast-cancer")
+    page.wait_for_selector("#model-name")
+    page.goto(f"{server}/admin/logout")
+    refused = httpx.post(f"{server}/v2/models/breast-cancer/infer", headers={"Authorization": f"Bearer {token}"},
+                         json={"inputs": [{"name": "features", "shape": [1, 30], "datatype": "FP64",
+                                           "data": row.tolist()}]})
+    assert refused.status_code == 401
+    page.goto(f"{server}/ui/models/breast-cancer")
+    page.wait_for_selector("#not-found-box:not([hidden])")
+    assert page.text_content("h1") == "Not found"
+
+
+def test_a_deep_link_to_no_model_says_not_found_and_the_example_fills_an_image(page: Page, server: str) -> None:
+    answer = page.goto(f"{server}/ui/models/no-such-model")
+    assert answer is not None and answer.status == 200
+    page.wait_for_selector("#not-found-box:not([hidden])")
+    assert page.text_content("#not-found") == "model 'no-such-model' is not in the model repository"
+    assert page.locator("#looking").count() == 0
+
+    # digits (open): its example is load_digits' first image, a 0, shown in the preview and predicted.
+    page.goto(f"{server}/ui/models/digits")
+    page.wait_for_selector("#model-name")
+    page.click("#fill-example")
+    assert page.text_content(".image-source") == "Using the model's example."
+    page.click("#predict")
+    page.wait_for_selector(".predicted-label")
+    assert page.text_content(".predicted-label") == "0"

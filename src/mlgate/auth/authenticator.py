@@ -2,7 +2,9 @@
 
 No header: an anonymous caller. ``Bearer mlg_...``: an API key, found by its prefix and checked against its
 stored hash in constant time, refused when expired, revoked or its user deactivated. ``Bearer <JWT>``: an
-access token from the token route (a JWT: its value has dots), refused when forged, tampered with or expired. A
+access token from the token route (a JWT: its value has dots), refused when forged, tampered with or expired;
+a playground token (made by the admin for its signed-in user) may only predict and is refused once that admin
+session ended (``mlgate.auth.tokens``). A
 request never falls back to anonymous because its mlgate credentials were bad; another scheme, an empty value
 or two Authorization headers are refused too. A bearer value that is neither a key nor a token (``unused``,
 ``sk-...``: what an SDK such as ``openai``, which always sends one, carries) names no mlgate credential: the
@@ -15,6 +17,7 @@ key's hash, cleared on any identity change here or on another replica); expiry i
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import NoReturn
@@ -26,10 +29,10 @@ from sqlalchemy.exc import DBAPIError
 
 from mlgate.access import DEFAULT_TIER
 from mlgate.auth.cache import CredentialCache
-from mlgate.auth.caller import ROLE_ACTIONS, Caller, CallerKind, Role
+from mlgate.auth.caller import ROLE_ACTIONS, Action, Caller, CallerKind, Role
 from mlgate.auth.keys import KEY_MARK, hash_key, key_matches, parse_key
 from mlgate.auth.store import AuthStore, KeyRecord, UserInfo
-from mlgate.auth.tokens import TokenIssuer
+from mlgate.auth.tokens import PLAYGROUND_USE, TokenIssuer, stamp_digest
 from mlgate.db.base import utcnow
 from mlgate.errors import DatabaseUnavailable, InvalidCredentials
 
@@ -130,9 +133,10 @@ class Authenticator:
                       model_scopes=(self._user_scope(user), info.models), tier=info.tier)
 
     async def _token(self, token: str, address: str) -> Caller:
-        user_id = self.tokens.verify(token)
-        if user_id is None:
+        claims = self.tokens.claims(token)
+        if claims is None:
             self._fail("invalid access token", address)
+        user_id = claims.user_id
         user = self.users.get(user_id)
         if user is None:
             generation = self.users.generation
@@ -140,8 +144,14 @@ class Authenticator:
             if user is None or not user.is_active:
                 self._fail("access token of an unknown or inactive user", address)
             self.users.put(user_id, user, generation)
+        actions = ROLE_ACTIONS[user.role]
+        if claims.use == PLAYGROUND_USE:
+            # Made by the admin for its signed-in user: it ends with that session, and it may only predict.
+            if claims.session is None or not hmac.compare_digest(claims.session, stamp_digest(user.session_stamp)):
+                self._fail("playground token of an ended admin session", address)
+            actions = actions & {Action.PREDICT}
         return Caller(CallerKind.TOKEN, address, user_id=user.id, username=user.username, role=user.role,
-                      actions=ROLE_ACTIONS[user.role], model_scopes=(self._user_scope(user),), tier=DEFAULT_TIER)
+                      actions=actions, model_scopes=(self._user_scope(user),), tier=DEFAULT_TIER)
 
     def _user_scope(self, user: UserInfo) -> tuple[str, ...]:
         if user.role is Role.ADMIN:

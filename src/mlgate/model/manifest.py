@@ -48,6 +48,16 @@ A deterministic model may cache its answers (``mlgate.inference.cache``)::
     ttl_s = 300                   # seconds an answer is kept
     max_entries = 1024            # answers kept per version (in memory)
 
+An input may carry one example row (no batch dimension), which the playground's "Fill with the example"
+button puts into its form; it is checked when the manifest loads (nesting, sizes, datatype, at most
+``MAX_EXAMPLE_VALUES`` values)::
+
+    [[inputs]]
+    name = "features"
+    datatype = "FP64"
+    shape = [-1, 3]
+    example = [5.1, 3.5, 1.4]
+
 A manifest can open its model to callers without credentials and set its own rate limits::
 
     [access]                      # optional: open the model to callers without credentials
@@ -66,13 +76,15 @@ import tomllib
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError, field_validator, model_validator
 
 from mlgate.access import ModelAccess, RateLimitTier, refuse_bool
-from mlgate.datatypes import Datatype
+from mlgate.datatypes import FLOAT_DATATYPES, INTEGER_DATATYPES, NUMPY_DTYPES, Datatype
 from mlgate.errors import ModelLoadError
 
-__all__ = ["MANIFEST_FILE", "MAX_DESCRIPTION_CHARS", "MAX_MANIFEST_BYTES", "BatchingConfig", "CacheConfig",
+__all__ = ["MANIFEST_FILE", "MAX_DESCRIPTION_CHARS", "MAX_EXAMPLE_VALUES", "MAX_MANIFEST_BYTES", "BatchingConfig",
+           "CacheConfig",
            "ImagePreprocessing", "ModelManifest", "TensorSpec", "read_manifest"]
 
 MANIFEST_FILE = "model.toml"
@@ -80,6 +92,10 @@ MAX_MANIFEST_BYTES = 1024 * 1024
 """Largest manifest file read (``model.toml`` or MLflow's ``MLmodel``), in bytes."""
 MAX_DESCRIPTION_CHARS = 10_000
 """Longest model description, in characters (as the registry API's PATCH allows)."""
+MAX_EXAMPLE_VALUES = 16_384
+"""Most values in one input's ``example`` row (a 64x64 RGB image is 12,288)."""
+MAX_EXAMPLE_CHARS = 65_536
+"""Most characters in all the texts of one BYTES input's ``example`` row."""
 
 # Model names and versions end up in URL paths and file names: letters, digits, '.', '_' and '-' only,
 # starting with a letter or digit, so that '..', '/', '%2F' and friends can never name a model.
@@ -144,6 +160,10 @@ class TensorSpec(BaseModel):
     image: ImagePreprocessing | None = Field(
         default=None, description="This input is one image per row, made as described (inputs only)."
     )
+    example: Any = Field(
+        default=None, description="One example row (the shape without its batch dimension), for the playground's "
+        "'Fill with the example' button (inputs only).",
+    )
 
     @field_validator("shape")
     @classmethod
@@ -151,6 +171,20 @@ class TensorSpec(BaseModel):
         if any(d < -1 for d in shape):
             raise ValueError("dimensions are sizes >= 0, or -1 for a variable dimension")
         return shape
+
+    @field_validator("example")
+    @classmethod
+    def _example_frozen(cls, value: Any) -> Any:
+        # Lists become tuples: the spec is frozen and hashable; JSON shows them as lists again.
+        def freeze(item: Any) -> Any:
+            return tuple(freeze(i) for i in item) if isinstance(item, list | tuple) else item
+        return freeze(value)
+
+    @model_validator(mode="after")
+    def _example_fits(self) -> TensorSpec:
+        if self.example is not None:
+            _check_example(self)
+        return self
 
     @model_validator(mode="after")
     def _image_fits(self) -> TensorSpec:
@@ -165,6 +199,55 @@ class TensorSpec(BaseModel):
                 f"values do not fit a row of shape {list(row)}"
             )
         return self
+
+
+def _check_example(spec: TensorSpec) -> None:
+    """Raise ValueError unless ``spec.example`` is one row of ``spec``: nested to ``shape[1:]`` (a -1 dimension
+    takes any length from 1), every value of the datatype (in range for integers, finite floats unless
+    ``allow_nonfinite``), at most MAX_EXAMPLE_VALUES values and MAX_EXAMPLE_CHARS characters of text."""
+    values: list[Any] = []
+
+    def walk(value: Any, dims: tuple[int, ...], at: str) -> None:
+        if not dims:
+            if isinstance(value, tuple):
+                raise ValueError(f"example{at}: a value was expected, not a list (the row's shape is "
+                                 f"{list(spec.shape[1:])})")
+            values.append(value)
+            return
+        if not isinstance(value, tuple):
+            raise ValueError(f"example{at}: a list was expected (the row's shape is {list(spec.shape[1:])}; "
+                             "leave out the batch dimension)")
+        if dims[0] == -1 and not value:
+            raise ValueError(f"example{at}: an empty list; give at least one value")
+        if dims[0] not in (-1, len(value)):
+            raise ValueError(f"example{at}: {len(value)} values, the input's dimension is {dims[0]}")
+        if len(values) + len(value) > MAX_EXAMPLE_VALUES:
+            raise ValueError(f"example: more than {MAX_EXAMPLE_VALUES} values")
+        for i, item in enumerate(value):
+            walk(item, dims[1:], f"{at}[{i}]")
+
+    walk(spec.example, spec.shape[1:], "")
+    datatype = spec.datatype
+    if datatype == "BYTES":
+        if not all(isinstance(v, str) for v in values):
+            raise ValueError("example: a BYTES input's values are texts")
+        if sum(len(v) for v in values) > MAX_EXAMPLE_CHARS:
+            raise ValueError(f"example: more than {MAX_EXAMPLE_CHARS} characters of text")
+    elif datatype == "BOOL":
+        if not all(isinstance(v, bool) for v in values):
+            raise ValueError("example: a BOOL input's values are true or false")
+    elif datatype in INTEGER_DATATYPES:
+        info = np.iinfo(NUMPY_DTYPES[datatype])  # type: ignore[type-var]  # an integer dtype here
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, int) or not info.min <= v <= info.max:
+                raise ValueError(f"example: {v!r} is not a value of {datatype} "
+                                 f"(whole numbers {info.min} to {info.max})")
+    elif datatype in FLOAT_DATATYPES:
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise ValueError(f"example: {v!r} is not a number")
+            if not spec.allow_nonfinite and not math.isfinite(v):
+                raise ValueError(f"example: {v!r} is not finite (set allow_nonfinite to allow it)")
 
 
 class BatchingConfig(BaseModel):
@@ -276,6 +359,9 @@ class ModelManifest(BaseModel):
                 if spec.name in seen:
                     raise ValueError(f"{kind} '{spec.name}' is declared twice; each {kind} needs its own name")
                 seen.add(spec.name)
+        for spec in self.outputs:
+            if spec.example is not None:
+                raise ValueError(f"output '{spec.name}': example is for inputs only")
         return self
 
     @field_validator("artifact")

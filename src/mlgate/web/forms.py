@@ -48,11 +48,15 @@ class InputForm:
     """The request shape of one image (batch 1), for the image kind."""
     example: str = ""
     """A one-row ``data`` as JSON, for the json kind."""
+    example_row: Any = None
+    """The manifest's ``example`` (one row, no batch dimension; None without one): the page's "Fill with the
+    example" button puts it into the form."""
 
     def spec(self) -> dict[str, Any]:
         """The form as the playground's script reads it (JSON)."""
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape), "kind": self.kind,
-                "columns": len(self.columns), "image": self.image, "image_shape": list(self.image_shape)}
+                "columns": len(self.columns), "image": self.image, "image_shape": list(self.image_shape),
+                "example": self.example_row}
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,11 @@ class ModelPage:
     proba_output: str | None = None
     infer_path: str = ""
     notes: tuple[str, ...] = field(default=())
+
+    @property
+    def has_example(self) -> bool:
+        """Whether some input has an example row (the page then offers "Fill with the example")."""
+        return any(f.example_row is not None for f in self.inputs)
 
     def spec(self) -> dict[str, Any]:
         """The JSON the page's script works from (embedded in the page, escaped by ``tojson``)."""
@@ -116,7 +125,8 @@ def _image_shape(spec: TensorSpec) -> tuple[int, ...]:
 
 def input_form(spec: TensorSpec) -> InputForm:
     """The form for one input (see the module docstring for the rules)."""
-    base: dict[str, Any] = {"name": spec.name, "datatype": spec.datatype, "shape": spec.shape}
+    base: dict[str, Any] = {"name": spec.name, "datatype": spec.datatype, "shape": spec.shape,
+                            "example_row": spec.example}
     if spec.image is not None:
         try:
             return InputForm(**base, kind="image", image=spec.image.model_dump(mode="json"),

@@ -12,6 +12,7 @@ Source: OpenAPI 3.1 (JSON Schema 2020-12: ``const``, ``prefixItems``).
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -122,7 +123,15 @@ def output_schema(spec: TensorSpec, labels: tuple[str, ...] | None) -> Schema:
 
 
 def tensor_example(spec: TensorSpec) -> dict[str, Any]:
-    """A one-row request tensor for ``spec``: zeros (false, "text") in the shape, -1 dimensions as 1."""
+    """A one-row request tensor for ``spec``: the manifest's ``example`` row when it has one, else zeros (false,
+    "text") in the shape, -1 dimensions as 1."""
+    if spec.example is not None:
+        row: Any = json.loads(json.dumps(spec.example))  # tuples -> lists
+        dims, level = [], row
+        while isinstance(level, list):
+            dims.append(len(level))
+            level = level[0]
+        return {"name": spec.name, "shape": [1, *dims], "datatype": spec.datatype, "data": [row]}
     shape = [1] + [d if d != -1 else 1 for d in spec.shape[1:]]
     value: Any = {"BOOL": False, "BYTES": "text"}.get(spec.datatype, 0)
     data: Any = value

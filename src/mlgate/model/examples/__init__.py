@@ -28,7 +28,7 @@ __all__ = ["EXAMPLES", "available_examples", "build_examples", "ensure_examples"
 
 EXAMPLES = ("breast-cancer", "digits", "digits-cnn", "minilm")
 
-EXAMPLES_REVISION = "4"
+EXAMPLES_REVISION = "5"
 """Bumped when the examples' manifests change; a model dir built by another revision is rebuilt."""
 _REVISION_FILE = ".example-revision"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlgate.model.examples.common import DEMO_ACCESS, toml_list
+from mlgate.model.examples.common import DEMO_ACCESS, toml_list, toml_numbers
 from mlgate.model.manifest import MANIFEST_FILE
 
 __all__ = ["build"]
@@ -38,6 +38,8 @@ name = "features"
 datatype = "FP64"
 shape = [-1, 30]
 feature_names = {toml_list([str(n) for n in data.feature_names])}
+# The first row of load_breast_cancer (a malignant mass): the playground's "Fill with the example".
+example = {toml_numbers(data.data[0])}
 
 [[outputs]]
 name = "predict"

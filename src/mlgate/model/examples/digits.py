@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlgate.model.examples.common import DEMO_ACCESS, toml_list
+from mlgate.model.examples.common import DEMO_ACCESS, toml_list, toml_numbers
 from mlgate.model.manifest import MANIFEST_FILE
 
 __all__ = ["build"]
@@ -43,6 +43,8 @@ labels = {toml_list([str(n) for n in data.target_names])}
 name = "X"
 datatype = "FP32"
 shape = [-1, 64]
+# The first image of load_digits (a 0), row by row: the playground's "Fill with the example".
+example = {toml_numbers(data.data[0])}
 
 # A picture becomes X as in load_digits: grayscale, 8x8 by area averaging, dark ink 16, white paper 0.
 [inputs.image]

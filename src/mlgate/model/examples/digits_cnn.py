@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mlgate.model.examples.common import DEMO_ACCESS, toml_list
+from mlgate.model.examples.common import DEMO_ACCESS, toml_list, toml_numbers
 from mlgate.model.manifest import MANIFEST_FILE
 
 __all__ = ["MIN_ACCURACY", "build", "held_out_split"]
@@ -82,6 +82,8 @@ labels = {toml_list([str(n) for n in range(10)])}
 name = "image"
 datatype = "FP32"
 shape = [-1, 8, 8, 1]
+# The first held-out image (8 rows of 8 pixels of 1 channel): the playground's "Fill with the example".
+example = {toml_numbers(x_test[0])}
 
 # A picture becomes the image as in load_digits: grayscale, 8x8 by area averaging, dark ink 1, white paper 0.
 [inputs.image]

@@ -30,6 +30,7 @@ description = "Sentence embeddings: 384 numbers per sentence, unit length, for s
 name = "text"
 datatype = "BYTES"
 shape = [-1]
+example = "A model server answers in milliseconds."
 
 [[outputs]]
 name = "embedding"

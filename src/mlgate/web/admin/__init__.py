@@ -3,7 +3,8 @@
 Built on sqladmin (its pages, assets served from the package, no CDN): read-only table views with filters
 (``tables``) and our own pages that change things only through ``AuthStore`` and ``ControlPlane``
 (``identities``, ``rollouts``). Sign-in with a session cookie (``session``), CSRF tokens on every form
-(``csrf``), a role check on every view and route (``access``): admins see everything, deployers the model
+(``csrf``), a role check on every view and route (``access``), the session carried to the playground as a
+short-lived token (``playground``): admins see everything, deployers the model
 pages and the prediction log; the dashboard is for admins. ``install_admin(app, settings)`` mounts it unless
 ``admin_enabled`` is false.
 """
@@ -23,13 +24,16 @@ from mlgate.web.admin.csrf import csrf_field
 from mlgate.web.admin.dashboard import DashboardPage
 from mlgate.web.admin.headers import AdminHeadersMiddleware
 from mlgate.web.admin.identities import IdentitiesPage
+from mlgate.web.admin.playground import TOKEN_PATH, PlaygroundTokens
 from mlgate.web.admin.rollouts import ModelsPage
 from mlgate.web.admin.session import SessionAuth
 from mlgate.web.admin.tables import TABLE_VIEWS, when
 
-__all__ = ["BASE_URL", "install_admin"]
+__all__ = ["BASE_URL", "PLAYGROUND_TOKEN_URL", "install_admin"]
 
 BASE_URL = "/admin"
+PLAYGROUND_TOKEN_URL = BASE_URL + TOKEN_PATH
+"""Where the playground asks for the admin session's token (``mlgate.web.admin.playground``)."""
 HERE = Path(__file__).parent
 PAGES: tuple[type[BaseView], ...] = (DashboardPage, ModelsPage, IdentitiesPage)
 
@@ -45,6 +49,8 @@ def install_admin(app: FastAPI, settings: Settings) -> Admin | None:
                   title="mlgate admin", templates_dir=str(HERE / "templates"), authentication_backend=auth,
                   middlewares=[Middleware(AdminHeadersMiddleware)])
     auth.templates = admin.templates
+    admin.admin.add_route(TOKEN_PATH, PlaygroundTokens(context, auth).issue, methods=["GET"],
+                          name="playground-token")
     admin.templates.env.globals["csrf_field"] = csrf_field
     admin.templates.env.filters["when"] = when
     # The web package's partials (the usage panel) after sqladmin's and ours.

@@ -7,11 +7,18 @@
 //
 // The key is kept in this tab's sessionStorage (gone when the tab closes; never localStorage, never a cookie)
 // and is only ever sent to this page's own origin. Other scripts read it with window.mlgateApiKey.headers(url).
+//
+// Without a key, a user signed in to the admin needs none: when the page names the admin's token route
+// (<body data-admin-token>), this script asks it (same origin, with the header X-Mlgate-Playground: 1) for a
+// short-lived token of the admin session, keeps it in memory only, and uses it like a key; it asks for a new
+// one before the old one expires. Logging out of the admin ends the token at once.
 (function () {
   "use strict";
 
   const STORE = "mlgate.apiKey";
+  const RENEW_MS = 60 * 1000; // a session token is renewed when it has less than this left
   const root = document.documentElement;
+  let session = null; // {token, expires (ms since the epoch), username} of the admin session, or null
 
   function get() {
     try {
@@ -38,12 +45,48 @@
     }
   }
 
+  function credential() {
+    const key = get();
+    if (key) return key;
+    return session && session.expires > Date.now() ? session.token : "";
+  }
+
+  // Asks the admin for its session's token (when the page names the route and no key is set); null without
+  // a signed-in admin session.
+  async function renewSession() {
+    const url = document.body && document.body.dataset.adminToken;
+    if (!url || get()) return null;
+    if (session && session.expires - Date.now() > RENEW_MS) return session;
+    try {
+      const response = await fetch(url, {
+        headers: { "X-Mlgate-Playground": "1", Accept: "application/json" },
+        credentials: "same-origin",
+        cache: "no-store",
+      });
+      const body = response.ok ? await response.json() : { token: null };
+      session = body.token ? { token: body.token, expires: Date.now() + 1000 * body.expires_in,
+                               username: body.username } : null;
+    } catch (err) {
+      session = null; // no admin to ask: as without a session
+    }
+    return session;
+  }
+
   window.mlgateApiKey = {
-    present: function () { return get() !== ""; },
-    /** The Authorization header for a request to ``url``: only when a key is set and ``url`` is this origin. */
+    present: function () { return credential() !== ""; },
+    /** Whether the credential in use is the admin session's token (no key set). */
+    viaSession: function () { return !get() && session !== null; },
+    /** The Authorization header for a request to ``url``: only with a key or session token, to this origin. */
     headers: function (url) {
-      const key = get();
-      return key && sameOrigin(url) ? { Authorization: "Bearer " + key } : {};
+      const value = credential();
+      return value && sameOrigin(url) ? { Authorization: "Bearer " + value } : {};
+    },
+    /** Renews the admin session's token when it is about to expire (await it before a request). */
+    fresh: renewSession,
+    /** The admin session ended (a 401 with its token): stop using it. */
+    sessionEnded: function () {
+      session = null;
+      say("Your admin session has ended: sign in again, or enter an API key.", "error");
     },
   };
 
@@ -59,10 +102,19 @@
     document.dispatchEvent(new Event("mlgate:page"));
   }
 
+  // A page the server could not show without credentials, and none here to ask again with: say so.
+  function notFound() {
+    const box = document.getElementById("not-found-box");
+    const looking = document.getElementById("looking");
+    if (box) box.hidden = false;
+    if (looking) looking.remove();
+  }
+
   async function reloadWithKey() {
-    const key = get();
-    if (!key) { ready(); return; }
     root.dataset.apiKey = "pending";
+    if (!get()) await renewSession();
+    const key = credential();
+    if (!key) { notFound(); ready(); return; }
     let response;
     try {
       response = await fetch(window.location.href, {
@@ -79,8 +131,16 @@
     if (!type.startsWith("text/html")) {
       let detail = "";
       try { detail = (await response.json()).error || ""; } catch (err) { detail = ""; }
+      if (!get()) {
+        session = null; // the admin session ended between the token and this request
+        say("Your admin session has ended: sign in again, or enter an API key.", "error");
+        notFound();
+        ready();
+        return;
+      }
       if (response.status === 401) forget(); // a key the server does not know is not kept
       say(`Key not accepted (${response.status})${detail ? ": " + detail : ""}`, "error");
+      notFound();
       ready();
       return;
     }
@@ -99,7 +159,8 @@
         document.head.appendChild(tag);
       }
     }
-    say("Using your API key", "ok");
+    if (get()) say("Using your API key", "ok");
+    else say(`Signed in to the admin as ${session.username}`, "ok");
     ready();
   }
 
@@ -134,7 +195,8 @@
     reloadWithKey();
   }
 
-  if (get()) root.dataset.apiKey = "pending"; // playground.js waits for the keyed page
+  // playground.js waits for the keyed page (a key, or maybe an admin session to ask).
+  if (get() || (document.body && document.body.dataset.adminToken)) root.dataset.apiKey = "pending";
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();
 })();

@@ -329,6 +329,39 @@
       return { shape: input.image_shape, data: got.values };
     }
 
+    // ---- the manifest's example row -----------------------------------------------------------------
+
+    // Puts each input's example row (from the manifest, one row without the batch dimension) into its form;
+    // inputs without one are left as they are.
+    function fillExample() {
+      spec.inputs.forEach((input, index) => {
+        const row = input.example;
+        if (row === null || row === undefined) return;
+        const fieldset = form.querySelector(`fieldset[data-index="${index}"]`);
+        if (input.kind === "table") {
+          setExamples(fieldset, 1);
+          const values = Array.isArray(row) ? row : [row];
+          tableCells(fieldset).forEach((column, r) => {
+            const field = column[0];
+            if (field.type === "checkbox") field.checked = Boolean(values[r]);
+            else field.value = String(values[r]);
+          });
+        } else if (input.kind === "text") {
+          fieldset.querySelector("textarea.texts").value = String(Array.isArray(row) ? row[0] : row);
+        } else if (input.kind === "json") {
+          fieldset.querySelector("textarea.json").value = JSON.stringify([row]);
+        } else if (input.kind === "image") {
+          const values = [row].flat(Infinity);
+          images.set(index, { values, source: "the example" });
+          fieldset.querySelector(".image-source").textContent = "Using the model's example.";
+          showPreview(fieldset, input, values);
+        }
+      });
+      statusLine.textContent = "Filled in with the model's example. Press Predict.";
+      statusLine.className = "";
+      changed();
+    }
+
     // ---- the request --------------------------------------------------------------------------------
 
     function buildRequest() {
@@ -487,6 +520,7 @@
       const started = performance.now();
       let response, answer;
       try {
+        if (window.mlgateApiKey) await window.mlgateApiKey.fresh(); // an admin session's token, renewed in time
         response = await fetch(inferUrl, {
           method: "POST",
           headers: { "Content-Type": "application/json", Accept: "application/json", ...keyHeaders(inferUrl) },
@@ -504,6 +538,12 @@
         (response.headers.get("x-request-id") ? ` · request id ${response.headers.get("x-request-id")}` : "");
       if (!response.ok) {
         resultBox.replaceChildren();
+        if (response.status === 401 && window.mlgateApiKey && window.mlgateApiKey.viaSession()) {
+          window.mlgateApiKey.sessionEnded();
+          showError(`Error 401 ${answer.code || ""}: your admin session has ended; sign in again at /admin/ ` +
+            "or enter an API key at the top of the page.");
+          return;
+        }
         showError(`Error ${response.status} ${answer.code || ""}: ${answer.error || "no detail"}` +
           (answer.field ? ` (at ${answer.field})` : "") +
           (response.status === 401 ? ". This model needs an API key: enter yours at the top of the page." : "") +
@@ -543,6 +583,8 @@
         setUpPad(fieldset, index);
       }
     });
+    const exampleButton = document.getElementById("fill-example");
+    if (exampleButton) exampleButton.addEventListener("click", fillExample);
     form.addEventListener("input", changed);
     form.addEventListener("submit", (event) => {
       event.preventDefault();
