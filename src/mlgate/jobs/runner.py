@@ -15,6 +15,7 @@ runner that takes it; the embedded runner leaves such jobs queued.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import socket
@@ -89,6 +90,10 @@ class JobRunner:
         self.handback = handback
         """Queues a job id on the broker again (a job of a model this runner does not take)."""
         self._wake = asyncio.Event()
+        self._fresh: collections.deque[str] = collections.deque()
+        """Jobs queued in this process since the last look (``notify``), to claim without a scan."""
+        self._backlog = True
+        """The last scan left claimable jobs behind (or none ran yet): scan before taking fresh jobs."""
         self._loops: list[asyncio.Task[None]] = []
 
     @property
@@ -101,8 +106,10 @@ class JobRunner:
         if poll_queue:
             self._loops.append(asyncio.create_task(self._poll(), name="jobs-poller"))
 
-    def notify(self) -> None:
-        """A job was queued: look now rather than at the next poll."""
+    def notify(self, job_id: str | None = None, model: str | None = None) -> None:
+        """A job was queued (in this process: ``job_id`` of ``model``): look now rather than at the next poll."""
+        if job_id is not None and model is not None and takes_model(self.models, model):
+            self._fresh.append(job_id)
         self._wake.set()
 
     def stop(self, job_id: str) -> None:
@@ -201,22 +208,49 @@ class JobRunner:
         return ended
 
     async def _poll(self) -> None:
+        woken = False
         while True:
             self._wake.clear()  # before looking: a job queued while we look wakes the next round at once
             try:
-                free = self.settings.jobs_concurrency - len(self.running)
-                if free > 0:
-                    for job_id, model in await self.store.claimable(free + len(self.running)):
-                        if job_id in self.running or len(self.running) >= self.settings.jobs_concurrency \
-                                or not takes_model(self.models, model):
-                            continue
-                        job = await self.store.claim(job_id, self.name, self.settings.jobs_lease_s)
-                        if job is not None:
-                            self._spawn(job)
+                if woken and self._fresh and not self._backlog:
+                    await self._take_fresh()
+                else:
+                    await self._scan()
             except DatabaseUnavailable:
                 log.warning("jobs database unavailable; retrying")
+            woken = False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.jobs_poll_interval_s)
+                woken = True
+
+    async def _take_fresh(self) -> None:
+        """The queue was empty at the last scan: the jobs queued here since are the oldest; claim them as they
+        come, without reading the queue (what does not fit waits for the next scan, in order)."""
+        while self._fresh and len(self.running) < self.settings.jobs_concurrency:
+            job = await self.store.claim(self._fresh.popleft(), self.name, self.settings.jobs_lease_s)
+            if job is not None:
+                self._spawn(job)
+        if self._fresh:
+            self._fresh.clear()
+            self._backlog = True
+
+    async def _scan(self) -> None:
+        """Claim the oldest claimable jobs (queued, or past their lease) while this runner has room."""
+        self._fresh.clear()  # the scan sees them
+        free = self.settings.jobs_concurrency - len(self.running)
+        if free <= 0:
+            self._backlog = True
+            return
+        wanted = free + len(self.running)
+        found = await self.store.claimable(wanted)
+        for job_id, model in found:
+            if job_id in self.running or len(self.running) >= self.settings.jobs_concurrency \
+                    or not takes_model(self.models, model):
+                continue
+            job = await self.store.claim(job_id, self.name, self.settings.jobs_lease_s)
+            if job is not None:
+                self._spawn(job)
+        self._backlog = len(found) >= wanted or len(self.running) >= self.settings.jobs_concurrency
 
     async def _keep(self) -> None:
         expired_at = 0.0

@@ -151,7 +151,7 @@ class JobService:
             raise RateLimited(f"you have {limit} jobs queued or running, the most allowed "
                               f"(jobs_max_queued_per_caller); wait for one to end", self._retry_after_s())
         if self.runner is not None:
-            self.runner.notify()
+            self.runner.notify(job.id, job.model)
         elif self.broker is not None:
             try:
                 await self.broker.send(job.id)
