@@ -171,7 +171,8 @@ class JobRunner:
     def _done(self, job_id: str) -> None:
         self.running.pop(job_id, None)
         self.progress.pop(job_id, None)
-        self._wake.set()
+        if self._backlog:
+            self._wake.set()  # a slot is free for a job left queued
 
     async def _execute(self, job: JobRecord) -> None:
         started = time.perf_counter()
