@@ -14,6 +14,7 @@ import anyio
 import pytest
 
 from mlgate.auth import Role
+from tests.fakes import write_python_model
 from tests.jobs_helpers import JOBS, jobs_repo, sleepy_body, sum_body, wait_for
 from tests.secure import SecureApp, bearer, secure_app
 
@@ -233,4 +234,69 @@ async def test_a_result_past_its_retention_is_expired_and_gone(repo: Path, tmp_p
         assert done["expires_at"] is not None
         await wait_for(sec.client, job["id"], {"expired"}, ann, timeout_s=10)
         gone = await sec.client.get(f"{JOBS}/{job['id']}/result", headers=ann)
+        assert gone.status_code == 410 and gone.json()["code"] == "job_expired"
+
+
+EMBEDDER = '''
+import numpy as np
+
+class Model:
+    """A tiny embedding model: [characters, vowels, 1.0] per text."""
+
+    def predict(self, batch):
+        texts = [t.decode() if isinstance(t, bytes) else str(t) for t in batch["text"]]
+        return {"embedding": np.array([[len(t), sum(c in "aeiou" for c in t), 1.0] for t in texts],
+                                      dtype=np.float32)}
+'''
+
+
+async def test_prefer_respond_async_on_openai_embeddings_answers_202_and_the_same_body(
+        repo: Path, tmp_path: Path) -> None:
+    write_python_model(repo, "embedder", EMBEDDER, '[[inputs]]\nname = "text"\ndatatype = "BYTES"\nshape = [-1]\n',
+                       '[[outputs]]\nname = "embedding"\ndatatype = "FP32"\nshape = [-1, 3]\n')
+    async with secure_app(repo, data_dir=tmp_path / "d") as sec:
+        await sec.user("ann")
+        ann = bearer(await sec.key("ann"))
+        body = {"model": "embedder", "input": ["hello", "a job"]}
+        accepted = await sec.client.post("/v1/embeddings", json=body, headers={**ann, "Prefer": "respond-async"})
+        assert accepted.status_code == 202, accepted.text
+        assert accepted.headers["preference-applied"] == "respond-async"
+        job_id = accepted.headers["location"].rsplit("/", 1)[1]
+        assert accepted.json()["protocol"] == "openai" and accepted.json()["model"] == "embedder"
+        await wait_for(sec.client, job_id, {"succeeded"}, ann)
+        result = await sec.client.get(f"{JOBS}/{job_id}/result", headers=ann)
+        sync = await sec.client.post("/v1/embeddings", json=body, headers=ann)
+        assert sync.status_code == 200 and result.json() == sync.json()
+        assert [d["embedding"] for d in result.json()["data"]] == [[5.0, 2.0, 1.0], [5.0, 2.0, 1.0]]
+
+
+async def test_a_large_result_goes_to_the_artifact_store_streams_back_and_expiry_deletes_it(
+        repo: Path, tmp_path: Path) -> None:
+    from mlgate.db.queries.jobs import JobStore
+
+    data = tmp_path / "d"
+    async with secure_app(repo, data_dir=data, jobs_result_inline_bytes=300, jobs_result_ttl_s=1.5,
+                          jobs_poll_interval_s=0.1) as sec:
+        await sec.user("ann")
+        ann = bearer(await sec.key("ann"))
+        rows = [[float(i), 1.0, 2.0] for i in range(100)]
+        small = (await sec.client.post(JOBS, json={"model": "sum", "request": sum_body([[1.0, 1.0, 1.0]])},
+                                       headers=ann)).json()
+        large = (await sec.client.post(JOBS, json={"model": "sum", "request": sum_body(rows)}, headers=ann)).json()
+        for job in (small, large):
+            await wait_for(sec.client, job["id"], {"succeeded"}, ann)
+        store: JobStore = sec.app.state.mlgate.jobs.store
+        kept = await store.get(large["id"])
+        assert kept is not None and kept.result is None and kept.result_uri is not None
+        stored = Path(kept.result_uri)
+        assert stored.is_file() and (data / "artifacts" / "_jobs") in stored.parents
+        result = await sec.client.get(f"{JOBS}/{large['id']}/result", headers=ann)
+        sync = await sec.client.post("/v2/models/sum/infer", json=sum_body(rows), headers=ann)
+        assert result.status_code == 200 and result.headers["content-type"].startswith("application/json")
+        assert result.json() == sync.json() and len(result.content) > 300
+        inline = await store.get(small["id"])  # a small one stays in the row
+        assert inline is not None and inline.result is not None and inline.result_uri is None
+        await wait_for(sec.client, large["id"], {"expired"}, ann, timeout_s=10)
+        assert not stored.exists()
+        gone = await sec.client.get(f"{JOBS}/{large['id']}/result", headers=ann)
         assert gone.status_code == 410 and gone.json()["code"] == "job_expired"
