@@ -300,3 +300,52 @@ async def test_a_large_result_goes_to_the_artifact_store_streams_back_and_expiry
         assert not stored.exists()
         gone = await sec.client.get(f"{JOBS}/{large['id']}/result", headers=ann)
         assert gone.status_code == 410 and gone.json()["code"] == "job_expired"
+
+
+@pytest.fixture
+async def sec_db(repo: Path, tmp_path: Path, database_url: str) -> AsyncIterator[SecureApp]:
+    """``sec`` on SQLite and on PostgreSQL."""
+    async with secure_app(repo, data_dir=tmp_path / "data", database_url=database_url) as app:
+        await app.user("root", Role.ADMIN)
+        await app.user("ann")
+        await app.user("bob")
+        yield app
+
+
+async def test_jobs_are_counted_per_model_in_the_usage_report_and_dashboard(sec_db: SecureApp) -> None:
+    from mlgate.predlog.usage import UsageReport
+    from mlgate.web.playground import templates
+
+    ann, root = bearer(await sec_db.key("ann")), bearer(await sec_db.key("root"))
+    bob_key = await sec_db.key("bob")
+    ids = [(await sec_db.client.post(JOBS, json={"model": "sum", "request": sum_body()}, headers=ann)).json()["id"]
+           for _ in range(2)]
+    ids.append((await sec_db.client.post(JOBS, json={"model": "sleepy", "request": sleepy_body(1), "timeout_ms": 100},
+                                      headers=ann)).json()["id"])
+    for job_id in ids:
+        await wait_for(sec_db.client, job_id, {"succeeded", "failed"}, ann)
+    cancelled = (await sec_db.client.post(JOBS, json={"model": "sleepy", "request": sleepy_body(5)},
+                                       headers=ann)).json()["id"]
+    await sec_db.client.delete(f"{JOBS}/{cancelled}", headers=ann)
+    pending = (await sec_db.client.post(JOBS, json={"model": "sleepy", "request": sleepy_body(5)}, headers=ann)).json()
+
+    report = await sec_db.client.get("/api/v1/usage", headers=root)
+    assert report.status_code == 200, report.text
+    jobs = {row["name"]: row for row in report.json()["jobs"]}
+    assert jobs["sum"] == {"name": "sum", "submitted": 2, "succeeded": 2, "failed": 0, "cancelled": 0, "pending": 0}
+    assert jobs["sleepy"] == {"name": "sleepy", "submitted": 3, "succeeded": 0, "failed": 1, "cancelled": 1,
+                              "pending": 1}
+    assert report.json()["job_totals"]["submitted"] == 5
+    prefix = "_".join(bob_key.split("_")[:2])
+    assert (await sec_db.client.get(f"/api/v1/usage?key={prefix}", headers=root)).json()["jobs"] == []
+    html = templates.env.get_template("dashboard_panel.html").render(
+        report=UsageReport.model_validate(report.json()), static="/ui/static")
+    table = html.split('id="usage-jobs"', 1)[1].split("</table>", 1)[0]
+    assert '<th scope="row">sleepy</th><td class="n">3</td>' in table
+    assert '<tr class="totals"><th scope="row">all</th><td class="n">5</td>' in table
+    await sec_db.client.delete(f"{JOBS}/{pending['id']}", headers=ann)
+    # once their results expired, jobs still count as what they were
+    assert len(await sec_db.app.state.mlgate.jobs.store.expire(0.0)) == 5
+    after = {row["name"]: row for row in (await sec_db.client.get("/api/v1/usage", headers=root)).json()["jobs"]}
+    assert after["sum"] == jobs["sum"]
+    assert after["sleepy"] | {"cancelled": 1, "pending": 1} == jobs["sleepy"] and after["sleepy"]["cancelled"] == 2
