@@ -101,13 +101,6 @@ class JobStore:
         async with self._session() as session:
             return (await session.execute(select(JobRecord).where(JobRecord.id == job_id))).scalar_one_or_none()
 
-    async def active(self, owner: str) -> int:
-        """How many of ``owner``'s jobs are queued or running."""
-        stmt = select(func.count()).select_from(JobRecord).where(
-            JobRecord.owner == owner, JobRecord.status.in_(("queued", "running")))
-        async with self._session() as session:
-            return int((await session.execute(stmt)).scalar_one())
-
     async def position(self, job: JobRecord) -> int:
         """1-based place of a queued job in the queue (jobs queued before it, plus one)."""
         stmt = select(func.count()).select_from(JobRecord).where(
