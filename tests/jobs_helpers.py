@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -125,12 +125,13 @@ def rabbitmq_queue() -> Iterator[tuple[str, str]]:
 
 @contextmanager
 def worker_process(repository: Path, log_path: Path, env: dict[str, str],
-                   ready_timeout_s: float = 90) -> Iterator[subprocess.Popen[bytes]]:
-    """A real ``mlgate worker`` on ``repository``; yields the process once it logged "worker ready".
-    Stopped with SIGTERM on exit unless the test killed it."""
+                   ready_timeout_s: float = 90, args: Sequence[str] = ()) -> Iterator[subprocess.Popen[bytes]]:
+    """A real ``mlgate worker`` on ``repository`` (and ``args``); yields the process once it logged "worker
+    ready". Stopped with SIGTERM on exit unless the test killed it."""
     full_env = {**os.environ, "MLGATE_LOG_FORMAT": "json", **env}
     with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "mlgate", "worker", "--model-repository", str(repository)],
+        proc = subprocess.Popen([sys.executable, "-m", "mlgate", "worker", "--model-repository", str(repository),
+                                 *args],
                                 stdout=log, stderr=subprocess.STDOUT, env=full_env)
         try:
             deadline = time.monotonic() + ready_timeout_s

@@ -12,7 +12,7 @@ Everything that composes another object is built here and passed in; nothing is 
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio
@@ -45,9 +45,11 @@ log = structlog.get_logger("mlgate.lifespan")
 
 @asynccontextmanager
 async def serve_state(settings: Settings, registry: ModelRegistry, metrics: EngineMetrics,
-                      stopping: Stopping | None = None) -> AsyncIterator[ServerState]:
+                      stopping: Stopping | None = None,
+                      only: Callable[[str], bool] | None = None) -> AsyncIterator[ServerState]:
     """The ``ServerState`` of a server serving ``registry``, open for the duration of the ``async with``;
-    ``stopping`` is the server's stop signal (``mlgate.server`` drains on SIGTERM) that readiness reads."""
+    ``stopping`` is the server's stop signal (``mlgate.server`` drains on SIGTERM) that readiness reads;
+    ``only``: which of the repository folder's models to load (``mlgate worker --model``), by name."""
     database_url = settings.effective_database_url
     if settings.database_auto_upgrade:
         await anyio.to_thread.run_sync(upgrade, database_url)
@@ -62,6 +64,8 @@ async def serve_state(settings: Settings, registry: ModelRegistry, metrics: Engi
         ensure_examples(root)
     log.info("loading model repository", repository=str(root))
     sources = scan_repository(root)
+    if only is not None:
+        sources = [source for source in sources if only(source.name)]
     await registry.load(sources)
 
     predlog = recorder = None

@@ -216,6 +216,17 @@ class Settings(BaseSettings):
         default=100, ge=1,
         description="Jobs one caller may have queued or running; one more gets 429 with Retry-After.",
     )
+    jobs_result_inline_bytes: int = Field(
+        default=262_144, ge=0,
+        description="A job's result up to this many bytes of JSON is kept in the database; a larger one is "
+        "written to the artifact store (`artifact_store`) and streamed back from there, deleted when the job "
+        "expires. 0: every result goes to the artifact store.",
+    )
+    jobs_models: list[str] = Field(
+        default_factory=list,
+        description="The models (fnmatch patterns, e.g. `bert-*`) whose jobs this runner takes (`mlgate worker "
+        "--model`); empty: every model. Jobs of other models wait for a runner that takes them.",
+    )
 
     # -- registry: database, artifact store, rollouts, prediction log -------------------------------
     registry_api: bool = Field(

@@ -14,6 +14,7 @@ import anyio
 import pytest
 
 from mlgate.auth import Role
+from tests.fakes import write_python_model
 from tests.jobs_helpers import JOBS, jobs_repo, sleepy_body, sum_body, wait_for
 from tests.secure import SecureApp, bearer, secure_app
 
@@ -234,3 +235,117 @@ async def test_a_result_past_its_retention_is_expired_and_gone(repo: Path, tmp_p
         await wait_for(sec.client, job["id"], {"expired"}, ann, timeout_s=10)
         gone = await sec.client.get(f"{JOBS}/{job['id']}/result", headers=ann)
         assert gone.status_code == 410 and gone.json()["code"] == "job_expired"
+
+
+EMBEDDER = '''
+import numpy as np
+
+class Model:
+    """A tiny embedding model: [characters, vowels, 1.0] per text."""
+
+    def predict(self, batch):
+        texts = [t.decode() if isinstance(t, bytes) else str(t) for t in batch["text"]]
+        return {"embedding": np.array([[len(t), sum(c in "aeiou" for c in t), 1.0] for t in texts],
+                                      dtype=np.float32)}
+'''
+
+
+async def test_prefer_respond_async_on_openai_embeddings_answers_202_and_the_same_body(
+        repo: Path, tmp_path: Path) -> None:
+    write_python_model(repo, "embedder", EMBEDDER, '[[inputs]]\nname = "text"\ndatatype = "BYTES"\nshape = [-1]\n',
+                       '[[outputs]]\nname = "embedding"\ndatatype = "FP32"\nshape = [-1, 3]\n')
+    async with secure_app(repo, data_dir=tmp_path / "d") as sec:
+        await sec.user("ann")
+        ann = bearer(await sec.key("ann"))
+        body = {"model": "embedder", "input": ["hello", "a job"]}
+        accepted = await sec.client.post("/v1/embeddings", json=body, headers={**ann, "Prefer": "respond-async"})
+        assert accepted.status_code == 202, accepted.text
+        assert accepted.headers["preference-applied"] == "respond-async"
+        job_id = accepted.headers["location"].rsplit("/", 1)[1]
+        assert accepted.json()["protocol"] == "openai" and accepted.json()["model"] == "embedder"
+        await wait_for(sec.client, job_id, {"succeeded"}, ann)
+        result = await sec.client.get(f"{JOBS}/{job_id}/result", headers=ann)
+        sync = await sec.client.post("/v1/embeddings", json=body, headers=ann)
+        assert sync.status_code == 200 and result.json() == sync.json()
+        assert [d["embedding"] for d in result.json()["data"]] == [[5.0, 2.0, 1.0], [5.0, 2.0, 1.0]]
+
+
+async def test_a_large_result_goes_to_the_artifact_store_streams_back_and_expiry_deletes_it(
+        repo: Path, tmp_path: Path) -> None:
+    from mlgate.db.queries.jobs import JobStore
+
+    data = tmp_path / "d"
+    async with secure_app(repo, data_dir=data, jobs_result_inline_bytes=300, jobs_result_ttl_s=1.5,
+                          jobs_poll_interval_s=0.1) as sec:
+        await sec.user("ann")
+        ann = bearer(await sec.key("ann"))
+        rows = [[float(i), 1.0, 2.0] for i in range(100)]
+        small = (await sec.client.post(JOBS, json={"model": "sum", "request": sum_body([[1.0, 1.0, 1.0]])},
+                                       headers=ann)).json()
+        large = (await sec.client.post(JOBS, json={"model": "sum", "request": sum_body(rows)}, headers=ann)).json()
+        for job in (small, large):
+            await wait_for(sec.client, job["id"], {"succeeded"}, ann)
+        store: JobStore = sec.app.state.mlgate.jobs.store
+        kept = await store.get(large["id"])
+        assert kept is not None and kept.result is None and kept.result_uri is not None
+        stored = Path(kept.result_uri)
+        assert stored.is_file() and (data / "artifacts" / "_jobs") in stored.parents
+        result = await sec.client.get(f"{JOBS}/{large['id']}/result", headers=ann)
+        sync = await sec.client.post("/v2/models/sum/infer", json=sum_body(rows), headers=ann)
+        assert result.status_code == 200 and result.headers["content-type"].startswith("application/json")
+        assert result.json() == sync.json() and len(result.content) > 300
+        inline = await store.get(small["id"])  # a small one stays in the row
+        assert inline is not None and inline.result is not None and inline.result_uri is None
+        await wait_for(sec.client, large["id"], {"expired"}, ann, timeout_s=10)
+        assert not stored.exists()
+        gone = await sec.client.get(f"{JOBS}/{large['id']}/result", headers=ann)
+        assert gone.status_code == 410 and gone.json()["code"] == "job_expired"
+
+
+@pytest.fixture
+async def sec_db(repo: Path, tmp_path: Path, database_url: str) -> AsyncIterator[SecureApp]:
+    """``sec`` on SQLite and on PostgreSQL."""
+    async with secure_app(repo, data_dir=tmp_path / "data", database_url=database_url) as app:
+        await app.user("root", Role.ADMIN)
+        await app.user("ann")
+        await app.user("bob")
+        yield app
+
+
+async def test_jobs_are_counted_per_model_in_the_usage_report_and_dashboard(sec_db: SecureApp) -> None:
+    from mlgate.predlog.usage import UsageReport
+    from mlgate.web.playground import templates
+
+    ann, root = bearer(await sec_db.key("ann")), bearer(await sec_db.key("root"))
+    bob_key = await sec_db.key("bob")
+    ids = [(await sec_db.client.post(JOBS, json={"model": "sum", "request": sum_body()}, headers=ann)).json()["id"]
+           for _ in range(2)]
+    ids.append((await sec_db.client.post(JOBS, json={"model": "sleepy", "request": sleepy_body(1), "timeout_ms": 100},
+                                      headers=ann)).json()["id"])
+    for job_id in ids:
+        await wait_for(sec_db.client, job_id, {"succeeded", "failed"}, ann)
+    cancelled = (await sec_db.client.post(JOBS, json={"model": "sleepy", "request": sleepy_body(5)},
+                                       headers=ann)).json()["id"]
+    await sec_db.client.delete(f"{JOBS}/{cancelled}", headers=ann)
+    pending = (await sec_db.client.post(JOBS, json={"model": "sleepy", "request": sleepy_body(5)}, headers=ann)).json()
+
+    report = await sec_db.client.get("/api/v1/usage", headers=root)
+    assert report.status_code == 200, report.text
+    jobs = {row["name"]: row for row in report.json()["jobs"]}
+    assert jobs["sum"] == {"name": "sum", "submitted": 2, "succeeded": 2, "failed": 0, "cancelled": 0, "pending": 0}
+    assert jobs["sleepy"] == {"name": "sleepy", "submitted": 3, "succeeded": 0, "failed": 1, "cancelled": 1,
+                              "pending": 1}
+    assert report.json()["job_totals"]["submitted"] == 5
+    prefix = "_".join(bob_key.split("_")[:2])
+    assert (await sec_db.client.get(f"/api/v1/usage?key={prefix}", headers=root)).json()["jobs"] == []
+    html = templates.env.get_template("dashboard_panel.html").render(
+        report=UsageReport.model_validate(report.json()), static="/ui/static")
+    table = html.split('id="usage-jobs"', 1)[1].split("</table>", 1)[0]
+    assert '<th scope="row">sleepy</th><td class="n">3</td>' in table
+    assert '<tr class="totals"><th scope="row">all</th><td class="n">5</td>' in table
+    await sec_db.client.delete(f"{JOBS}/{pending['id']}", headers=ann)
+    # once their results expired, jobs still count as what they were
+    assert len(await sec_db.app.state.mlgate.jobs.store.expire(0.0)) == 5
+    after = {row["name"]: row for row in (await sec_db.client.get("/api/v1/usage", headers=root)).json()["jobs"]}
+    assert after["sum"] == jobs["sum"]
+    assert after["sleepy"] | {"cancelled": 1, "pending": 1} == jobs["sleepy"] and after["sleepy"]["cancelled"] == 2

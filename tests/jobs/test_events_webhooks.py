@@ -102,6 +102,34 @@ async def test_a_webhook_reaches_an_allowed_host_with_a_valid_signature(
         assert other["secret"] != secret
 
 
+async def test_a_webhook_fires_with_status_cancelled_when_the_job_is_cancelled_and_expired_when_it_expires(
+        tmp_path: Path, webhook_server: tuple[str, list[tuple[dict[str, str], bytes]]]) -> None:
+    host, received = webhook_server
+    repo = jobs_repo(tmp_path / "models")
+    async with secure_app(repo, data_dir=tmp_path / "d", jobs_webhook_hosts=[host], jobs_result_ttl_s=1.0,
+                          jobs_poll_interval_s=0.1) as sec:
+        await sec.user("ann")
+        ann = bearer(await sec.key("ann"))
+        url = f"http://{host}/hooks/mlgate"
+        job = (await sec.client.post(JOBS, json={"model": "sleepy", "request": sleepy_body(5), "webhook": url},
+                                     headers=ann)).json()
+        await wait_for(sec.client, job["id"], {"running"}, ann)
+        assert (await sec.client.delete(f"{JOBS}/{job['id']}", headers=ann)).json()["status"] == "cancelled"
+        with anyio.fail_after(10):
+            while len(received) < 2:  # cancelled, then expired once the retention time passed
+                await anyio.sleep(0.02)
+        secret = (await sec.client.get(f"{JOBS}/webhook-secret", headers=ann)).json()["secret"]
+        statuses = []
+        for headers, body in received:
+            expected = hmac.new(secret.encode(), headers["x-mlgate-timestamp"].encode() + b"." + body,
+                                hashlib.sha256).hexdigest()
+            assert hmac.compare_digest(headers["x-mlgate-signature"], f"sha256={expected}")
+            payload = json.loads(body)
+            assert payload["id"] == job["id"]
+            statuses.append(payload["status"])
+        assert statuses == ["cancelled", "expired"]
+
+
 @pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data", "http://localhost:1/x",
                                  "ftp://127.0.0.1/x", "not a url"])
 async def test_a_webhook_to_a_host_not_allowed_is_refused_at_submission(tmp_path: Path, url: str) -> None:

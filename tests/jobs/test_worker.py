@@ -18,7 +18,7 @@ import pytest
 from mlgate.auth import Role
 from mlgate.db.engine import Database
 from mlgate.db.queries.jobs import JobFilter, JobStore
-from tests.jobs_helpers import JOBS, jobs_repo, sleepy_body, wait_for, worker_process
+from tests.jobs_helpers import JOBS, jobs_repo, sleepy_body, sum_body, wait_for, worker_process
 from tests.secure import bearer, secure_app
 
 pytestmark = pytest.mark.anyio
@@ -109,3 +109,31 @@ async def test_a_worker_on_redis_runs_jobs_and_sigterm_lets_the_running_job_fini
             assert w.wait(timeout=30) == 0, (tmp_path / "w.log").read_text()[-3000:]
             job = await wait_for(sec.client, slow, {"succeeded", "failed", "queued"}, ann)
             assert job["status"] == "succeeded"
+
+
+async def test_a_worker_with_model_patterns_takes_only_those_models_jobs(
+        tmp_path: Path, postgres_url: str, rabbitmq_queue: tuple[str, str]) -> None:
+    broker, queue = rabbitmq_queue
+    repo = jobs_repo(tmp_path / "models")
+    data = tmp_path / "data"
+    async with secure_app(repo, data_dir=data, database_url=postgres_url, jobs_broker=broker, jobs_queue=queue,
+                          jobs_lease_s=LEASE_S) as sec:
+        await sec.user("ann")
+        ann = bearer(await sec.key("ann"))
+        env = _worker_env(broker, queue, postgres_url, data)
+        store = JobStore(Database(postgres_url))
+        with worker_process(repo, tmp_path / "s.log", env, args=["--model", "su?", "--model", "nothing-*"]) as s:
+            assert '"models": ["sum"]' in (tmp_path / "s.log").read_text()  # it loaded only what it takes
+            slow = (await sec.client.post(JOBS, json={"model": "sleepy", "request": sleepy_body(0, 3)},
+                                          headers=ann)).json()["id"]
+            fast = (await sec.client.post(JOBS, json={"model": "sum", "request": sum_body()},
+                                          headers=ann)).json()["id"]
+            await wait_for(sec.client, fast, {"succeeded"}, ann)
+            await asyncio.sleep(1.0)  # the sleepy job went round the queue and back: nobody took it
+            assert (await store.get(slow)).status == "queued"  # type: ignore[union-attr]
+            with worker_process(repo, tmp_path / "z.log", env, args=["-m", "sleep*"]) as z:
+                await wait_for(sec.client, slow, {"succeeded"}, ann)
+        for job_id, pid in ((fast, s.pid), (slow, z.pid)):
+            job = await store.get(job_id)
+            assert job is not None and f":{pid}:" in (job.runner or ""), (job_id, job and job.runner)
+        await store.database.dispose()

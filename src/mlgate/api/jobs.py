@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -42,8 +42,8 @@ __all__ = ["JobSubmission", "router"]
 router = APIRouter(tags=["Jobs"], responses=ERROR_RESPONSES)
 
 EVENTS_POLL_S = 0.2
-"""How often ``/events`` looks at the job at least (it may run in another process: the database is the truth);
-changes made in this process wake it at once."""
+"""How often ``/events`` reads the job at least (it may run in another process: the database is the truth);
+changes made in this process (the embedded runner, a cancel) reach it at once, without a read."""
 
 
 class JobSubmission(BaseModel):
@@ -107,7 +107,14 @@ async def show(request: Request, job_id: JobId, scope: Scope) -> Response:
 
 @router.get("/jobs/{job_id}/result", summary="A job's result: the body the synchronous call returns")
 async def result(request: Request, job_id: JobId, scope: Scope) -> Response:
-    job = await _jobs(request).get(job_id, scope[1])
+    jobs = _jobs(request)
+    job = await jobs.get(job_id, scope[1])
+    if job.status == "succeeded" and job.result_uri is not None:
+        try:
+            stored = await jobs.results.open(job.result_uri)
+        except FileNotFoundError:
+            raise JobExpired(f"job '{job.id}': its result is gone from the artifact store") from None
+        return StreamingResponse(jobs.results.chunks(stored), media_type="application/json")
     if job.status == "succeeded" and job.result is not None:
         return json_response(job.result)
     if job.status == "failed" and job.error:
@@ -140,17 +147,19 @@ async def events(request: Request, job: Annotated[JobRecord, Depends(_visible)])
     (``{"id", "progress"}``) when only its progress does; the stream ends after the final status."""
     jobs = _jobs(request)
     seen: tuple[str, float | None] | None = None
-    current: JobRecord | None = job
-    while current is not None:
-        if seen is None or current.status != seen[0]:
-            yield ServerSentEvent(event="status", data=await jobs.view(current))
-        elif current.progress != seen[1]:
-            yield ServerSentEvent(event="progress", data={"id": current.id, "progress": current.progress})
-        seen = (current.status, current.progress)
-        if current.status in TERMINAL:
-            return
-        await jobs.wait_change(job.id, EVENTS_POLL_S)
-        current = await jobs.store.get(job.id)
+    with jobs.watch(job.id) as watch:
+        # Watching from here on; read once more unless it had ended: it may have changed since the first read.
+        current = job if job.status in TERMINAL else await jobs.store.get(job.id)
+        while current is not None:
+            if seen is None or current.status != seen[0]:
+                yield ServerSentEvent(event="status", data=await jobs.view(current))
+            elif current.progress != seen[1]:
+                yield ServerSentEvent(event="progress", data={"id": current.id, "progress": current.progress})
+            seen = (current.status, current.progress)
+            if current.status in TERMINAL:
+                return
+            # This process's runner or a cancel hands the new row over; else (progress, another process) read.
+            current = await watch.next(EVENTS_POLL_S) or await jobs.store.get(job.id)
 
 
 def _when(value: str | None, field: str) -> datetime | None:

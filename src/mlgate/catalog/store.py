@@ -60,8 +60,23 @@ class ArtifactStore:
             shutil.copyfileobj(fh, out, CHUNK)
         return self.fs.unstrip_protocol(path) if not isinstance(self.fs, LocalFileSystem) else path
 
+    def put_blob(self, key: str, data: bytes) -> str:
+        """Write ``data`` at ``<root>/<key>`` (``key``: ``_<kind>/<name>``, never a model's folder); its URI."""
+        path = f"{self.root}/{key}"
+        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        with self.fs.open(path, "wb") as out:
+            out.write(data)
+        return self.fs.unstrip_protocol(path) if not isinstance(self.fs, LocalFileSystem) else path
+
+    @staticmethod
+    def open_blob(uri: str) -> BinaryIO:
+        """A file object reading what ``put_blob`` wrote (or an archive); FileNotFoundError when it is gone."""
+        fs, path = fsspec.core.url_to_fs(uri)
+        fh: BinaryIO = fs.open(path, "rb")
+        return fh
+
     def delete(self, uri: str) -> None:
-        """Remove an archive (missing is fine) and its cached copy."""
+        """Remove an archive or blob (missing is fine)."""
         fs, path = fsspec.core.url_to_fs(uri)
         if fs.exists(path):
             fs.rm(path)

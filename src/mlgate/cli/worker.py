@@ -2,7 +2,11 @@
 
 It loads the model repository (and the registry's versions) like ``mlgate serve``, shares the server's
 database and broker, and takes up to ``jobs_concurrency`` jobs at a time; start more, here or on other
-machines, to scale out. A worker killed mid-job leaves its message unacknowledged: the broker delivers it
+machines, to scale out. ``--model PATTERN`` (repeatable, fnmatch: ``bert-*``; setting ``jobs_models``) makes
+it load only the repository's models that match and take only their jobs: a job of another model that the
+broker hands it goes back to the queue for a worker that takes it.
+
+A worker killed mid-job leaves its message unacknowledged: the broker delivers it
 again (RabbitMQ at once, Redis after twice ``jobs_lease_s``) and another worker takes the job over once
 the dead one's lease ran out; the database's conditional updates keep it to one result. SIGTERM or SIGINT:
 no new jobs are taken, and the running ones get ``drain_timeout_s`` to finish before they are handed back.
@@ -32,7 +36,7 @@ async def run_worker(settings: Settings) -> None:
     from mlgate.inference.engine import InferenceEngine
     from mlgate.inference.registry import ModelRegistry
     from mlgate.jobs.broker import JobBroker
-    from mlgate.jobs.runner import JobRunner
+    from mlgate.jobs.runner import JobRunner, takes_model
     from mlgate.lifespan import serve_state
     from mlgate.metrics import EngineMetrics
 
@@ -43,13 +47,15 @@ async def run_worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, finish.set)
-    async with serve_state(settings, registry, metrics) as state:
-        runner = JobRunner(JobStore(state.database), state.dataplane, settings)
+    models = tuple(settings.jobs_models)
+    async with serve_state(settings, registry, metrics, only=lambda name: takes_model(models, name)) as state:
         broker = JobBroker(settings.jobs_broker, settings.jobs_queue, settings.jobs_concurrency,
                            redis_idle_timeout_s=2 * settings.jobs_lease_s)
+        runner = JobRunner(JobStore(state.database), state.dataplane, settings, handback=broker.send)
         await runner.start(poll_queue=False)
         log.info("worker ready", runner=runner.name, queue=settings.jobs_queue,
-                 concurrency=settings.jobs_concurrency, models=sorted(registry.names()))
+                 concurrency=settings.jobs_concurrency, models=sorted(registry.names()),
+                 patterns=list(models) or None)
         try:
             await broker.serve(runner.run, settings.jobs_concurrency, finish,
                                drain_timeout_s=settings.drain_timeout_s)
@@ -66,12 +72,16 @@ def worker(
                                                show_default=False)] = None,
     concurrency: Annotated[int | None, typer.Option(help="Jobs run at once [default: setting jobs_concurrency].",
                                                     show_default=False)] = None,
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", "-m", metavar="PATTERN", show_default=False,
+        help="Take only the jobs of models matching PATTERN (fnmatch: bert-*), and load only those; repeat for "
+             "more [default: setting jobs_models, empty: every model].")] = None,
 ) -> None:
     """Run jobs from the broker (MLGATE_JOBS_BROKER) on this machine's copy of the models."""
     from mlgate.logs import configure_logging
 
     settings = settings_from(config, model_repository=model_repository, jobs_broker=broker,
-                             jobs_concurrency=concurrency)
+                             jobs_concurrency=concurrency, jobs_models=model or None)
     if not settings.jobs_broker:
         err.print("[red]error:[/red] no broker: set MLGATE_JOBS_BROKER (amqp://... or redis://...) or --broker; "
                   "without one, `mlgate serve` runs jobs itself")

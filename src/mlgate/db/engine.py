@@ -63,8 +63,12 @@ class Database:
 
 def _sqlite_pragmas(dbapi_connection: object, record: object) -> None:
     # WAL lets readers run beside the one writer; foreign keys are off by default in SQLite.
+    # synchronous=NORMAL (SQLite's advice for WAL, Rails' default): a commit does not wait for fsync (4 ms of
+    # the dev VM's disk, three per job), yet survives the process crashing or being killed; only an OS crash
+    # or power loss may roll back the last commits (the database stays consistent).
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()

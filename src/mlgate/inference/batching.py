@@ -16,6 +16,12 @@ entered the queue, computed once from the injected ``clock`` (``time.monotonic``
 When a merged runtime call fails, the requests in it are run again one at a time, so that one caller's bad
 row (bytes that are not UTF-8 for a text model, a value the model rejects) fails only that caller's request.
 
+Jobs and synchronous calls share the queue fairly: a request carrying a job's progress callback
+(``PROGRESS_PARAMETER``, which ``mlgate.jobs`` always sends) is a job's, and while requests of both kinds wait,
+batches alternate between them (each batch starting at the oldest request of its kind). So a synchronous call
+waits for at most one job batch per instance ahead of it, however many jobs are queued, and jobs still
+progress under a steady synchronous load; with only one kind waiting, the queue is plain FIFO.
+
 If the collector dies, every queued request fails with BatcherStopped (503), and so do later ones.
 """
 
@@ -64,6 +70,8 @@ class _Request:
     enqueued: float
     results: list[Batch | None]
     undispatched: int
+    job: bool = False
+    """A job's request (it carries a progress callback): served in turn with synchronous calls."""
 
 
 @dataclass(eq=False)
@@ -99,6 +107,7 @@ class DynamicBatcher:
         self._service_s: float | None = None  # moving average of seconds per runtime call (None: none yet)
         self._per_batch = 1.0  # moving average of requests per runtime call
         self._queue: deque[_Item] = deque()
+        self._jobs_turn = False  # while both kinds wait: whose batch is next (see the module docstring)
         self._waiting = 0  # requests with a chunk still queued
         self._arrived = asyncio.Event()
         self._collector: asyncio.Task[None] | None = None
@@ -148,7 +157,7 @@ class DynamicBatcher:
         step = self.max_batch_size if 0 < self.max_batch_size < rows else max(rows, 1)
         starts = range(0, max(rows, 1), step)
         request = _Request(asyncio.get_running_loop().create_future(), merge_key(batch, parameters), parameters,
-                           self.clock(), [None] * len(starts), len(starts))
+                           self.clock(), [None] * len(starts), len(starts), PROGRESS_PARAMETER in parameters)
         if len(starts) == 1:
             items = [_Item(request, 0, batch, rows)]
         else:
@@ -206,14 +215,18 @@ class DynamicBatcher:
         """Wait for the batch at the head of the queue to be complete, take it out, and return it."""
         if not self._queue:
             return []
+        head = self._head()
         if not self.max_batch_size:
-            items = [self._queue[0]]
+            items = [head]
         else:
-            deadline = self._queue[0].request.enqueued + self.max_queue_delay_s  # the batch's one deadline
+            deadline = head.request.enqueued + self.max_queue_delay_s  # the batch's one deadline
             while True:
                 if not self._queue:
                     return []
-                items, rows, full = self._gather(self._queue[0].request.key)
+                if head not in self._queue:  # its request was cancelled while the batch filled
+                    head = self._head()
+                    deadline = head.request.enqueued + self.max_queue_delay_s
+                items, rows, full = self._gather(head.request.key, start=head)
                 remaining = deadline - self.clock()
                 if full or rows >= self.max_batch_size or rows in self.preferred or remaining <= 0:
                     break
@@ -225,6 +238,7 @@ class DynamicBatcher:
                     pass
         taken = set(map(id, items))
         self._queue = deque(item for item in self._queue if id(item) not in taken)
+        self._jobs_turn = not head.request.job  # the other kind goes next, if it waits
         for item in items:
             item.queued = False
             item.request.undispatched -= 1
@@ -232,11 +246,22 @@ class DynamicBatcher:
                 self._set_waiting(self._waiting - 1)
         return items
 
-    def _gather(self, key: Hashable) -> tuple[list[_Item], int, bool]:
+    def _head(self) -> _Item:
+        """The first item of the next batch: the oldest of the kind whose turn it is, if any waits, else the
+        oldest (the queue is not empty)."""
+        for item in self._queue:
+            if item.request.job == self._jobs_turn:
+                return item
+        return self._queue[0]
+
+    def _gather(self, key: Hashable, start: _Item) -> tuple[list[_Item], int, bool]:
+        """``start`` and the items after it that merge with it (same ``key``), up to ``max_batch_size`` rows."""
         items: list[_Item] = []
         rows = 0
+        started = False
         for item in self._queue:
-            if item.request.key != key:
+            started = started or item is start
+            if not started or item.request.key != key:
                 continue
             if rows + item.rows > self.max_batch_size:
                 return items, rows, True

@@ -11,8 +11,9 @@ deadlines apply to them unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -68,19 +69,22 @@ def _describe(specs: Sequence[TensorSpec]) -> str:
 
 
 async def embed(plane: DataPlane, handle: ModelHandle, texts: Sequence[str],
-                dimensions: int | None = None, *, timeout_ms: float | None = None) -> Embeddings:
+                dimensions: int | None = None, *, timeout_ms: float | None = None,
+                parameters: Mapping[str, Any] | None = None, admission: bool = True) -> Embeddings:
     """Embed ``texts`` (n >= 1) with ``handle``'s model: FP32 ``[n, D]`` vectors and their token counts.
 
     ``dimensions``, when given, must equal D: these models cannot shorten their vectors, so any other value
     is UnsupportedFeature (400) before anything runs. Raises UnsupportedModel (400) for a model without an
-    embedding signature, and what ``DataPlane.infer`` raises. ``timeout_ms`` can shorten the model's timeout.
+    embedding signature, and what ``DataPlane.infer`` raises. ``timeout_ms`` can shorten the model's timeout;
+    ``parameters`` and ``admission`` go to ``DataPlane.infer`` (a job: its progress callback, no admission).
     """
     signature = embedding_signature(handle)
     if dimensions is not None and signature.dimensions not in (-1, dimensions):
         raise _wrong_dimensions(handle, dimensions, signature.dimensions)
     batch = np.empty(len(texts), dtype=object)
     batch[:] = [text.encode("utf-8") for text in texts]
-    outputs = await plane.infer(handle, {signature.input: batch}, timeout_ms=timeout_ms)
+    outputs = await plane.infer(handle, {signature.input: batch}, parameters, timeout_ms=timeout_ms,
+                                admission=admission)
     vectors = outputs.get(signature.output)
     if vectors is None or vectors.ndim != 2:
         raise ModelError(f"model '{handle.name}' version '{handle.version}' answered with a malformed output; "

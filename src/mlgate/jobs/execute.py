@@ -70,7 +70,8 @@ async def execute(plane: DataPlane, protocol: str, model: str, version: str | No
                   caller: str | None = None, timeout_ms: float | None = None,
                   progress: Progress | None = None) -> dict[str, Any]:
     """Run a job's request; the JSON body the synchronous route answers with. Raises what it raises.
-    ``progress`` is handed to the runtime (``mlgate.runtimes.base.PROGRESS_PARAMETER``) for V2 and V1."""
+    ``progress`` is handed to the runtime (``mlgate.runtimes.base.PROGRESS_PARAMETER``); it also marks the
+    request as a job's, which the model's queue serves in turn with synchronous calls."""
     extra = {PROGRESS_PARAMETER: progress} if progress is not None else {}
     async with plane.serving(model, version, caller=caller) as call:
         handle = call.handle
@@ -87,14 +88,16 @@ async def execute(plane: DataPlane, protocol: str, model: str, version: str | No
             outputs = await call.infer(inputs, extra, timeout_ms=timeout_ms, admission=False)
             content = v1_codec.encode_predictions(outputs, handle.outputs)
         else:
-            content = await _embed(plane, handle, body, timeout_ms)
+            content = await _embed(plane, handle, body, timeout_ms, extra)
     result: dict[str, Any] = orjson.loads(dumps(content))  # plain JSON types, as the database stores them
     return result
 
 
-async def _embed(plane: DataPlane, handle: ModelHandle, body: Any, timeout_ms: float | None) -> dict[str, Any]:
+async def _embed(plane: DataPlane, handle: ModelHandle, body: Any, timeout_ms: float | None,
+                 extra: dict[str, Any]) -> dict[str, Any]:
     request, texts = parse_embedding_request(body)
-    result = await embed(plane, handle, texts, request.dimensions, timeout_ms=timeout_ms)
+    result = await embed(plane, handle, texts, request.dimensions, timeout_ms=timeout_ms, parameters=extra,
+                         admission=False)  # a job waits its turn
     return encode_embeddings(model=handle.name, vectors=result.vectors, token_counts=result.token_counts,
                              encoding_format=request.encoding_format)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +23,10 @@ from mlgate.db.tables.jobs import JobRecord
 from mlgate.errors import DatabaseUnavailable, JobNotFound, RateLimited
 from mlgate.inference.dataplane import DataPlane
 from mlgate.jobs.broker import JobBroker
+from mlgate.jobs.results import ResultStore
 from mlgate.jobs.runner import JobRunner
 from mlgate.jobs.views import job_view
-from mlgate.jobs.webhooks import check_webhook, server_secret, webhook_secret
+from mlgate.jobs.webhooks import WebhookSender, check_webhook, server_secret, webhook_secret
 from mlgate.settings import Settings
 
 __all__ = ["JobService", "Submission", "job_view"]  # job_view: re-exported from mlgate.jobs.views
@@ -49,16 +51,34 @@ class Submission:
     """Where to POST the job when it ends (checked against ``jobs_webhook_hosts``)."""
 
 
+class JobWatch:
+    """What ``JobService.watch`` yields: the changes this process makes to one job, in order."""
+
+    def __init__(self) -> None:
+        self.changes: asyncio.Queue[JobRecord | None] = asyncio.Queue()
+
+    async def next(self, timeout_s: float) -> JobRecord | None:
+        """The job's next row as this process changed it; None after ``timeout_s`` without one, or when the
+        change is not at hand (progress; read the database: another process may have changed it too)."""
+        try:
+            return await asyncio.wait_for(self.changes.get(), timeout_s)
+        except TimeoutError:
+            return None
+
+
 class JobService:
     """Jobs of one server: stored in ``database``, run by its own runner or handed to the broker."""
 
     def __init__(self, settings: Settings, database: Database, plane: DataPlane) -> None:
         self.settings = settings
         self.store = JobStore(database)
+        self.results = ResultStore(settings)
+        self.webhooks = WebhookSender(settings)
         self.broker = JobBroker(settings.jobs_broker, settings.jobs_queue, settings.jobs_concurrency) \
             if settings.jobs_broker else None
-        self.runner = JobRunner(self.store, plane, settings, on_change=self._notify) if self.broker is None else None
-        self._watchers: dict[str, set[asyncio.Event]] = {}
+        self.runner = JobRunner(self.store, plane, settings, on_change=self._notify, webhooks=self.webhooks,
+                                results=self.results) if self.broker is None else None
+        self._watchers: dict[str, set[JobWatch]] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._webhook_key = server_secret(settings)
 
@@ -82,23 +102,25 @@ class JobService:
             await self.runner.close()
         if self.broker is not None:
             await self.broker.close()
+        await self.webhooks.close()
 
-    def _notify(self, job_id: str) -> None:
-        for event in self._watchers.get(job_id, ()):
-            event.set()
+    def _notify(self, job_id: str, row: JobRecord | None = None) -> None:
+        for watch in self._watchers.get(job_id, ()):
+            watch.changes.put_nowait(row)
 
-    async def wait_change(self, job_id: str, timeout_s: float) -> None:
-        """Return when this process changed the job (its own runner, a cancel), or after ``timeout_s``
-        (another process may have: callers read the database again either way)."""
-        event = asyncio.Event()
-        self._watchers.setdefault(job_id, set()).add(event)
+    @contextlib.contextmanager
+    def watch(self, job_id: str) -> Iterator[JobWatch]:
+        """Receive the changes this process makes to the job (its own runner: claimed, progressed, ended; a
+        cancel) while in the ``with``: the live events of the embedded default without reading the database.
+        Enter it before reading the job, so that no change falls between."""
+        watch = JobWatch()
+        self._watchers.setdefault(job_id, set()).add(watch)
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), timeout_s)
+            yield watch
         finally:
             watchers = self._watchers.get(job_id)
             if watchers is not None:
-                watchers.discard(event)
+                watchers.discard(watch)
                 if not watchers:
                     del self._watchers[job_id]
 
@@ -120,17 +142,16 @@ class JobService:
         ``jobs_max_queued_per_caller`` jobs queued or running; 503 when the database or broker is down."""
         webhook = check_webhook(submission.webhook, self.settings.jobs_webhook_hosts) if submission.webhook \
             else None
-        active = await self.store.active(submission.owner)
-        if active >= self.settings.jobs_max_queued_per_caller:
-            raise RateLimited(f"you have {active} jobs queued or running, the most allowed "
-                              f"(jobs_max_queued_per_caller); wait for one to end", self._retry_after_s())
         job = JobRecord(id=secrets.token_hex(16), owner=submission.owner, actor=submission.actor,
                         model=submission.model, version=submission.version, protocol=submission.protocol,
                         status="queued", request=submission.body, timeout_ms=submission.timeout_ms,
                         webhook=webhook, request_id=submission.request_id, attempts=0, created_at=utcnow())
-        await self.store.create(job)
+        limit = self.settings.jobs_max_queued_per_caller
+        if not await self.store.create(job, max_active=limit):
+            raise RateLimited(f"you have {limit} jobs queued or running, the most allowed "
+                              f"(jobs_max_queued_per_caller); wait for one to end", self._retry_after_s())
         if self.runner is not None:
-            self.runner.notify()
+            self.runner.notify(job.id, job.model)
         elif self.broker is not None:
             try:
                 await self.broker.send(job.id)
@@ -158,11 +179,16 @@ class JobService:
 
     async def cancel(self, job: JobRecord) -> JobRecord:
         """Cancel a queued or running job (a running one is stopped: here at once, on a worker within
-        ``jobs_poll_interval_s``); a job that had ended is returned as it is."""
+        ``jobs_poll_interval_s``) and send its webhook (status ``cancelled``); a job that had ended is
+        returned as it is."""
         if await self.store.cancel(job.id, self.settings.jobs_result_ttl_s):
-            self._notify(job.id)
             if self.runner is not None:
                 self.runner.stop(job.id)
+            cancelled = await self.store.get(job.id) or job
+            self._notify(job.id, cancelled)
+            if cancelled.webhook:
+                self.webhooks.send(cancelled.webhook, cancelled.actor, job_view(cancelled))
+            return cancelled
         return await self.store.get(job.id) or job
 
     async def page(self, where: JobFilter, *, limit: int,

@@ -4,7 +4,8 @@ time buckets, per model and per caller (API key). Transport-free: the REST API a
 
 Where the numbers come from: every inference request is a row of the prediction log (``mlgate.predlog.writer``),
 including requests refused with 429 and bad input (4xx) on a known model. Shadow requests (copies sent to a
-shadow version) are not traffic: they are left out of every count and reported as ``shadow_requests``.
+shadow version) are not traffic: they are left out of every count and reported as ``shadow_requests``. Jobs
+(``mlgate.jobs``) are counted apart, from the jobs table: submitted in the range, per model, by outcome so far.
 
 "Per key" means per caller as the prediction log names it (``Caller.actor``): ``key:<prefix> (user:<name>)``
 for an API key, ``user:<name>`` for an access token (a signed-in user), ``anonymous`` for no credentials.
@@ -30,12 +31,20 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from mlgate.db.engine import Database
-from mlgate.db.queries.usage import Counts, UsageWindow, count_by, count_series, latency_sample, shadow_count
+from mlgate.db.queries.usage import (
+    Counts,
+    UsageWindow,
+    count_by,
+    count_series,
+    job_counts,
+    latency_sample,
+    shadow_count,
+)
 from mlgate.errors import InvalidInput
 
 __all__ = ["ANONYMOUS", "DEFAULT_RANGE_S", "DEFAULT_STEP_S", "LATENCY_ROWS", "MAX_BUCKETS", "MAX_KEYS", "MAX_STEP_S",
-           "SERIES", "UsageBucket", "UsageReport", "UsageRow", "UsageSeries", "parse_time", "usage_report",
-           "usage_report_from_query"]
+           "SERIES", "JobUsageRow", "UsageBucket", "UsageReport", "UsageRow", "UsageSeries", "parse_time",
+           "usage_report", "usage_report_from_query"]
 
 MAX_BUCKETS = 1440
 """Most buckets in one report (a day by the minute)."""
@@ -86,6 +95,16 @@ class UsageSeries(BaseModel):
     requests_per_s: list[float] = Field(description="Requests per second in each bucket (the buckets' order).")
 
 
+class JobUsageRow(BaseModel):
+    """One model's jobs submitted in the report's range (``mlgate.jobs``), by how they ended so far."""
+    name: str = Field(description="The model, or `all` for the totals.")
+    submitted: int = Field(description="Jobs submitted (created) in the range.")
+    succeeded: int = Field(description="Of those, succeeded (also when their result has expired since).")
+    failed: int = Field(description="Of those, failed (error, timeout).")
+    cancelled: int = Field(description="Of those, cancelled.")
+    pending: int = Field(description="Of those, still queued or running.")
+
+
 class UsageReport(BaseModel):
     """A usage report: ``buckets`` over time, ``totals`` over the range, and one row per model and per caller."""
 
@@ -102,6 +121,9 @@ class UsageReport(BaseModel):
     model_series: list[UsageSeries] = Field(description=f"Requests/s per bucket of the {SERIES} busiest models.")
     key_series: list[UsageSeries] = Field(description=f"Requests/s per bucket of the {SERIES} busiest callers.")
     shadow_requests: int
+    jobs: list[JobUsageRow] = Field(description="Jobs submitted in the range per model, by outcome (a job's "
+                                    "run is also a request in the counts above, under its submitter).")
+    job_totals: JobUsageRow
     sampled: bool = Field(description="Some percentiles are estimates from a sample of the latencies (the counts "
                           "are exact).")
     latencies_read: int
@@ -225,10 +247,15 @@ async def usage_report(database: Database, *, start: datetime, end: datetime, st
             for c in by_caller[:MAX_KEYS]]
     model_series = await _series(database, window, "model", [m.name for m in models[:SERIES]], durations)
     key_series = await _series(database, window, "caller", [c.group for c in by_caller[:SERIES]], durations)
+    jobs = [JobUsageRow(name=j.model, submitted=j.submitted, succeeded=j.succeeded, failed=j.failed,
+                        cancelled=j.cancelled, pending=j.pending) for j in await job_counts(database, window)]
+    job_totals = JobUsageRow(name="all", **{f: sum(getattr(j, f) for j in jobs)
+                                            for f in ("submitted", "succeeded", "failed", "cancelled", "pending")})
     return UsageReport(start=window.start, end=window.end, step_s=step_s, model=model, key=key, buckets=buckets,
                        totals=totals, models=models, keys=keys, keys_truncated=len(by_caller) > MAX_KEYS,
                        model_series=model_series, key_series=key_series,
-                       shadow_requests=shadows, sampled=sampled, latencies_read=len(sample))
+                       shadow_requests=shadows, jobs=jobs, job_totals=job_totals, sampled=sampled,
+                       latencies_read=len(sample))
 
 
 def parse_time(value: str, field: str) -> datetime:

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import CursorResult, Select, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from mlgate.db.base import utcnow
 from mlgate.db.engine import Database
@@ -74,24 +75,31 @@ class JobStore:
             result: CursorResult[Any] = await session.execute(stmt)  # type: ignore[assignment]
             return int(result.rowcount)
 
+    async def _returning(self, stmt: Any) -> JobRecord | None:
+        """Run a conditional ``UPDATE`` of one job; the updated row (``RETURNING``), None when none matched."""
+        async with self._session() as session:
+            row: JobRecord | None = (await session.execute(
+                stmt.returning(JobRecord), execution_options={"synchronize_session": False})).scalar_one_or_none()
+            return row
+
     # -- the API's side ---------------------------------------------------------------------------------
 
-    async def create(self, job: JobRecord) -> JobRecord:
-        """Insert ``job`` (status ``queued``); returns it with its ``seq``."""
+    async def create(self, job: JobRecord, *, max_active: int | None = None) -> bool:
+        """Insert ``job`` (status ``queued``; it gets its ``seq``), in one transaction with the count of its
+        owner's jobs queued or running: with ``max_active``, nothing is inserted (False) when the owner
+        already has that many."""
         async with self._session() as session:
+            if max_active is not None:
+                active = (await session.execute(select(func.count()).select_from(JobRecord).where(
+                    JobRecord.owner == job.owner, JobRecord.status.in_(("queued", "running"))))).scalar_one()
+                if int(active) >= max_active:
+                    return False
             session.add(job)
-        return job
+        return True
 
     async def get(self, job_id: str) -> JobRecord | None:
         async with self._session() as session:
             return (await session.execute(select(JobRecord).where(JobRecord.id == job_id))).scalar_one_or_none()
-
-    async def active(self, owner: str) -> int:
-        """How many of ``owner``'s jobs are queued or running."""
-        stmt = select(func.count()).select_from(JobRecord).where(
-            JobRecord.owner == owner, JobRecord.status.in_(("queued", "running")))
-        async with self._session() as session:
-            return int((await session.execute(stmt)).scalar_one())
 
     async def position(self, job: JobRecord) -> int:
         """1-based place of a queued job in the queue (jobs queued before it, plus one)."""
@@ -123,32 +131,37 @@ class JobStore:
             error={"status": 499, "code": "cancelled", "error": "the job was cancelled", "field": None,
                    "reason": "cancelled"})) == 1
 
-    async def expire(self, ttl_s: float) -> int:
-        """Drop the results of jobs that finished more than ``ttl_s`` ago (status ``expired``)."""
+    async def expire(self, ttl_s: float, limit: int = 1000) -> list[JobRecord]:
+        """Drop the results of up to ``limit`` jobs that finished more than ``ttl_s`` ago (status ``expired``);
+        those jobs as they were before (their ``result_uri``, to delete), without request and result."""
         cutoff = utcnow() - timedelta(seconds=ttl_s)
-        return await self._update(update(JobRecord).where(
-            JobRecord.status.in_(("succeeded", "failed", "cancelled")), JobRecord.finished_at < cutoff).values(
-            status="expired", result=None))
+        ending = (JobRecord.status.in_(("succeeded", "failed", "cancelled")), JobRecord.finished_at < cutoff)
+        async with self._session() as session:
+            rows = list((await session.execute(select(JobRecord).where(*ending).options(
+                defer(JobRecord.request), defer(JobRecord.result)).order_by(JobRecord.seq).limit(limit))).scalars())
+            if rows:
+                await session.execute(update(JobRecord).where(JobRecord.id.in_([r.id for r in rows]), *ending)
+                                      .values(status="expired", result=None, result_uri=None)
+                                      .execution_options(synchronize_session=False))
+        return rows
 
     # -- the runner's side ------------------------------------------------------------------------------
 
-    async def claimable(self, limit: int) -> list[str]:
-        """Ids of up to ``limit`` jobs a runner may claim, oldest first: queued, or running past their lease."""
-        stmt = select(JobRecord.id).where(_claimable(utcnow())).order_by(JobRecord.seq).limit(limit)
+    async def claimable(self, limit: int) -> list[tuple[str, str]]:
+        """``(id, model)`` of up to ``limit`` jobs a runner may claim, oldest first: queued, or running past
+        their lease."""
+        stmt = select(JobRecord.id, JobRecord.model).where(_claimable(utcnow())).order_by(JobRecord.seq).limit(limit)
         async with self._session() as session:
-            return list((await session.execute(stmt)).scalars())
+            return [(job_id, model) for job_id, model in (await session.execute(stmt)).all()]
 
     async def claim(self, job_id: str, runner: str, lease_s: float) -> JobRecord | None:
         """Take the job for ``runner`` if it is queued, or running past its lease (its runner died); None when
-        another runner holds it or it has ended. The returned row has the new ``attempts``."""
+        another runner holds it or it has ended. The returned row (one ``UPDATE ... RETURNING``) has the new
+        ``attempts``."""
         now = utcnow()
-        claimed = await self._update(update(JobRecord).where(JobRecord.id == job_id, _claimable(now)).values(
+        return await self._returning(update(JobRecord).where(JobRecord.id == job_id, _claimable(now)).values(
             status="running", runner=runner[:128], attempts=JobRecord.attempts + 1, progress=0.0,
             lease_until=now + timedelta(seconds=lease_s), started_at=now))
-        if claimed != 1:
-            return None
-        job = await self.get(job_id)
-        return job if job is not None and job.runner == runner[:128] and job.status == "running" else None
 
     async def renew(self, runner: str, job_ids: Iterable[str], lease_s: float) -> set[str]:
         """Extend the leases of ``runner``'s running jobs; returns the ids it no longer holds (cancelled,
@@ -170,18 +183,20 @@ class JobStore:
             progress=max(0.0, min(1.0, value))))
 
     async def finish(self, job: JobRecord, *, result: dict[str, Any] | None = None,
-                     error: dict[str, Any] | None = None, ttl_s: float) -> bool:
-        """End the attempt ``job`` holds: ``succeeded`` with ``result``, else ``failed`` with ``error``. False
-        (and nothing written) when the job is no longer this attempt's (cancelled, or taken over)."""
+                     error: dict[str, Any] | None = None, ttl_s: float,
+                     result_uri: str | None = None) -> JobRecord | None:
+        """End the attempt ``job`` holds: ``succeeded`` with ``result`` (or ``result_uri``: kept in the
+        artifact store), else ``failed`` with ``error``. Returns the ended row; None (and nothing written)
+        when the job is no longer this attempt's (cancelled, or taken over)."""
         now = utcnow()
         values: dict[str, Any] = {"status": "succeeded" if error is None else "failed", "result": result,
-                                  "error": error, "finished_at": now, "lease_until": None,
-                                  "expires_at": now + timedelta(seconds=ttl_s)}
+                                  "result_uri": result_uri, "error": error, "finished_at": now,
+                                  "lease_until": None, "expires_at": now + timedelta(seconds=ttl_s)}
         if error is None:
             values["progress"] = 1.0
-        return await self._update(update(JobRecord).where(
+        return await self._returning(update(JobRecord).where(
             JobRecord.id == job.id, JobRecord.status == "running", JobRecord.attempts == job.attempts,
-            JobRecord.runner == job.runner).values(**values)) == 1
+            JobRecord.runner == job.runner).values(**values))
 
     async def release(self, runner: str, job_ids: Iterable[str]) -> int:
         """Hand ``runner``'s running jobs back to the queue (the runner is shutting down)."""

@@ -21,10 +21,12 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from mlgate.db.engine import Database
+from mlgate.db.tables.jobs import JobRecord
 from mlgate.db.tables.predlog import PredictionRecord
 from mlgate.errors import DatabaseUnavailable
 
-__all__ = ["Counts", "UsageWindow", "count_by", "count_series", "latency_sample", "shadow_count"]
+__all__ = ["Counts", "JobCounts", "UsageWindow", "count_by", "count_series", "job_counts", "latency_sample",
+           "shadow_count"]
 
 
 class epoch_s(FunctionElement[int]):  # noqa: N801 - a SQL function, named like one
@@ -153,3 +155,44 @@ async def latency_sample(database: Database, window: UsageWindow, *, every: int 
         sampled = (t.id % literal(every, BigInteger())) == 0
         stmt = stmt.where(or_(sampled, bucket.in_(list(whole))) if whole else sampled)
     return [(int(b), m, c, float(v)) for b, m, c, v in await _rows(database, stmt)]
+
+
+@dataclass(frozen=True, slots=True)
+class JobCounts:
+    """One model's jobs submitted in a window, by how they ended so far (``pending``: queued or running)."""
+
+    model: str
+    submitted: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    pending: int
+
+
+async def job_counts(database: Database, window: UsageWindow) -> list[JobCounts]:
+    """Per model, the jobs (``mlgate.db.tables.jobs``) created in ``[start, end)`` of ``window`` (its model and
+    caller too; the anonymous caller has none), by outcome. An ``expired`` job counts as what it was before
+    its result was dropped: failed or cancelled by its kept error's code, else succeeded."""
+    t = JobRecord
+    code = t.error["code"].as_string()
+    was_cancelled = or_(t.status == "cancelled", and_(t.status == "expired", code == "cancelled"))
+    was_failed = or_(t.status == "failed", and_(t.status == "expired", t.error.is_not(None), code != "cancelled"))
+    was_ok = or_(t.status == "succeeded", and_(t.status == "expired", t.error.is_(None)))
+
+    def total(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+    stmt = select(t.model, func.count(), total(was_ok), total(was_failed), total(was_cancelled),
+                  total(t.status.in_(("queued", "running")))).where(t.created_at >= window.start,
+                                                                     t.created_at < window.end)
+    if window.model is not None:
+        stmt = stmt.where(t.model == window.model)
+    if window.caller_null:
+        return []
+    if window.caller_key is not None:
+        stmt = stmt.where(t.actor.like(f"key:{window.caller_key} (%"))
+    elif window.caller is not None:
+        stmt = stmt.where(t.actor == window.caller)
+    rows = await _rows(database, stmt.group_by(t.model).order_by(func.count().desc(), t.model))
+    return [JobCounts(m, int(n), int(ok), int(bad), int(cancelled), int(pending))
+            for m, n, ok, bad, cancelled, pending in rows]

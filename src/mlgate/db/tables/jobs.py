@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, Float, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mlgate.db.base import Base, UTCDateTime
@@ -47,6 +47,9 @@ class JobRecord(Base):
     request: Mapped[dict[str, Any]] = mapped_column(JSON)
     """The inference request body, as the protocol's synchronous route takes it (JSON)."""
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    """The result body, when it is at most ``jobs_result_inline_bytes`` of JSON; else None and ``result_uri``."""
+    result_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """Where a larger result body (JSON) is kept in the artifact store (``mlgate.catalog.store``)."""
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     """``{"status", "code", "error", "field"}`` of a failed job."""
     timeout_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
