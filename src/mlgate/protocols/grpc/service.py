@@ -29,6 +29,7 @@ With ``access_log``, every call writes one line on ``mlgate.access`` (``mlgate.l
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import re
 import time
@@ -63,8 +64,9 @@ Context = Any
 """``grpc.aio.ServicerContext`` (grpcio ships no type information)."""
 
 
+@functools.lru_cache(maxsize=4096)  # one peer string per connection, many calls each
 def _peer_address(peer: str) -> str:
-    match = _PEER.match(peer or "")
+    match = _PEER.match(peer)
     if match is None:
         return "unknown"
     return match.group("v4") or match.group("v6") or "unix"
@@ -78,6 +80,7 @@ def credentials(context: Context, server: ServerState) -> Credentials:
     authorization: list[str] = []
     forwarded: list[str] = []
     request_id = ""
+    routing_key = None
     for key, value in context.invocation_metadata() or ():
         if key == "authorization":
             authorization.append(value)
@@ -85,18 +88,13 @@ def credentials(context: Context, server: ServerState) -> Credentials:
             request_id = value
         elif key == "x-forwarded-for" and isinstance(value, str):
             forwarded.append(value)
-    peer = _peer_address(context.peer())
+        elif key == "x-routing-key" and routing_key is None and isinstance(value, str):
+            routing_key = value[:256]
+    peer = _peer_address(context.peer() or "")
     resolver = server.security.addresses
     client = resolver.resolve(peer, forwarded) if resolver.trusted else peer
     state = RequestState(request_id=request_id or f"{_random.getrandbits(128):032x}", client_address=client)
-    return Credentials(authorization, client, server, state, peer)
-
-
-def _metadata_value(context: Context, name: str) -> str | None:
-    for key, value in context.invocation_metadata() or ():
-        if key == name and isinstance(value, str):
-            return value
-    return None
+    return Credentials(authorization, client, server, state, peer, routing_key)
 
 
 async def _end(context: Context, status: Status, request_id: str) -> None:
@@ -168,10 +166,9 @@ class InferenceService:
         state = creds.state
         state.served = True
         identity = state.identity
-        key = _metadata_value(context, "x-routing-key") if context is not None else None
         remaining = context.time_remaining() if context is not None else None
         timeout_ms = (remaining - DEADLINE_MARGIN_S) * 1000.0 if remaining is not None else None
-        async with plane.serving(name, version, caller=identity, key=key[:256] if key else identity) as call:
+        async with plane.serving(name, version, caller=identity, key=creds.routing_key or identity) as call:
             handle = call.handle
             body, inputs = decode_request(request, handle.inputs)
             await charge(creds, rows_of(inputs))
@@ -267,27 +264,35 @@ class InferenceService:
 
     # -- wiring -------------------------------------------------------------------------------------
 
-    def handler(self) -> grpc.GenericRpcHandler:
-        """The service's methods as one generic handler for ``grpc.aio.Server.add_generic_rpc_handlers``."""
-        unary: dict[str, tuple[Callable[..., Awaitable[Any]], Any]] = {
-            "ServerLive": (self.server_live, pb.ServerLiveRequest),
-            "ServerReady": (self.server_ready, pb.ServerReadyRequest),
-            "ServerMetadata": (self.server_metadata, pb.ServerMetadataRequest),
-            "ModelReady": (self.model_ready, pb.ModelReadyRequest),
-            "ModelMetadata": (self.model_metadata, pb.ModelMetadataRequest),
-            "ModelInfer": (self.model_infer, pb.ModelInferRequest),
-            "RepositoryIndex": (self.repository_index, pb.RepositoryIndexRequest),
-            "RepositoryModelLoad": (self.repository_model_load, pb.RepositoryModelLoadRequest),
-            "RepositoryModelUnload": (self.repository_model_unload, pb.RepositoryModelUnloadRequest),
+    def method_handlers(self) -> dict[str, grpc.RpcMethodHandler]:
+        """The service's methods by name, for ``grpc.aio.Server.add_registered_method_handlers`` (grpc then
+        finds a call's method without asking Python)."""
+        unary: dict[str, tuple[Callable[..., Awaitable[Any]], Any, Any]] = {
+            "ServerLive": (self.server_live, pb.ServerLiveRequest, pb.ServerLiveResponse),
+            "ServerReady": (self.server_ready, pb.ServerReadyRequest, pb.ServerReadyResponse),
+            "ServerMetadata": (self.server_metadata, pb.ServerMetadataRequest, pb.ServerMetadataResponse),
+            "ModelReady": (self.model_ready, pb.ModelReadyRequest, pb.ModelReadyResponse),
+            "ModelMetadata": (self.model_metadata, pb.ModelMetadataRequest, pb.ModelMetadataResponse),
+            "ModelInfer": (self.model_infer, pb.ModelInferRequest, pb.ModelInferResponse),
+            "RepositoryIndex": (self.repository_index, pb.RepositoryIndexRequest, pb.RepositoryIndexResponse),
+            "RepositoryModelLoad": (self.repository_model_load, pb.RepositoryModelLoadRequest,
+                                    pb.RepositoryModelLoadResponse),
+            "RepositoryModelUnload": (self.repository_model_unload, pb.RepositoryModelUnloadRequest,
+                                      pb.RepositoryModelUnloadResponse),
         }
-        handlers: dict[str, Any] = {
+        handlers: dict[str, grpc.RpcMethodHandler] = {
             name: grpc.unary_unary_rpc_method_handler(
                 self._unary(method, f"/{SERVICE_NAME}/{name}"), request_deserializer=message.FromString,
-                response_serializer=_serialize)
-            for name, (method, message) in unary.items()}
+                response_serializer=response.SerializeToString)
+            for name, (method, message, response) in unary.items()}
         handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
-            self._stream, request_deserializer=pb.ModelInferRequest.FromString, response_serializer=_serialize)
-        return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+            self._stream, request_deserializer=pb.ModelInferRequest.FromString,
+            response_serializer=pb.ModelStreamInferResponse.SerializeToString)
+        return handlers
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        """The service's methods as one generic handler for ``grpc.aio.Server.add_generic_rpc_handlers``."""
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, self.method_handlers())
 
     def _unary(self, method: Callable[..., Awaitable[Any]], path: str) -> Callable[[Any, Context], Awaitable[Any]]:
         infer = method == self.model_infer
@@ -342,8 +347,3 @@ class InferenceService:
             if self.server.settings.access_log:
                 log_call(f"/{SERVICE_NAME}/ModelStreamInfer", code, started, creds)
         context.set_trailing_metadata((("x-request-id", request_id),))
-
-
-def _serialize(message: Any) -> bytes:
-    data: bytes = message.SerializeToString()
-    return data
