@@ -113,8 +113,12 @@ def _identity(logger: Any, method: str, event: Any) -> Any:
     return event
 
 
-def log_access(method: str, path: str, status: int, duration_ms: float, request_id: str) -> None:
+def log_access(method: str, path: str, status: int, duration_ms: float, request_id: str,
+               **fields: str | int | None) -> None:
     """One access-log line (event ``request``; the duration in ms), at info level on logger ``mlgate.access``.
+
+    ``fields`` are added to the line as they are: the gRPC service (``mlgate.protocols.grpc``) adds
+    ``grpc_status`` (the code's name; ``status`` is then its number), ``caller``, ``client`` and ``peer``.
 
     With JSON logs the line is built here, with orjson, with the fields the structlog chain of
     ``configure_logging`` gives every line (``request_id``, ``level``, ``logger``, an ISO-8601 UTC
@@ -125,13 +129,15 @@ def log_access(method: str, path: str, status: int, duration_ms: float, request_
     """
     handlers = _json_handlers
     if not handlers or logging.root.handlers != handlers:  # console logs, or reconfigured since: the slow path
-        _access.info("request", method=method, path=path, status=status, duration_ms=duration_ms)
+        _access.info("request", method=method, path=path, status=status, duration_ms=duration_ms, **fields)
         return
     if not _access_std.isEnabledFor(logging.INFO):
         return
     event = {"method": method, "path": path, "status": status, "duration_ms": duration_ms, "event": "request",
              "request_id": request_id, "level": "info", "logger": "mlgate.access",
              "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"), "pid": _PID}
+    if fields:
+        event.update(fields)
     line = orjson.dumps(event, default=str, option=orjson.OPT_APPEND_NEWLINE).decode()
     for handler in handlers:
         handler.acquire()

@@ -111,7 +111,7 @@ class Settings(BaseSettings):
         description="Also append the server log to this file, as JSON lines (next to stderr; every server "
         "process writes to it; reopened after log rotation moves it). Unset: stderr only.",
     )
-    access_log: bool = Field(default=True, description="Log one line per HTTP request.")
+    access_log: bool = Field(default=True, description="Log one line per HTTP request and per gRPC call.")
 
     # -- inference engine: batching, workers, deadlines, metrics ------------------------------------
     request_timeout_ms: float = Field(
@@ -174,6 +174,11 @@ class Settings(BaseSettings):
         "plaintext (terminate TLS in a proxy).",
     )
     grpc_tls_key: Path | None = Field(default=None, description="PEM private key of `grpc_tls_cert`.")
+    grpc_stream_concurrency: int = Field(
+        default=16, ge=1, le=1024,
+        description="Requests of one ModelStreamInfer stream run at once (answers stay in the order sent); the "
+        "next request is read once fewer are unanswered.",
+    )
     # -- jobs: long inference, queued and run in the background ------------------------------------
     jobs_broker: str | None = Field(
         default=None,

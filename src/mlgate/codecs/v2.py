@@ -146,17 +146,19 @@ def encode_response(
     outputs: Mapping[str, np.ndarray],
     specs: Sequence[TensorSpec],
     labels: Sequence[str] | None,
+    binary: bool = False,
 ) -> tuple[dict[str, Any], list[bytes]]:
     """The V2 response body for ``outputs`` (``{name: [batch, ...]}``), in the requested order, and the bytes
     of the outputs answered in binary (in the same order; empty when every output is JSON).
+    ``binary=True`` answers every output in binary whatever the request's parameters say (gRPC).
 
     Without ``request.outputs`` every declared output is returned in declaration order. Raises
     InvalidInput for an unknown requested output, a bad ``classification`` value, or a ``binary_data`` /
     ``binary_data_output`` parameter that is not a boolean.
     """
     by_name = {spec.name: spec for spec in specs}
-    all_binary = _flag((request.parameters or {}).get("binary_data_output", False),
-                       "parameters.binary_data_output")
+    all_binary = binary or _flag((request.parameters or {}).get("binary_data_output", False),
+                                 "parameters.binary_data_output")
     if request.outputs:
         selection = [(o.name, o.parameters or {}) for o in request.outputs]
     else:
@@ -176,7 +178,7 @@ def encode_response(
             datatype = "BYTES"
         datatype, array = _conform(datatype, array)
         output: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
-        if _flag(params.get("binary_data", all_binary), f"outputs[{i}].parameters.binary_data"):
+        if binary or _flag(params.get("binary_data", all_binary), f"outputs[{i}].parameters.binary_data"):
             chunks.append(binary_codec.encode_tensor(array, datatype))
             output["parameters"] = {"binary_data_size": len(chunks[-1])}
         else:

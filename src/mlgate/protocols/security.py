@@ -66,6 +66,10 @@ class Credentials:
     """The server's state (security service, settings)."""
     state: RequestState = field(default_factory=RequestState)
     """What the layers of this call tell each other, as for an HTTP request."""
+    peer: str = ""
+    """The TCP peer's address (``client_address`` unless a trusted proxy forwarded the call)."""
+    routing_key: str | None = None
+    """The call's canary routing key (gRPC: ``x-routing-key`` metadata), None when it sent none."""
 
 
 Source = Request | Credentials

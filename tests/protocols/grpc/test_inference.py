@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -123,3 +124,47 @@ async def test_bytes_tensors_in_and_out(tmp_path: Path) -> None:
             result = await client.infer("text", [tensor("text", words, "BYTES")], headers=headers)
         assert result.as_numpy("upper").tolist() == [b"GRPC", b"", b"NUL\x00BYTE"]
         assert result.as_numpy("length").tolist() == [4, 0, 8]
+
+
+NAP_MODEL = '''
+import time
+
+class Model:
+    """y = x, after 0.5 s per call (a batch of any size)."""
+
+    def predict(self, batch):
+        time.sleep(0.5)
+        return {"y": batch["x"] * 1}
+'''
+QUICK_MODEL = '''
+class Model:
+    def predict(self, batch):
+        return {"y": batch["x"] * 1}
+'''
+
+
+async def test_stream_requests_run_concurrently_and_are_answered_in_the_order_sent(tmp_path: Path) -> None:
+    tensors = ('[[inputs]]\nname = "x"\ndatatype = "FP32"\nshape = [-1]\n',
+               '[[outputs]]\nname = "y"\ndatatype = "FP32"\nshape = [-1]\n')
+    write_python_model(tmp_path, "nap", NAP_MODEL, *tensors, "[batching]\nmax_batch_size = 16\n"
+                       "max_queue_delay_ms = 100\n")
+    write_python_model(tmp_path, "quick", QUICK_MODEL, *tensors)
+    count = 16  # nap, quick, nap, quick, ...: the quick answers are ready long before the naps before them
+    async with grpc_app(tmp_path) as app:
+        await app.sec.user("alice")
+        headers = {"authorization": f"Bearer {await app.sec.key('alice')}"}
+
+        async def requests() -> AsyncIterator[dict[str, Any]]:
+            for i in range(count):
+                yield {"model_name": "quick" if i % 2 else "nap", "request_id": str(i),
+                       "inputs": [tensor("x", np.array([i], np.float32), "FP32")]}
+
+        async with triton_aio.InferenceServerClient(app.address) as client:
+            start = time.monotonic()
+            answers = [answer async for answer in client.stream_infer(requests(), headers=headers)]
+            took = time.monotonic() - start
+    assert [error for _, error in answers] == [None] * count
+    assert [r.get_response().id for r, _ in answers] == [str(i) for i in range(count)]
+    assert [r.as_numpy("y").tolist() for r, _ in answers] == [[float(i)] for i in range(count)]
+    # The eight naps run together (one batch, at most two): about one model time, not eight (4 s).
+    assert took < 2.0, took

@@ -116,11 +116,9 @@ def encode_response(request: InferenceRequest, outputs: Mapping[str, np.ndarray]
     """The response to ``request``: the requested outputs (else every declared one) as raw contents.
 
     Raises what ``mlgate.codecs.v2.encode_response`` raises (unknown output, bad classification)."""
-    as_binary = request.model_copy(update={"parameters": {**(request.parameters or {}), "binary_data_output": True}})
-    body, chunks = codec.encode_response(model_name=model_name, model_version=model_version, request=as_binary,
-                                         outputs=outputs, specs=specs, labels=labels)
-    response = pb.ModelInferResponse(model_name=model_name, model_version=model_version, id=request.id or "",
-                                     raw_output_contents=chunks)
-    for output in body["outputs"]:
-        response.outputs.add(name=output["name"], datatype=output["datatype"], shape=output["shape"])
-    return response
+    body, chunks = codec.encode_response(model_name=model_name, model_version=model_version, request=request,
+                                         outputs=outputs, specs=specs, labels=labels, binary=True)
+    tensor = pb.ModelInferResponse.InferOutputTensor
+    return pb.ModelInferResponse(
+        model_name=model_name, model_version=model_version, id=request.id or "", raw_output_contents=chunks,
+        outputs=[tensor(name=o["name"], datatype=o["datatype"], shape=o["shape"]) for o in body["outputs"]])

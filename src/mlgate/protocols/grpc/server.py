@@ -52,7 +52,8 @@ def build_server(state: ServerState) -> tuple[grpc.aio.Server, int]:
     size = settings.effective_grpc_max_message_bytes
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", size),
                                       ("grpc.max_send_message_length", size)])
-    server.add_generic_rpc_handlers((InferenceService(state).handler(), HealthService(state).handler()))
+    server.add_registered_method_handlers(SERVICE_NAME, InferenceService(state).method_handlers())
+    server.add_generic_rpc_handlers((HealthService(state).handler(),))
     reflection.enable_server_reflection((SERVICE_NAME, HEALTH_SERVICE, reflection.SERVICE_NAME), server,
                                         pool=_reflection_pool())
     address = f"{settings.host}:{settings.grpc_port}"

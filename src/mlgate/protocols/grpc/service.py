@@ -11,15 +11,28 @@ become statuses in ``mlgate.protocols.grpc.errors``.
 
 ``x-request-id`` metadata (1-128 characters of ``A-Za-z0-9._:-``, else a random one) comes back in the
 trailing metadata of the answer (with the status, so it costs no message of its own); ``x-routing-key``
-makes canary routing sticky as the REST header does.
-ModelStreamInfer answers each request of the stream in order, an error as ``error_message`` (the stream
-goes on).
+makes canary routing sticky as the REST header does. The client address is the TCP peer, or, when the peer
+is one of ``trusted_proxies``, the client named in ``x-forwarded-for`` metadata (the HTTP edge's rule,
+``mlgate.auth.client``): anonymous rate limits and the logs use it.
+
+The call's deadline is the request's deadline, less ``DEADLINE_MARGIN_S`` so that mlgate's own
+DEADLINE_EXCEEDED (its message, the request id, the prediction log's 504) reaches the caller before the
+caller's timer fires; a request still queued at its deadline leaves the queue without running. Should grpc
+cancel the call first, the data plane still records a 504.
+ModelStreamInfer runs up to ``grpc_stream_concurrency`` requests of a stream at once and answers each in the
+order sent, an error as ``error_message`` (the stream goes on).
+With ``access_log``, every call writes one line on ``mlgate.access`` (``mlgate.logs.log_access``): method
+``GRPC``, path ``/inference.GRPCInferenceService/<Method>``, ``status`` the gRPC code's number (0 OK) and
+``grpc_status`` its name, the duration in ms, the request id, ``caller``, ``client`` and ``peer``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import random
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -27,8 +40,8 @@ import grpc
 import structlog
 
 from mlgate.auth.caller import Action
-from mlgate.errors import MlgateError
-from mlgate.logs import REQUEST_ID
+from mlgate.errors import DeadlineExceeded, MlgateError
+from mlgate.logs import REQUEST_ID, log_access
 from mlgate.protocols.grpc import grpc_service_pb2 as pb
 from mlgate.protocols.grpc.codec import decode_request, encode_response
 from mlgate.protocols.grpc.errors import Status, status_of, unexpected_status
@@ -36,9 +49,12 @@ from mlgate.protocols.routes import record_refusal
 from mlgate.protocols.security import Credentials, admit, audit_actor, charge, may_use, rows_of
 from mlgate.protocols.state import RequestState, ServerState
 
-__all__ = ["SERVICE_NAME", "InferenceService", "credentials"]
+__all__ = ["DEADLINE_MARGIN_S", "SERVICE_NAME", "InferenceService", "credentials", "log_call"]
 
 SERVICE_NAME = "inference.GRPCInferenceService"
+
+DEADLINE_MARGIN_S = 0.02
+"""Seconds of a call's deadline kept for answering: the request's timeout is the rest."""
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")  # the edge's rule (mlgate.edge.request_id)
 _random = random.Random(random.SystemRandom().getrandbits(128))  # ids: unique, not secret; no system call each
@@ -48,38 +64,56 @@ Context = Any
 """``grpc.aio.ServicerContext`` (grpcio ships no type information)."""
 
 
+@functools.lru_cache(maxsize=4096)  # one peer string per connection, many calls each
 def _peer_address(peer: str) -> str:
-    match = _PEER.match(peer or "")
+    match = _PEER.match(peer)
     if match is None:
         return "unknown"
     return match.group("v4") or match.group("v6") or "unix"
 
 
 def credentials(context: Context, server: ServerState) -> Credentials:
-    """The ``Credentials`` of a call: its ``authorization`` metadata, peer address and a fresh RequestState
+    """The ``Credentials`` of a call: its ``authorization`` metadata, client address and a fresh RequestState
     carrying its request id (``x-request-id`` metadata when valid, else 128 random bits in hex, from a
-    generator seeded once per process by the system: ids must not repeat, they need not be secret)."""
+    generator seeded once per process by the system: ids must not repeat, they need not be secret) and its
+    client address: the peer's, or, from a peer in ``trusted_proxies``, what ``x-forwarded-for`` says."""
     authorization: list[str] = []
+    forwarded: list[str] = []
     request_id = ""
+    routing_key = None
     for key, value in context.invocation_metadata() or ():
         if key == "authorization":
             authorization.append(value)
         elif key == "x-request-id" and not request_id and isinstance(value, str) and _REQUEST_ID.match(value):
             request_id = value
-    state = RequestState(request_id=request_id or f"{_random.getrandbits(128):032x}")
-    return Credentials(authorization, _peer_address(context.peer()), server, state)
-
-
-def _metadata_value(context: Context, name: str) -> str | None:
-    for key, value in context.invocation_metadata() or ():
-        if key == name and isinstance(value, str):
-            return value
-    return None
+        elif key == "x-forwarded-for" and isinstance(value, str):
+            forwarded.append(value)
+        elif key == "x-routing-key" and routing_key is None and isinstance(value, str):
+            routing_key = value[:256]
+    peer = _peer_address(context.peer() or "")
+    resolver = server.security.addresses
+    client = resolver.resolve(peer, forwarded) if resolver.trusted else peer
+    state = RequestState(request_id=request_id or f"{_random.getrandbits(128):032x}", client_address=client)
+    return Credentials(authorization, client, server, state, peer, routing_key)
 
 
 async def _end(context: Context, status: Status, request_id: str) -> None:
     context.set_trailing_metadata((*status.trailers, ("x-request-id", request_id)))
     await context.abort(status.code, status.message)
+
+
+def _past_deadline(context: Context) -> bool:
+    remaining = context.time_remaining()
+    return remaining is not None and remaining <= 0
+
+
+def log_call(path: str, code: grpc.StatusCode, started: float, creds: Credentials) -> None:
+    """The access-log line of a gRPC call to ``path`` (``/service/Method``) that began at ``started``
+    (``time.perf_counter()``) and ended with ``code`` (see the module docstring for its fields)."""
+    state = creds.state
+    log_access("GRPC", path, code.value[0], round((time.perf_counter() - started) * 1000, 3), state.request_id,
+               grpc_status=code.name, caller=state.identity, client=state.client_address,
+               peer=creds.peer)
 
 
 class InferenceService:
@@ -122,39 +156,81 @@ class InferenceService:
 
     async def model_infer(self, request: pb.ModelInferRequest, creds: Credentials,
                           context: Context = None) -> pb.ModelInferResponse:
-        """Admit on the model (``predict``), decode, charge the rows, run, encode (the REST path's steps)."""
+        """Admit on the model (``predict``), decode, charge the rows, run, encode (the REST path's steps).
+
+        The call's deadline (less ``DEADLINE_MARGIN_S``) lowers the request's timeout; DeadlineExceeded
+        (504) when it passes, also when grpc cancels the call at its deadline first."""
         name, version = request.model_name, request.model_version or None
         await admit(creds, Action.PREDICT, name, version)
         plane = self.server.dataplane
         state = creds.state
         state.served = True
         identity = state.identity
-        key = _metadata_value(context, "x-routing-key") if context is not None else None
         remaining = context.time_remaining() if context is not None else None
-        async with plane.serving(name, version, caller=identity, key=key[:256] if key else identity) as call:
+        timeout_ms = (remaining - DEADLINE_MARGIN_S) * 1000.0 if remaining is not None else None
+        async with plane.serving(name, version, caller=identity, key=creds.routing_key or identity) as call:
             handle = call.handle
             body, inputs = decode_request(request, handle.inputs)
             await charge(creds, rows_of(inputs))
-            outputs = await call.infer(inputs, body.parameters,
-                                       timeout_ms=remaining * 1000.0 if remaining is not None else None)
+            try:
+                outputs = await call.infer(inputs, body.parameters, timeout_ms=timeout_ms)
+            except asyncio.CancelledError:
+                if context is None or not _past_deadline(context):
+                    raise  # the caller went away, or the server stops
+                # grpc cancelled the call at its deadline before the data plane's timer fired
+                raise DeadlineExceeded(f"model '{handle.name}' version '{handle.version}' did not answer within "
+                                       "the call's deadline") from None
         return encode_response(body, outputs, model_name=handle.name, model_version=handle.version,
                                specs=handle.outputs, labels=handle.labels)
 
-    async def model_stream_infer(self, requests: AsyncIterator[pb.ModelInferRequest],
-                                 context: Context) -> AsyncIterator[pb.ModelStreamInferResponse]:
-        """One answer per request, in order; a request's error is its answer's ``error_message``."""
-        async for request in requests:
-            creds = credentials(context, self.server)
-            REQUEST_ID.set(creds.state.request_id)
+    async def model_stream_infer(self, requests: AsyncIterator[pb.ModelInferRequest], context: Context,
+                                 stream: Credentials | None = None) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        """One answer per request, in the order sent; a request's error is its answer's ``error_message``.
+        Each request is admitted on its own; ``stream`` (the stream's credentials) learns the first caller.
+
+        Up to ``grpc_stream_concurrency`` requests run at once: the next request is read only while fewer
+        are unanswered, so a client that sends faster than the model answers is held back by HTTP/2 flow
+        control rather than queued here."""
+        limit = self.server.settings.grpc_stream_concurrency
+        slots = asyncio.Semaphore(limit)
+        pending: asyncio.Queue[asyncio.Task[pb.ModelStreamInferResponse] | None] = asyncio.Queue()
+
+        async def one(request: pb.ModelInferRequest) -> pb.ModelStreamInferResponse:
             try:
-                response = await self.model_infer(request, creds, context)
-            except MlgateError as exc:
-                record_refusal(creds.state, self.server, exc)
-                message = status_of(exc, creds.state.request_id).message
-                yield pb.ModelStreamInferResponse(error_message=message, infer_response=pb.ModelInferResponse(
-                    model_name=request.model_name, model_version=request.model_version, id=request.id))
-            else:
-                yield pb.ModelStreamInferResponse(infer_response=response)
+                creds = credentials(context, self.server)
+                REQUEST_ID.set(creds.state.request_id)
+                try:
+                    response = await self.model_infer(request, creds, context)
+                except MlgateError as exc:
+                    record_refusal(creds.state, self.server, exc)
+                    message = status_of(exc, creds.state.request_id).message
+                    return pb.ModelStreamInferResponse(error_message=message, infer_response=pb.ModelInferResponse(
+                        model_name=request.model_name, model_version=request.model_version, id=request.id))
+                return pb.ModelStreamInferResponse(infer_response=response)
+            finally:
+                slots.release()
+                if stream is not None and stream.state.caller is None:
+                    stream.state.caller = creds.state.caller
+
+        async def read() -> None:
+            loop = asyncio.get_running_loop()
+            try:
+                async for request in requests:
+                    await slots.acquire()
+                    pending.put_nowait(loop.create_task(one(request)))
+            finally:
+                pending.put_nowait(None)
+
+        reader = asyncio.get_running_loop().create_task(read())
+        try:
+            while (task := await pending.get()) is not None:
+                yield await task
+            await reader  # the request stream's own error, if any
+        finally:
+            reader.cancel()
+            while not pending.empty():
+                if (task := pending.get_nowait()) is not None:
+                    task.cancel()
 
     # -- repository extension -----------------------------------------------------------------------
 
@@ -188,44 +264,64 @@ class InferenceService:
 
     # -- wiring -------------------------------------------------------------------------------------
 
+    def method_handlers(self) -> dict[str, grpc.RpcMethodHandler]:
+        """The service's methods by name, for ``grpc.aio.Server.add_registered_method_handlers`` (grpc then
+        finds a call's method without asking Python)."""
+        unary: dict[str, tuple[Callable[..., Awaitable[Any]], Any, Any]] = {
+            "ServerLive": (self.server_live, pb.ServerLiveRequest, pb.ServerLiveResponse),
+            "ServerReady": (self.server_ready, pb.ServerReadyRequest, pb.ServerReadyResponse),
+            "ServerMetadata": (self.server_metadata, pb.ServerMetadataRequest, pb.ServerMetadataResponse),
+            "ModelReady": (self.model_ready, pb.ModelReadyRequest, pb.ModelReadyResponse),
+            "ModelMetadata": (self.model_metadata, pb.ModelMetadataRequest, pb.ModelMetadataResponse),
+            "ModelInfer": (self.model_infer, pb.ModelInferRequest, pb.ModelInferResponse),
+            "RepositoryIndex": (self.repository_index, pb.RepositoryIndexRequest, pb.RepositoryIndexResponse),
+            "RepositoryModelLoad": (self.repository_model_load, pb.RepositoryModelLoadRequest,
+                                    pb.RepositoryModelLoadResponse),
+            "RepositoryModelUnload": (self.repository_model_unload, pb.RepositoryModelUnloadRequest,
+                                      pb.RepositoryModelUnloadResponse),
+        }
+        handlers: dict[str, grpc.RpcMethodHandler] = {
+            name: grpc.unary_unary_rpc_method_handler(
+                self._unary(method, f"/{SERVICE_NAME}/{name}"), request_deserializer=message.FromString,
+                response_serializer=response.SerializeToString)
+            for name, (method, message, response) in unary.items()}
+        handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
+            self._stream, request_deserializer=pb.ModelInferRequest.FromString,
+            response_serializer=pb.ModelStreamInferResponse.SerializeToString)
+        return handlers
+
     def handler(self) -> grpc.GenericRpcHandler:
         """The service's methods as one generic handler for ``grpc.aio.Server.add_generic_rpc_handlers``."""
-        unary: dict[str, tuple[Callable[..., Awaitable[Any]], Any]] = {
-            "ServerLive": (self.server_live, pb.ServerLiveRequest),
-            "ServerReady": (self.server_ready, pb.ServerReadyRequest),
-            "ServerMetadata": (self.server_metadata, pb.ServerMetadataRequest),
-            "ModelReady": (self.model_ready, pb.ModelReadyRequest),
-            "ModelMetadata": (self.model_metadata, pb.ModelMetadataRequest),
-            "ModelInfer": (self.model_infer, pb.ModelInferRequest),
-            "RepositoryIndex": (self.repository_index, pb.RepositoryIndexRequest),
-            "RepositoryModelLoad": (self.repository_model_load, pb.RepositoryModelLoadRequest),
-            "RepositoryModelUnload": (self.repository_model_unload, pb.RepositoryModelUnloadRequest),
-        }
-        handlers: dict[str, Any] = {
-            name: grpc.unary_unary_rpc_method_handler(
-                self._unary(method), request_deserializer=message.FromString,
-                response_serializer=_serialize)
-            for name, (method, message) in unary.items()}
-        handlers["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
-            self._stream, request_deserializer=pb.ModelInferRequest.FromString, response_serializer=_serialize)
-        return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, self.method_handlers())
 
-    def _unary(self, method: Callable[..., Awaitable[Any]]) -> Callable[[Any, Context], Awaitable[Any]]:
+    def _unary(self, method: Callable[..., Awaitable[Any]], path: str) -> Callable[[Any, Context], Awaitable[Any]]:
         infer = method == self.model_infer
+        access_log = self.server.settings.access_log
 
         async def call(request: Any, context: Context) -> Any:
+            started = time.perf_counter()
             creds = credentials(context, self.server)
             request_id = creds.state.request_id
             # Each call runs in a task of its own: the id reaches the prediction log and every log line of it.
             REQUEST_ID.set(request_id)
             structlog.contextvars.bind_contextvars(request_id=request_id)
+            code = grpc.StatusCode.OK
             try:
                 answer = await (self.model_infer(request, creds, context) if infer else method(request, creds))
             except MlgateError as exc:
                 record_refusal(creds.state, self.server, exc)
-                await _end(context, status_of(exc, request_id), request_id)
+                status = status_of(exc, request_id)
+                code = status.code
+                await _end(context, status, request_id)
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.DEADLINE_EXCEEDED if _past_deadline(context) else grpc.StatusCode.CANCELLED
+                raise
             except Exception as exc:  # noqa: BLE001 - a bug: the caller gets a generic INTERNAL, the log the rest
+                code = grpc.StatusCode.INTERNAL
                 await _end(context, unexpected_status(exc, request_id), request_id)
+            finally:
+                if access_log:
+                    log_call(path, code, started, creds)
             context.set_trailing_metadata((("x-request-id", request_id),))
             return answer
 
@@ -233,15 +329,21 @@ class InferenceService:
 
     async def _stream(self, requests: AsyncIterator[pb.ModelInferRequest],
                       context: Context) -> AsyncIterator[pb.ModelStreamInferResponse]:
-        request_id = credentials(context, self.server).state.request_id
+        started = time.perf_counter()
+        creds = credentials(context, self.server)
+        request_id = creds.state.request_id
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        code = grpc.StatusCode.OK
         try:
-            async for response in self.model_stream_infer(requests, context):
+            async for response in self.model_stream_infer(requests, context, creds):
                 yield response
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.DEADLINE_EXCEEDED if _past_deadline(context) else grpc.StatusCode.CANCELLED
+            raise
         except Exception as exc:  # noqa: BLE001 - a bug: the caller gets a generic INTERNAL, the log the rest
+            code = grpc.StatusCode.INTERNAL
             await _end(context, unexpected_status(exc, request_id), request_id)
+        finally:
+            if self.server.settings.access_log:
+                log_call(f"/{SERVICE_NAME}/ModelStreamInfer", code, started, creds)
         context.set_trailing_metadata((("x-request-id", request_id),))
-
-
-def _serialize(message: Any) -> bytes:
-    data: bytes = message.SerializeToString()
-    return data

@@ -1,0 +1,29 @@
+"""The access line's fast path (JSON logs written directly to the handlers) carries a transport's own fields."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from mlgate.logs import configure_logging, log_access
+
+
+def test_the_json_access_line_carries_the_extra_fields_of_a_grpc_call(tmp_path: Path) -> None:
+    log_file = tmp_path / "mlgate.jsonl"
+    configure_logging("info", "json", log_file)
+    try:
+        log_access("GRPC", "/inference.GRPCInferenceService/ModelInfer", 4, 242.3, "call-1",
+                   grpc_status="DEADLINE_EXCEEDED", caller=None, client="198.51.100.7", peer="10.0.0.5")
+        log_access("POST", "/v2/models/m/infer", 200, 1.5, "rest-1")
+    finally:
+        handlers = list(logging.root.handlers)
+        configure_logging("info", "json")  # as tests/conftest.py left it
+        for handler in handlers:  # configure_logging replaces handlers without closing them
+            handler.close()
+    grpc_line, rest_line = (json.loads(line) for line in log_file.read_text().splitlines())
+    assert grpc_line["request_id"] == "call-1" and grpc_line["logger"] == "mlgate.access"
+    assert {k: grpc_line[k] for k in ("method", "status", "grpc_status", "caller", "client", "peer")} == {
+        "method": "GRPC", "status": 4, "grpc_status": "DEADLINE_EXCEEDED", "caller": None,
+        "client": "198.51.100.7", "peer": "10.0.0.5"}
+    assert "peer" not in rest_line and rest_line["status"] == 200  # REST lines are as they were
