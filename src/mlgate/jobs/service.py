@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from mlgate import tracing
 from mlgate.db.base import utcnow
 from mlgate.db.engine import Database
 from mlgate.db.queries.jobs import JobFilter, JobStore
@@ -124,10 +125,17 @@ class JobService:
         if active >= self.settings.jobs_max_queued_per_caller:
             raise RateLimited(f"you have {active} jobs queued or running, the most allowed "
                               f"(jobs_max_queued_per_caller); wait for one to end", self._retry_after_s())
-        job = JobRecord(id=secrets.token_hex(16), owner=submission.owner, actor=submission.actor,
-                        model=submission.model, version=submission.version, protocol=submission.protocol,
-                        status="queued", request=submission.body, timeout_ms=submission.timeout_ms,
-                        webhook=webhook, request_id=submission.request_id, attempts=0, created_at=utcnow())
+        job_id = secrets.token_hex(16)
+        with tracing.span("job submit", kind="producer",
+                          attributes={"mlgate.job.id": job_id, "mlgate.model": submission.model,
+                                      "mlgate.job.protocol": submission.protocol}):
+            return await self._queue(JobRecord(
+                id=job_id, owner=submission.owner, actor=submission.actor, model=submission.model,
+                version=submission.version, protocol=submission.protocol, status="queued",
+                request=submission.body, timeout_ms=submission.timeout_ms, webhook=webhook,
+                request_id=submission.request_id, traceparent=tracing.inject(), attempts=0, created_at=utcnow()))
+
+    async def _queue(self, job: JobRecord) -> JobRecord:
         await self.store.create(job)
         if self.runner is not None:
             self.runner.notify()
