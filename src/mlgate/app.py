@@ -1,6 +1,7 @@
 """``create_app(settings)``: the ASGI application, with its lifespan, routes, middleware and error handlers.
 
-Middleware, outermost first: the edge (``mlgate.edge.middleware``: request id and access log, client address,
+Middleware, outermost first: with tracing on only, the server span of each request (``mlgate.edge.tracing``)
+-> the edge (``mlgate.edge.middleware``: request id and access log, client address,
 body limit, then the response's deprecation, rate-limit, security and request-id headers) -> FastAPI's own
 stack with CORS when origins are configured, where the error handlers of ``mlgate.protocols.errors`` answer
 every error. The inference routes are served by the edge itself (``mlgate.edge.fast_path``) unless CORS
