@@ -5,9 +5,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.installed-docs
 # Extras installed with mlgate: what the tests and the examples need (embeddings for minilm, keras for digits-cnn;
-# the tests also serve TensorFlow, XGBoost, LightGBM and transformers models). `make install EXTRAS=test` leaves
-# out every PyTorch-based runtime.
-EXTRAS ?= test,embeddings,keras,tensorflow,xgboost,lightgbm,transformers
+# the tests also serve TensorFlow, XGBoost, LightGBM and transformers models; otel for the tracing test).
+# `make install EXTRAS=test` leaves out every PyTorch-based runtime.
+EXTRAS ?= test,otel,embeddings,keras,tensorflow,xgboost,lightgbm,transformers
 
 .PHONY: install serve test lint check docs clean grpc
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""A local mlgate cluster: HAProxy (the Debian package) in front of three `mlgate serve` replicas, on the
-machine's real PostgreSQL and Redis.
+"""A local mlgate cluster: HAProxy (the Debian package) in front of three `mlgate serve` replicas, and two
+`mlgate worker`s running jobs from RabbitMQ, on the machine's real PostgreSQL, Redis and RabbitMQ.
 
     python deploy/local/cluster.py up --database-url postgresql://postgres@127.0.0.1:5432/mlgate \\
-        --redis-url redis://127.0.0.1:6379/5 --model-repository ./models
+        --redis-url redis://127.0.0.1:6379/5 --broker-url amqp://guest:guest@127.0.0.1:5672/ \\
+        --model-repository ./models
 
 It runs the same steps as compose.yaml and the Kubernetes manifests, with the same settings
 (deploy/mlgate.env) and the same HAProxy configuration (deploy/haproxy/haproxy.cfg):
@@ -11,10 +12,13 @@ It runs the same steps as compose.yaml and the Kubernetes manifests, with the sa
 1. ``mlgate db upgrade`` once (the migrations Job);
 2. three ``mlgate serve`` replicas, each with its own data directory (artifact cache) and one shared
    artifact store, JWT key and admin-session key;
-3. HAProxy, which sends traffic only to replicas whose ``GET /v2/health/ready`` answers 200.
+3. HAProxy, which sends traffic only to replicas whose ``GET /v2/health/ready`` answers 200;
+4. with a broker (``--broker-url``, ``MLGATE_JOBS_BROKER``): two ``mlgate worker`` processes, which run the
+   jobs the replicas queue (the replicas then run none themselves).
 
 tests/deploy/test_local_cluster.py drives this class (rolling restart, promote and rollback, SIGKILL, key
-revocation, rate limits, a database outage) and docs/deployment.md has its measured table. Only the
+revocation, rate limits, a database outage, a worker killed mid-job) and docs/deployment.md has its measured
+table. Only the
 standard library and httpx (a dependency of mlgate) are used.
 """
 
@@ -73,11 +77,22 @@ class Replica:
         return f"http://127.0.0.1:{self.port}"
 
 
+@dataclass
+class Worker:
+    name: str
+    data_dir: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    log_offset: int = 0
+    """Where this start's lines begin in ``log_path``."""
+
+
 class LocalCluster:
     """HAProxy and ``replicas`` mlgate processes under ``workdir`` (logs, data directories, artifact store)."""
 
     def __init__(self, workdir: Path, *, database_url: str, model_repository: Path, redis_url: str | None = None,
-                 replicas: int = 3, lb_port: int | None = None, extra_env: dict[str, str] | None = None) -> None:
+                 replicas: int = 3, lb_port: int | None = None, extra_env: dict[str, str] | None = None,
+                 broker_url: str | None = None, workers: int = 2) -> None:
         if replicas != 3:
             raise ValueError("deploy/haproxy/haproxy.cfg names three replicas")
         self.workdir = workdir
@@ -95,8 +110,11 @@ class LocalCluster:
             "MLGATE_ADMIN_USERNAME": ADMIN_USERNAME, "MLGATE_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "MLGATE_TRUSTED_PROXIES": '["127.0.0.1/32"]',
             **({"MLGATE_RATE_LIMIT_STORAGE": redis_url} if redis_url else {}),
+            **({"MLGATE_JOBS_BROKER": broker_url} if broker_url else {}),
             **(extra_env or {}),
         }
+        self.workers = [Worker(f"w{i}", workdir / f"data-w{i}", workdir / f"w{i}.log")
+                        for i in range(1, workers + 1)] if broker_url else []
         self.model_repository = model_repository
         self.haproxy: subprocess.Popen[bytes] | None = None
 
@@ -108,10 +126,14 @@ class LocalCluster:
     # -- life cycle -------------------------------------------------------------------------------
 
     def start(self, timeout_s: float = 120) -> None:
-        """Migrate, start every replica and HAProxy, and wait until HAProxy has every replica UP."""
+        """Migrate, start every replica, worker and HAProxy, and wait until HAProxy has every replica UP."""
         self.migrate()
         for replica in self.replicas:
             self.start_replica(replica, wait=False)
+        for worker in self.workers:
+            self.start_worker(worker, wait=False)
+        for worker in self.workers:
+            self.wait_worker(worker, timeout_s)
         for replica in self.replicas:
             self.wait_ready(replica, timeout_s)
         self.start_haproxy()
@@ -135,6 +157,29 @@ class LocalCluster:
                 stdout=log, stderr=subprocess.STDOUT, env=env)
         if wait:
             self.wait_ready(replica, timeout_s)
+
+    def start_worker(self, worker: Worker, *, wait: bool = True, timeout_s: float = 120) -> None:
+        """``mlgate worker`` (the same settings as the replicas, its own data directory)."""
+        env = {**self.env, "MLGATE_DATA_DIR": str(worker.data_dir)}
+        worker.log_offset = worker.log_path.stat().st_size if worker.log_path.exists() else 0
+        with worker.log_path.open("ab") as log:
+            worker.proc = subprocess.Popen(
+                [sys.executable, "-m", "mlgate", "worker", "--model-repository", str(self.model_repository)],
+                stdout=log, stderr=subprocess.STDOUT, env=env)
+        if wait:
+            self.wait_worker(worker, timeout_s)
+
+    def wait_worker(self, worker: Worker, timeout_s: float = 120) -> None:
+        """Wait until the worker said "worker ready" (connected to the broker, models loaded) since it started."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if worker.proc is None or worker.proc.poll() is not None:
+                raise RuntimeError(f"{worker.name} exited: {worker.log_path.read_text()[-3000:]}")
+            if b"worker ready" in worker.log_path.read_bytes()[worker.log_offset:]:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{worker.name} not ready in {timeout_s} s")
+            time.sleep(0.1)
 
     def wait_ready(self, replica: Replica, timeout_s: float = 120) -> None:
         deadline = time.monotonic() + timeout_s
@@ -187,11 +232,12 @@ class LocalCluster:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        """SIGTERM every replica (they drain), then stop HAProxy."""
-        for replica in self.replicas:
+        """SIGTERM every replica (they drain) and worker (running jobs finish or go back), then stop HAProxy."""
+        processes: list[Replica | Worker] = [*self.replicas, *self.workers]
+        for replica in processes:
             if replica.proc is not None and replica.proc.poll() is None:
                 replica.proc.send_signal(signal.SIGTERM)
-        for replica in self.replicas:
+        for replica in processes:
             if replica.proc is not None:
                 try:
                     replica.proc.wait(timeout=60)
@@ -208,12 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["up"])
     parser.add_argument("--database-url", required=True, help="PostgreSQL URL shared by the replicas.")
     parser.add_argument("--redis-url", help="Redis URL of the rate-limit counters (shared by the replicas).")
+    parser.add_argument("--broker-url", help="RabbitMQ (amqp://...) of the jobs: starts two `mlgate worker`s.")
     parser.add_argument("--model-repository", type=Path, required=True)
     parser.add_argument("--workdir", type=Path, default=Path("mlgate-cluster"))
     parser.add_argument("--port", type=int, default=8080, help="Where HAProxy listens.")
     args = parser.parse_args(argv)
     cluster = LocalCluster(args.workdir.resolve(), database_url=args.database_url, redis_url=args.redis_url,
-                           model_repository=args.model_repository.resolve(), lb_port=args.port)
+                           model_repository=args.model_repository.resolve(), lb_port=args.port,
+                           broker_url=args.broker_url)
     try:
         cluster.start()
         print(f"mlgate cluster on {cluster.url} (HAProxy stats: http://127.0.0.1:{cluster.stats_port}/stats); "

@@ -1,6 +1,7 @@
 """``create_app(settings)``: the ASGI application, with its lifespan, routes, middleware and error handlers.
 
-Middleware, outermost first: the edge (``mlgate.edge.middleware``: request id and access log, client address,
+Middleware, outermost first: with tracing on only, the server span of each request (``mlgate.edge.tracing``)
+-> the edge (``mlgate.edge.middleware``: request id and access log, client address,
 body limit, then the response's deprecation, rate-limit, security and request-id headers) -> FastAPI's own
 stack with CORS when origins are configured, where the error handlers of ``mlgate.protocols.errors`` answer
 every error. The inference routes are served by the edge itself (``mlgate.edge.fast_path``) unless CORS
@@ -21,7 +22,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mlgate import __version__
+from mlgate import __version__, tracing
 from mlgate.api import auth, predictions, usage
 from mlgate.api import catalog as catalog_api
 from mlgate.api import jobs as jobs_api
@@ -34,6 +35,7 @@ from mlgate.edge.deprecation import DeprecationHeaders
 from mlgate.edge.fast_path import FastPath
 from mlgate.edge.middleware import EdgeMiddleware
 from mlgate.edge.security_headers import SecurityHeaders
+from mlgate.edge.tracing import TracingMiddleware
 from mlgate.inference.dataplane import Stopping
 from mlgate.inference.engine import InferenceEngine
 from mlgate.inference.registry import ModelRegistry
@@ -126,6 +128,9 @@ def create_app(settings: Settings | None = None) -> MlgateApp:
         deprecation=DeprecationHeaders({
             v: (d.deprecated, d.sunset) for v, d in settings.deprecated_api_versions.items()}),
         access_log=settings.access_log, fast_path=fast_path)
+    if tracing.configure(settings):  # off: no middleware at all (docs/operations.md, "Tracing")
+        edge = app.edge
+        app.edge = lambda stack: TracingMiddleware(edge(stack))
     _document(app, registry)
     return app
 

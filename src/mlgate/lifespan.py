@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 import anyio
 import structlog
 
+from mlgate import tracing
 from mlgate.auth.authenticator import AuthMetrics
 from mlgate.auth.service import build_security, ensure_first_admin, registry_policies
 from mlgate.catalog.control import ControlPlane
@@ -50,6 +51,7 @@ async def serve_state(settings: Settings, registry: ModelRegistry, metrics: Engi
     """The ``ServerState`` of a server serving ``registry``, open for the duration of the ``async with``;
     ``stopping`` is the server's stop signal (``mlgate.server`` drains on SIGTERM) that readiness reads;
     ``only``: which of the repository folder's models to load (``mlgate worker --model``), by name."""
+    tracing.configure(settings)  # on only when an OTLP endpoint is configured (mlgate.tracing)
     database_url = settings.effective_database_url
     if settings.database_auto_upgrade:
         await anyio.to_thread.run_sync(upgrade, database_url)
@@ -102,3 +104,4 @@ async def serve_state(settings: Settings, registry: ModelRegistry, metrics: Engi
         await cache.aclose()
         await security.limits.aclose()
         await database.dispose()
+        tracing.flush()  # the spans still buffered, before the process exits

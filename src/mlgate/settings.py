@@ -140,6 +140,17 @@ class Settings(BaseSettings):
         description="After the drain, how long requests in flight may take to finish before they are "
         "cancelled, in seconds; then batchers and the prediction log are flushed and the server exits.",
     )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        description="Send OpenTelemetry traces (HTTP requests, jobs, model calls) over OTLP/HTTP (protobuf) to "
+        "this collector, e.g. `http://otel-collector:4318` (spans go to `<endpoint>/v1/traces`). Unset: the "
+        "standard `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `OTEL_EXPORTER_OTLP_ENDPOINT` variables are honoured; "
+        "with neither, tracing is off and costs nothing. Needs the `otel` extra.",
+    )
+    otel_service_name: str = Field(
+        default="mlgate", min_length=1, max_length=200,
+        description="The `service.name` of the spans (`OTEL_SERVICE_NAME` wins when set).",
+    )
     metrics: Literal["open", "token", "off"] = Field(
         default="open",
         description="GET /metrics (Prometheus; names every model, closed ones included): open to every caller, "
@@ -414,6 +425,13 @@ class Settings(BaseSettings):
         if value != "memory" and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("expected memory or redis://...")
         return value
+
+    @field_validator("otel_exporter_otlp_endpoint")
+    @classmethod
+    def _otlp_scheme(cls, url: str | None) -> str | None:
+        if url and not url.startswith(("http://", "https://")):
+            raise ValueError("expected http://host:4318 or https://... (OTLP over HTTP)")
+        return url or None
 
     @field_validator("jobs_broker")
     @classmethod

@@ -78,35 +78,27 @@ def _pod_specs(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             for d in docs if d["kind"] in ("Deployment", "Job")}
 
 
-def _rendered(tmp_path: Path, with_worker: bool) -> list[dict[str, Any]]:
+def _rendered() -> list[dict[str, Any]]:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         if os.environ.get("MLGATE_REQUIRE_SERVICES") == "1":
             pytest.fail("kubectl (its built-in kustomize renders the overlay) is not installed")
         pytest.skip("kubectl is not installed")
-    overlay = KUBERNETES / "overlays" / "example"
-    if with_worker:  # the overlay plus the worker component, as an environment enables it after issue 13
-        (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
-            "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-            "resources": [os.path.relpath(overlay, tmp_path)],
-            "components": [os.path.relpath(KUBERNETES / "components" / "worker", tmp_path)],
-            "images": [{"name": "mlgate", "newName": "registry.example.com/mlgate", "newTag": "0.1.0"}]}))
-        overlay = tmp_path
+    overlay = KUBERNETES / "overlays" / "example"  # the base and the worker component
     done = subprocess.run([kubectl, "kustomize", str(overlay)], capture_output=True, text=True, timeout=60,
                           check=False)
     assert done.returncode == 0, done.stderr
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
 
-@pytest.mark.parametrize("with_worker", [False, True], ids=["overlay", "overlay+worker"])
-def test_the_rendered_overlay_is_valid_and_locked_down(tmp_path: Path, with_worker: bool) -> None:
-    docs = _rendered(tmp_path, with_worker)
+def test_the_rendered_overlay_is_valid_and_locked_down() -> None:
+    docs = _rendered()
     for doc in docs:
         _validate(doc)
     kinds = {f"{d['kind']}/{d['metadata']['name']}" for d in docs}
     assert {"Deployment/mlgate", "Service/mlgate", "PodDisruptionBudget/mlgate", "HorizontalPodAutoscaler/mlgate",
             "ConfigMap/mlgate-config", "Secret/mlgate-secrets", "Job/mlgate-migrate-0-1-0"} <= kinds, kinds
-    assert ("Deployment/mlgate-worker" in kinds) == with_worker
+    assert "Deployment/mlgate-worker" in kinds
     assert all(d["metadata"].get("namespace", "mlgate") == "mlgate" for d in docs)
     for name, pod in _pod_specs(docs).items():
         assert pod["securityContext"]["runAsNonRoot"] is True, name
@@ -164,6 +156,12 @@ def test_compose_the_manifests_and_the_local_cluster_share_commands_and_settings
         assert grace > float(shared["MLGATE_DRAIN_S"]) + float(shared["MLGATE_SHUTDOWN_TIMEOUT_S"])
         assert replica["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
     assert services["migrate"]["command"] == MIGRATE_ARGS
+    for worker in (services["worker-1"], services["worker-2"]):  # two workers, as the local cluster runs
+        assert worker["command"] == ["worker"] and worker["env_file"] == ["deploy/mlgate.env"]
+        assert worker["environment"]["MLGATE_JOBS_BROKER"].startswith("amqp://")
+        assert worker["read_only"] is True and worker["cap_drop"] == ["ALL"]
+    assert all(r["environment"]["MLGATE_JOBS_BROKER"] == services["worker-1"]["environment"]["MLGATE_JOBS_BROKER"]
+               for r in replicas)  # the replicas queue the jobs, the workers run them
     haproxy = services["haproxy"]
     assert "./deploy/haproxy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" in haproxy["volumes"]
     assert {haproxy["environment"][f"MLGATE_REPLICA_{i}"] for i in (1, 2, 3)} == {
@@ -173,6 +171,7 @@ def test_compose_the_manifests_and_the_local_cluster_share_commands_and_settings
     cluster = (DEPLOY / "local" / "cluster.py").read_text()
     assert 'SHARED_ENV = DEPLOY / "mlgate.env"' in cluster and '"db", "upgrade"' in cluster
     assert '"serve", "--host"' in cluster and 'HAPROXY_CFG = DEPLOY / "haproxy" / "haproxy.cfg"' in cluster
+    assert '"worker", "--model-repository"' in cluster and '"MLGATE_JOBS_BROKER": broker_url' in cluster
 
 
 def test_the_dockerfile_is_multi_stage_slim_non_root_and_checks_v2_readiness() -> None:

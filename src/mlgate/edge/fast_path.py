@@ -37,7 +37,8 @@ class FastPath:
     def __init__(self, routes: Sequence[Route]) -> None:
         self.routes = tuple(routes)
         self.prefixes = tuple({route.path.split("{", 1)[0] for route in self.routes})
-        self._table = [(route.path.split("{", 1)[0], route.path_regex, route.endpoint) for route in self.routes]
+        self._table = [(route.path.split("{", 1)[0], route.path_regex, route.endpoint, route)
+                       for route in self.routes]
 
     def match(self, scope: Scope) -> tuple[Endpoint, Scope] | None:
         """The endpoint and its path parameters for a ``POST`` to one of the routes, else None."""
@@ -48,11 +49,11 @@ class FastPath:
             for route in self.routes:
                 match, child = route.matches(scope)
                 if match is Match.FULL:
-                    return route.endpoint, child
+                    return route.endpoint, {**child, "route": route}
             return None
-        for prefix, regex, endpoint in self._table:  # Route.matches, less its generality (benchmarks/RESULTS.md)
+        for prefix, regex, endpoint, route in self._table:  # Route.matches, less its generality (benchmarks/RESULTS.md)
             if path.startswith(prefix) and (found := regex.match(path)) is not None:
-                return endpoint, {"endpoint": endpoint, "path_params": found.groupdict()}
+                return endpoint, {"endpoint": endpoint, "path_params": found.groupdict(), "route": route}
         return None
 
     async def serve(self, matched: tuple[Endpoint, Scope], scope: Scope, receive: Receive, send: Send) -> None:

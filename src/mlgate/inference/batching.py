@@ -28,9 +28,11 @@ If the collector dies, every queued request fails with BatcherStopped (503), and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +40,7 @@ import numpy as np
 import orjson
 import structlog
 
+from mlgate import tracing
 from mlgate.errors import BatcherStopped, ModelNotReady, Overloaded, QueueFull
 from mlgate.metrics import ModelMetrics
 from mlgate.runtimes.base import PROGRESS_PARAMETER, Batch, Executor, split_progress
@@ -72,6 +75,8 @@ class _Request:
     undispatched: int
     job: bool = False
     """A job's request (it carries a progress callback): served in turn with synchronous calls."""
+    trace: Any = None
+    """The caller's tracing context (``mlgate.tracing``; None when off): the parent of its batch's span."""
 
 
 @dataclass(eq=False)
@@ -157,7 +162,8 @@ class DynamicBatcher:
         step = self.max_batch_size if 0 < self.max_batch_size < rows else max(rows, 1)
         starts = range(0, max(rows, 1), step)
         request = _Request(asyncio.get_running_loop().create_future(), merge_key(batch, parameters), parameters,
-                           self.clock(), [None] * len(starts), len(starts), PROGRESS_PARAMETER in parameters)
+                           self.clock(), [None] * len(starts), len(starts), PROGRESS_PARAMETER in parameters,
+                           tracing.current_context())
         if len(starts) == 1:
             items = [_Item(request, 0, batch, rows)]
         else:
@@ -282,7 +288,8 @@ class DynamicBatcher:
             else:
                 merged = {name: np.concatenate([item.inputs[name] for item in items]) for name in items[0].inputs}
             try:
-                outputs = await self.inner(merged, _merged_parameters(items))
+                with self._traced(items, sum(rows)):
+                    outputs = await self.inner(merged, _merged_parameters(items))
                 took = self.clock() - started
                 self._service_s = took if self._service_s is None else 0.8 * self._service_s + 0.2 * took
                 self._per_batch = 0.8 * self._per_batch + 0.2 * len({id(item.request) for item in items})
@@ -310,6 +317,17 @@ class DynamicBatcher:
             self._busy -= 1
             self._slots.release()
             self.estimated_wait_s()  # keeps the exported estimate current
+
+    def _traced(self, items: Sequence[_Item], rows: int) -> AbstractContextManager[Any]:
+        """The span of one runtime call (tracing on): parent the first request, links the others."""
+        if not tracing.active():
+            return contextlib.nullcontext()
+        requests = list({id(item.request): item.request for item in items}.values())
+        model, _, version = self.name.rpartition(":")  # the engine names a batcher <model>:<version>
+        return tracing.span(f"model {model or version}", parent=requests[0].trace,
+                            links=[r.trace for r in requests[1:] if r.trace is not None],
+                            attributes={"mlgate.model": model or version, "mlgate.model_version": version,
+                                        "mlgate.batch.rows": rows, "mlgate.batch.requests": len(requests)})
 
     async def _run_alone(self, items: list[_Item]) -> None:
         """Each item of a failed merged batch in its own runtime call; an error fails only its request."""

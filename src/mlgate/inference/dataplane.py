@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import structlog
 
-from mlgate import __version__
+from mlgate import __version__, tracing
 from mlgate.datatypes import FLOAT_DATATYPES
 from mlgate.errors import DeadlineExceeded, InvalidInput, MlgateError, ModelError, ModelNotReady
 from mlgate.inference.cache import ResponseCache
@@ -76,6 +76,8 @@ class Call:
 
     async def __aenter__(self) -> Call:
         self.handle.acquire()
+        if tracing.active():  # the request's span says which version answered (canary, alias)
+            tracing.annotate({"mlgate.model": self.handle.name, "mlgate.model_version": self.handle.version})
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

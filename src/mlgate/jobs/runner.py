@@ -27,6 +27,7 @@ from typing import Any
 
 import structlog
 
+from mlgate import tracing
 from mlgate.db.base import utcnow
 from mlgate.db.queries.jobs import JobStore
 from mlgate.db.tables.jobs import JobRecord
@@ -179,8 +180,12 @@ class JobRunner:
         reporter = ProgressReporter()
         self.progress[job.id] = (job, reporter)
         try:
-            result = await execute(self.plane, job.protocol, job.model, job.version, job.request,
-                                   caller=job.actor, timeout_ms=job.timeout_ms, progress=reporter)
+            # A child of the submitting request's span (its traceparent is on the row), in whatever process.
+            with tracing.span("job run", kind="consumer", traceparent=job.traceparent,
+                              attributes={"mlgate.job.id": job.id, "mlgate.model": job.model,
+                                          "mlgate.job.attempt": job.attempts, "mlgate.job.runner": self.name}):
+                result = await execute(self.plane, job.protocol, job.model, job.version, job.request,
+                                       caller=job.actor, timeout_ms=job.timeout_ms, progress=reporter)
         except asyncio.CancelledError:
             log.info("job stopped", job=job.id, model=job.model)
             return

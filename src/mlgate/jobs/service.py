@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from mlgate import tracing
 from mlgate.db.base import utcnow
 from mlgate.db.engine import Database
 from mlgate.db.queries.jobs import JobFilter, JobStore
@@ -142,10 +143,17 @@ class JobService:
         ``jobs_max_queued_per_caller`` jobs queued or running; 503 when the database or broker is down."""
         webhook = check_webhook(submission.webhook, self.settings.jobs_webhook_hosts) if submission.webhook \
             else None
-        job = JobRecord(id=secrets.token_hex(16), owner=submission.owner, actor=submission.actor,
-                        model=submission.model, version=submission.version, protocol=submission.protocol,
-                        status="queued", request=submission.body, timeout_ms=submission.timeout_ms,
-                        webhook=webhook, request_id=submission.request_id, attempts=0, created_at=utcnow())
+        job_id = secrets.token_hex(16)
+        with tracing.span("job submit", kind="producer",
+                          attributes={"mlgate.job.id": job_id, "mlgate.model": submission.model,
+                                      "mlgate.job.protocol": submission.protocol}):
+            return await self._queue(JobRecord(
+                id=job_id, owner=submission.owner, actor=submission.actor, model=submission.model,
+                version=submission.version, protocol=submission.protocol, status="queued",
+                request=submission.body, timeout_ms=submission.timeout_ms, webhook=webhook,
+                request_id=submission.request_id, traceparent=tracing.inject(), attempts=0, created_at=utcnow()))
+
+    async def _queue(self, job: JobRecord) -> JobRecord:
         limit = self.settings.jobs_max_queued_per_caller
         if not await self.store.create(job, max_active=limit):
             raise RateLimited(f"you have {limit} jobs queued or running, the most allowed "

@@ -55,6 +55,8 @@ class JobRecord(Base):
     timeout_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     webhook: Mapped[str | None] = mapped_column(String(2048), nullable=True)
     request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    traceparent: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The W3C trace context of the submitting request (tracing on): the job's run continues that trace."""
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     """How often a runner claimed the job (a claim after a runner died counts again)."""
     runner: Mapped[str | None] = mapped_column(String(128), nullable=True)
