@@ -11,6 +11,10 @@ The artifact is the ``.keras`` file. Manifest ``parameters``:
   functions (classes registered with ``keras.saving.register_keras_serializable`` register when the file is
   imported; every class and function the file defines is passed as ``custom_objects``). Security: this runs
   the author's code with the server's rights, like unpickling; serve only code you trust.
+- ``threads``: the backend's intra-op threads, per process (PyTorch's ``torch.set_num_threads``,
+  TensorFlow's intra-op parallelism; not for JAX): give each instance its own with ``instances >= 1``. On a
+  small or busy machine ``threads = 1`` spares each op waiting for a descheduled second thread (in
+  benchmarks/RESULTS.md, digits-cnn over V2 answered 2.4x the requests with one PyTorch thread per process).
 - ``safe_mode`` (default true): a ``Lambda`` layer made from a Python ``lambda`` stores that function's
   bytecode in the file, which Keras would run when loading. With ``safe_mode`` true such a file is not served
   (the model is not ready, and a push of it is refused with a 400), naming the layers and the manifest line
@@ -41,7 +45,7 @@ import structlog
 
 from mlgate.errors import ModelLoadError
 from mlgate.runtimes.base import Batch, Runtime
-from mlgate.runtimes.support import cuda_index, import_file, require, spec_of, torch_device
+from mlgate.runtimes.support import cuda_index, import_file, positive_int, require, spec_of, torch_device
 
 __all__ = ["KerasRuntime", "code_layers", "safe_mode_of", "unsafe_reason"]
 
@@ -157,6 +161,7 @@ class KerasRuntime(Runtime):
         if keras.backend.backend() != backend:
             raise ModelLoadError(f"this process runs Keras on {keras.backend.backend()!r}, the model asks for "
                                  f"{backend!r}; serve it with instances >= 1 (a worker process of its own)")
+        self._set_threads(backend, positive_int(self.manifest.parameters, "threads"))
         path = self.artifact_path
         params = self.manifest.parameters
         custom_objects = self._custom_objects(keras, params.get("custom_objects"))
@@ -196,6 +201,22 @@ class KerasRuntime(Runtime):
         known = {t.name for t in model_inputs}
         if known and not set(self._input_names) <= known and len(self._input_names) > 1:
             raise ModelLoadError(f"manifest inputs {self._input_names} are not the model's inputs ({sorted(known)})")
+
+    @staticmethod
+    def _set_threads(backend: str, threads: int | None) -> None:
+        if threads is None:
+            return
+        if backend == "torch":
+            require("torch", "keras").set_num_threads(threads)
+        elif backend == "tensorflow":
+            tf = require("tensorflow", "tensorflow")
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+            except RuntimeError as exc:  # TensorFlow already ran something in this process
+                raise ModelLoadError(f"parameters.threads: {exc}; serve the model with instances >= 1") from exc
+        else:
+            raise ModelLoadError("parameters.threads is for the torch and tensorflow backends; for JAX set "
+                                 "XLA_FLAGS in the server's environment")
 
     def _custom_objects(self, keras: Any, filename: object) -> dict[str, Any] | None:
         if filename is None:
