@@ -165,7 +165,7 @@ class KerasRuntime(Runtime):
         path = self.artifact_path
         params = self.manifest.parameters
         custom_objects = self._custom_objects(keras, params.get("custom_objects"))
-        reason = unsafe_reason(path, params)
+        reason = unsafe_reason(path, params) if path.suffix == ".keras" else None  # legacy .h5: Keras' own check
         if reason is not None:
             raise ModelLoadError(reason)
         safe_mode = safe_mode_of(params)
