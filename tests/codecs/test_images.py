@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from pathlib import Path
 
 import numpy as np
@@ -9,9 +11,9 @@ import onnxruntime as ort
 import pytest
 from sklearn.datasets import load_digits
 
-from mlgate.codecs.images import area_weights, image_to_tensor
-from mlgate.errors import ModelLoadError
-from mlgate.model.manifest import ImagePreprocessing, read_manifest
+from mlgate.codecs.images import area_weights, decode_images, image_to_tensor
+from mlgate.errors import InvalidInput, ModelLoadError
+from mlgate.model.manifest import ImagePreprocessing, TensorSpec, read_manifest
 
 DIGITS = ImagePreprocessing(width=8, height=8, value_range=(0.0, 16.0), invert=True)
 
@@ -105,3 +107,39 @@ def test_a_bytes_input_cannot_be_an_image(tmp_path: Path) -> None:
 def test_the_digits_example_declares_its_preprocessing(examples_repo: Path) -> None:
     manifest = read_manifest(examples_repo / "digits")
     assert manifest.inputs[0].image == DIGITS
+
+
+def _spec(datatype: str = "FP32", shape: tuple[int, ...] = (-1, 2, 2, 1)) -> TensorSpec:
+    image = ImagePreprocessing(width=2, height=2, color="grayscale", value_range=(0.0, 255.0), invert=False)
+    return TensorSpec(name="image", datatype=datatype, shape=shape, image=image)
+
+
+def _encoded(pixels: np.ndarray, fmt: str = "PNG") -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def test_pictures_sent_as_bytes_become_the_declared_tensor() -> None:
+    """A 4x4 PNG of four gray quadrants, raw and base64, becomes the 2x2 input; a UINT8 input gets integers."""
+    pixels = np.repeat(np.repeat(np.array([[10, 60], [200, 250]], np.uint8), 2, axis=0), 2, axis=1)
+    png = _encoded(pixels)
+    rows = np.array([png, base64.b64encode(png)], dtype=object)
+    got = decode_images(rows, _spec(), "inputs[0]")
+    assert got.dtype == np.float32 and got.shape == (2, 2, 2, 1)
+    np.testing.assert_allclose(got[..., 0], [[[10, 60], [200, 250]]] * 2, atol=1e-3)
+    as_uint8 = decode_images(rows[:1, None], _spec("UINT8", (-1, 4)), "inputs[0]")
+    assert as_uint8.dtype == np.uint8 and as_uint8.tolist() == [[10, 60, 200, 250]]
+
+
+@pytest.mark.parametrize(("rows", "field", "says"), [
+    (np.array([b"not a picture"], dtype=object), "inputs[0].data", "inputs[0].data[0]: not a readable image"),
+    (np.array([[b"a", b"b"]], dtype=object), "inputs[0].shape", "takes encoded images as BYTES [batch]"),
+    (np.array([_encoded(np.zeros((1081, 1921), np.uint8))], dtype=object), "inputs[0].data", "scale it down"),
+])
+def test_what_is_not_a_picture_is_a_400_naming_the_field(rows: np.ndarray, field: str, says: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        decode_images(rows, _spec(), "inputs[0]")
+    assert refused.value.field == field and says in refused.value.message

@@ -8,6 +8,8 @@ own). TensorFlow is imported by two processes only: the one that saves that mode
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import subprocess
@@ -147,6 +149,49 @@ def test_digits_cnn_on_20_real_digits_equals_in_process_keras(server: str, repo:
     assert np.mean(got.argmax(axis=1) == y_test[:20]) >= 0.9  # it does read digits
     v1 = np.asarray(v1_predict(server, "digits-cnn", images[:3].tolist()))
     np.testing.assert_allclose(v1, expected[:3], atol=1e-5)
+
+
+def _png(values: np.ndarray, size: int = 64) -> bytes:
+    """A load_digits image (8x8, 0-1, ink high) as a PNG of dark ink on white, ``size`` pixels wide."""
+    from PIL import Image
+
+    gray = np.round(255 - values.reshape(8, 8) * 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(gray).resize((size, size), Image.Resampling.NEAREST).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_digits_cnn_recognises_png_files_sent_as_v2_bytes(server: str, repo: Path) -> None:
+    """Real digits as PNG files, one per row: in binary (tritonclient) and base64 in JSON, each made into the
+    8x8 tensor as the manifest's [inputs.image] says; the answers are in-process Keras' on that tensor."""
+    import httpx
+    from PIL import Image
+
+    from mlgate.codecs.images import image_to_tensor
+    from mlgate.model.manifest import read_manifest
+
+    _, x_test, _, y_test = held_out_split()
+    pngs = [_png(x_test[i]) for i in range(20)]
+    spec = read_manifest(repo / "digits-cnn").inputs[0].image
+    assert spec is not None
+    tensors = np.stack([image_to_tensor(np.asarray(Image.open(io.BytesIO(p)).convert("RGBA")), spec)
+                        for p in pngs]).astype(np.float32).reshape(20, 8, 8, 1)
+    np.testing.assert_allclose(tensors, x_test[:20], atol=0.5 / 255 + 1e-6)  # the digits, to 8 bits
+    model = _keras().saving.load_model(repo / "digits-cnn" / "model.keras")
+    expected = np.asarray(model.predict_on_batch(tensors))
+    got = triton_infer(server, "digits-cnn", {"image": np.array(pngs, dtype=object)}, ["probabilities"])
+    np.testing.assert_allclose(got["probabilities"], expected, atol=1e-5)
+    assert np.mean(expected.argmax(axis=1) == y_test[:20]) >= 0.9  # it does read the pictures
+    body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2],
+                        "data": [base64.b64encode(p).decode() for p in pngs[:2]]}]}
+    answer = httpx.post(f"http://{server}/v2/models/digits-cnn/infer", json=body, timeout=30)
+    assert answer.status_code == 200, answer.text
+    probabilities = np.asarray(answer.json()["outputs"][0]["data"]).reshape(2, 10)
+    np.testing.assert_allclose(probabilities, expected[:2], atol=1e-5)
+    body["inputs"][0]["data"] = ["bm90IGFuIGltYWdl", base64.b64encode(pngs[0]).decode()]  # "not an image"
+    refused = httpx.post(f"http://{server}/v2/models/digits-cnn/infer", json=body, timeout=30)
+    assert refused.status_code == 400 and refused.json()["field"] == "inputs[0].data", refused.text
+    assert "inputs[0].data[0]: not a readable image" in refused.json()["error"]
 
 
 def test_two_inputs_two_outputs_read_from_the_model(server: str, repo: Path) -> None:

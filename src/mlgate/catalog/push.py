@@ -33,6 +33,7 @@ from mlgate.model.archives import check_archive, extract_archive
 from mlgate.model.manifest import MANIFEST_FILE, ModelManifest, is_valid_name, read_manifest
 from mlgate.model.mlflow import MLMODEL_FILE, read_mlmodel
 from mlgate.runtimes import RUNTIMES
+from mlgate.runtimes.keras import unsafe_reason
 
 __all__ = ["loaded_as", "push_archive", "read_model_dir"]
 
@@ -40,7 +41,8 @@ __all__ = ["loaded_as", "push_archive", "read_model_dir"]
 def read_model_dir(directory: Path) -> tuple[ModelManifest, bool]:
     """The manifest of a model directory and whether it names its version explicitly.
 
-    ``model.toml`` first, else MLflow's ``MLmodel``. Raises ModelLoadError naming what is wrong.
+    ``model.toml`` first, else MLflow's ``MLmodel``. Raises ModelLoadError naming what is wrong, among it a
+    ``.keras`` file storing Python code (a ``Lambda`` layer's ``lambda``) without ``safe_mode = false``.
     """
     if (directory / MANIFEST_FILE).is_file() and (directory / MLMODEL_FILE).is_file():
         raise ModelLoadError(f"the model directory has both a {MANIFEST_FILE} and an MLflow {MLMODEL_FILE} file; "
@@ -57,6 +59,10 @@ def read_model_dir(directory: Path) -> tuple[ModelManifest, bool]:
         raise ModelLoadError(f"unknown runtime {manifest.runtime!r} (known: {', '.join(sorted(RUNTIMES))})")
     if not (directory / manifest.artifact).is_file():
         raise ModelLoadError(f"artifact {manifest.artifact!r} is not in the model directory")
+    if manifest.runtime == "keras" and (directory / manifest.artifact).suffix == ".keras":
+        reason = unsafe_reason(directory / manifest.artifact, manifest.parameters)
+        if reason is not None:
+            raise ModelLoadError(reason)
     return manifest, explicit
 
 
@@ -64,13 +70,16 @@ def loaded_as(manifest: ModelManifest) -> str:
     """The artifact's path with the suffix of the format its runtime loads it as, for ``check_artifact``.
 
     The sklearn runtime loads anything but ``.skops``, ``.pkl`` and ``.pickle`` with joblib (so
-    ``model.bin`` is judged as ``model.bin.joblib``); ``mlflow_pyfunc`` unpickles what its MLmodel names.
+    ``model.bin`` is judged as ``model.bin.joblib``); ``mlflow_pyfunc`` unpickles what its MLmodel names; a
+    ``keras`` model with ``safe_mode = false`` runs the Python code its file stores (judged as ``.py``).
     """
     suffix = PurePosixPath(manifest.artifact).suffix
     if manifest.runtime == "sklearn" and suffix not in {".skops", ".pkl", ".pickle"}:
         return f"{manifest.artifact}.joblib"
     if manifest.runtime == "mlflow_pyfunc":
         return f"{manifest.artifact}.cloudpickle"
+    if manifest.runtime == "keras" and manifest.parameters.get("safe_mode", True) is False:
+        return f"{manifest.artifact}.py"
     return manifest.artifact
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from mlgate.codecs import binary as binary_codec
+from mlgate.codecs.images import decode_images
 from mlgate.codecs.tensors import from_json_data, to_json_data
 from mlgate.datatypes import DATATYPES, NUMPY_DTYPES, datatype_of
 from mlgate.errors import InvalidInput, UnsupportedFeature
@@ -70,6 +71,9 @@ def decode_inputs(request: InferenceRequest, specs: Sequence[TensorSpec],
     must use all of it. Raises InvalidInput for unknown or repeated input names, a datatype other than the
     model's, negative dimensions, data whose element count is not the product of the shape, and binary
     sizes that do not add up; UnsupportedFeature for shared-memory inputs.
+
+    An input that declares ``[inputs.image]`` also takes ``BYTES`` ``[batch]``: one encoded picture per row
+    (raw in binary, base64 in JSON), made into the declared tensor by ``mlgate.codecs.images.decode_images``.
     """
     by_name = {spec.name: spec for spec in specs}
     arrays: dict[str, np.ndarray] = {}
@@ -83,7 +87,8 @@ def decode_inputs(request: InferenceRequest, specs: Sequence[TensorSpec],
                                field=f"{field}.name")
         if tensor.name in arrays:
             raise InvalidInput(f"{field}.name: input '{tensor.name}' is given twice", field=f"{field}.name")
-        if tensor.datatype != spec.datatype:
+        pictures = tensor.datatype == "BYTES" and spec.image is not None and spec.datatype != "BYTES"
+        if tensor.datatype != spec.datatype and not pictures:
             hint = "" if tensor.datatype in DATATYPES else f" (V2 datatypes: {', '.join(DATATYPES)})"
             raise InvalidInput(
                 f"{field}.datatype: input '{tensor.name}' is {spec.datatype}, got {tensor.datatype!r}{hint}",
@@ -100,7 +105,8 @@ def decode_inputs(request: InferenceRequest, specs: Sequence[TensorSpec],
         if size is not None:
             raw = _binary_slice(binary, offset, size, tensor.data, field)
             offset += len(raw)
-            arrays[tensor.name] = binary_codec.decode_tensor(raw, tensor.datatype, tensor.shape, field)
+            array = binary_codec.decode_tensor(raw, tensor.datatype, tensor.shape, field)
+            arrays[tensor.name] = decode_images(array, spec, field) if pictures else array
             continue
         if tensor.data is None:
             raise InvalidInput(f"{field}.data: required field is missing (or send the tensor in binary, with "
@@ -113,10 +119,11 @@ def decode_inputs(request: InferenceRequest, specs: Sequence[TensorSpec],
                 field=f"{field}.data",
             )
         try:
-            arrays[tensor.name] = array.reshape(tensor.shape)
+            array = array.reshape(tensor.shape)
         except ValueError:
             raise InvalidInput(f"{field}.shape: {tensor.shape} is not a valid tensor shape",
                                field=f"{field}.shape") from None
+        arrays[tensor.name] = decode_images(array, spec, field) if pictures else array
     if binary is not None and offset != len(binary):
         raise InvalidInput(f"body: the binary section holds {len(binary)} bytes but the inputs' "
                            f"binary_data_size add up to {offset}", field="body")

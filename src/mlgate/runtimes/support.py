@@ -27,6 +27,7 @@ INSTALL: dict[str, str] = {
     "keras": TORCH_FIRST + "pip install -c constraints.txt 'mlgate[keras]'",
     "torch": "pip install torch==2.13.0",
     "tensorflow": "pip install -c constraints.txt 'mlgate[tensorflow]'",
+    "jax": "pip install -c constraints.txt 'mlgate[jax]'",
     "xgboost": "pip install -c constraints.txt 'mlgate[xgboost]'",
     "lightgbm": "pip install -c constraints.txt 'mlgate[lightgbm]'",
     "transformers": TORCH_FIRST + "pip install -c constraints.txt 'mlgate[transformers]'",
@@ -41,7 +42,7 @@ def require(module: str, extra: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise ModelLoadError(f"the {extra} runtime needs the Python module {module!r}, which is not installed "
+        raise ModelLoadError(f"the model needs the Python module {module!r} (extra {extra!r}), which is not installed "
                              f"({exc}); install it with: {INSTALL[extra]}") from exc
 
 
