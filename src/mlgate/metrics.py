@@ -31,6 +31,21 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 __all__ = ["EngineMetrics", "ModelMetrics"]
 
+def _pid_without_system_call() -> None:
+    """In multiprocess mode, give prometheus-client this process's id from memory: it asks for it before every
+    counter, gauge and histogram write (to notice a fork), and ``os.getpid`` is a system call, four or five
+    per request (issue 17). A fork updates the remembered id. Must run before any metric is created."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    from prometheus_client import values
+
+    pid = [os.getpid()]
+    os.register_at_fork(after_in_child=lambda: pid.__setitem__(0, os.getpid()))
+    values.ValueClass = values.MultiProcessValue(process_identifier=lambda: pid[0])  # type: ignore[no-untyped-call]
+
+
+_pid_without_system_call()
+
 _ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 _SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _LABELS = ("model", "version")
