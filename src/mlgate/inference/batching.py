@@ -132,14 +132,10 @@ class DynamicBatcher:
         if self._service_s is None:
             return None
         ahead = self._waiting / self._per_batch + self._busy
-        return (ahead / self._concurrency + 1.0) * self._service_s
-
-    def _export_estimate(self) -> None:
-        """Set the ``estimated_wait`` gauge: once per batch, not per request (a gauge write is a locked
-        write to a memory-mapped file under ``--workers N``)."""
-        estimate = self.estimated_wait_s()
-        if estimate is not None and self.metrics is not None and self.metrics.estimated_wait is not None:
+        estimate = (ahead / self._concurrency + 1.0) * self._service_s
+        if self.metrics is not None and self.metrics.estimated_wait is not None:
             self.metrics.estimated_wait.set(estimate)
+        return estimate
 
     def admit(self, deadline_s: float) -> None:
         """Admission control: refuse at once (Overloaded, 503 with Retry-After) a request that would wait in
@@ -320,7 +316,7 @@ class DynamicBatcher:
         finally:
             self._busy -= 1
             self._slots.release()
-            self._export_estimate()
+            self.estimated_wait_s()  # keeps the exported estimate current
 
     def _traced(self, items: Sequence[_Item], rows: int) -> AbstractContextManager[Any]:
         """The span of one runtime call (tracing on): parent the first request, links the others."""
