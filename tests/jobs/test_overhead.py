@@ -67,3 +67,17 @@ async def test_a_job_costs_three_writes_and_few_reads_and_its_end_reaches_the_st
     assert len(statements) <= 7, statements
     # The stream is told of the end: no wait for its 0.2 s database poll (the model takes 1 ms).
     assert elapsed < 0.2, elapsed
+
+
+async def test_the_final_event_shows_progress_as_a_number_with_a_fraction(sec: SecureApp) -> None:
+    # The final status comes from the runner's UPDATE ... RETURNING, which on SQLite gives 1.0 back as the
+    # integer 1: clients printing it saw "1", and the docs print 1.0.
+    ann = bearer(await sec.key("ann"))
+    submitted = await sec.client.post(JOBS, json={"model": "sum", "request": sum_body()}, headers=ann)
+    final = None
+    async with aconnect_sse(sec.client, "GET", f"{submitted.headers['location']}/events", headers=ann) as sse:
+        async for message in sse.aiter_sse():
+            if message.event == "status" and message.json()["status"] == "succeeded":
+                final = message.data
+                break
+    assert final is not None and '"progress":1.0' in final.replace(" ", ""), final
