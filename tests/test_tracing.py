@@ -158,3 +158,43 @@ def test_tracing_is_off_by_default_and_imports_nothing() -> None:
 def test_an_endpoint_that_is_not_http_is_refused_naming_the_setting() -> None:
     with pytest.raises(ValidationError, match="otel_exporter_otlp_endpoint"):
         Settings(otel_exporter_otlp_endpoint="grpc://collector:4317")
+
+
+def test_spans_carry_their_parents_through_a_traceparent_and_a_context(
+        collector: Collector, monkeypatch: pytest.MonkeyPatch) -> None:
+    # In this process, with this module's provider put back afterwards: a job submitted in one place and run in
+    # another continue one trace through the traceparent its row carries; a batch's span has its first
+    # request's context as parent and the others as links.
+    from mlgate import tracing
+    from mlgate.settings import Settings
+
+    monkeypatch.setattr(tracing, "_tracer", None)
+    monkeypatch.setattr(tracing, "_provider", None)
+    assert tracing.configure(Settings(otel_exporter_otlp_endpoint=collector.url, otel_service_name="in-process"))
+    provider = tracing._provider
+    try:
+        assert tracing.active() and tracing.configure(Settings())  # the first configuration wins
+        with tracing.span("job submit", kind="producer", attributes={"mlgate.model": "m"}):
+            traceparent = tracing.inject()
+            first = tracing.current_context()
+            tracing.annotate({"mlgate.job.id": "j1"})
+        with tracing.span("request two", kind="server"):
+            second = tracing.current_context()
+        assert traceparent is not None and traceparent.startswith("00-")
+        with tracing.span("job run", kind="consumer", traceparent=traceparent):
+            pass
+        with tracing.span("model m", parent=first, links=[second]):
+            pass
+        with pytest.raises(ValueError), tracing.span("model failing"):
+            raise ValueError("recorded on the span")
+        tracing.flush()
+        [submit] = collector.wait("job submit")
+        [run] = collector.wait("job run")
+        [model] = collector.wait("model m")
+        [other] = collector.wait("request two")
+        assert submit["service"] == "in-process" and submit["attributes"]["mlgate.job.id"] == "j1"
+        assert run["parent"] == submit["id"] and run["trace"] == submit["trace"]
+        assert model["parent"] == submit["id"] and model["links"] == [other["id"]]
+        collector.wait("model failing")
+    finally:
+        provider.shutdown()
