@@ -28,9 +28,10 @@ serve: $(STAMP)  ## serve the example models on http://127.0.0.1:8000 (their man
 # The share of src/mlgate's lines the suite runs in-process: 88.6 % (11,345 statements, 1,291 missed) on
 # 2026-12-06, once gRPC, jobs and the framework runtimes landed (code that runs only inside `mlgate serve` and
 # `mlgate worker` processes the tests start is not counted); the gate is that, rounded down. Raise it when tests
-# are added, never lower it to make a change pass.
+# are added, never lower it to make a change pass. --cov-precision=2: pytest-cov rounds the total to the precision
+# before comparing, and at 0 digits 87.96 % passed a gate of 88.
 COVERAGE_MIN ?= 88
-COV_ARGS := $(if $(COVERAGE),--cov=mlgate --cov-report=term --cov-fail-under=$(COVERAGE_MIN))
+COV_ARGS := $(if $(COVERAGE),--cov=mlgate --cov-report=term --cov-precision=2 --cov-fail-under=$(COVERAGE_MIN))
 
 test: $(STAMP)  ## run the test suite (pytest-xdist, one worker per core); COVERAGE=1 adds the coverage gate
 	$(PY) -m pytest $(COV_ARGS)
