@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -32,7 +31,7 @@ from mlgate.errors import InvalidInput, JobExpired, JobNotFinished
 from mlgate.jobs.service import JobService
 from mlgate.jobs.views import progress_of
 from mlgate.model.manifest import is_valid_name
-from mlgate.protocols.body import json_response
+from mlgate.protocols.body import json_response, query_time
 from mlgate.protocols.errors import ERROR_RESPONSES
 from mlgate.protocols.jobs import accept_job, job_owner
 from mlgate.protocols.security import Bearer, admit, authenticate
@@ -163,16 +162,6 @@ async def events(request: Request, job: Annotated[JobRecord, Depends(_visible)])
             current = await watch.next(EVENTS_POLL_S) or await jobs.store.get(job.id)
 
 
-def _when(value: str | None, field: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(f"{field} {value!r} is not an ISO 8601 time, e.g. 2026-12-06T15:00:00Z",
-                           field=field) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
 
 def _cursor(cursor: str | None) -> int | None:
     if cursor is None:
@@ -199,7 +188,7 @@ async def list_jobs(
     if model is not None and not is_valid_name(model):
         raise InvalidInput(f"model {model!r} is not a valid model name", field="model")
     where = JobFilter(owner=scope[1] if scope[1] is not None else owner, status=status, model=model,
-                      since=_when(since, "since"), until=_when(until, "until"))
+                      since=query_time(since, "since"), until=query_time(until, "until"))
     items, after = await _jobs(request).page(where, limit=limit, before_seq=_cursor(cursor))
     next_cursor = base64.urlsafe_b64encode(str(after).encode()).decode().rstrip("=") if after is not None else None
     return json_response({"items": items, "next_cursor": next_cursor})

@@ -16,7 +16,6 @@ import base64
 import binascii
 import re
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -28,7 +27,7 @@ from mlgate.codecs.json import dumps
 from mlgate.db.engine import Database
 from mlgate.db.queries.predlog import PredictionFilter, export_predictions, query_predictions
 from mlgate.errors import InvalidInput
-from mlgate.protocols.body import json_response
+from mlgate.protocols.body import json_response, query_time
 from mlgate.protocols.errors import ERROR_RESPONSES
 from mlgate.protocols.security import Bearer, admit, authenticate, security
 from mlgate.protocols.state import server_state
@@ -53,16 +52,6 @@ _STATUS = re.compile(r"^([1-5])(?:\d\d|xx)$")
 def _database(request: Request) -> Database:
     return server_state(request).database
 
-
-def _when(value: str | None, field: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(f"{field} {value!r} is not an ISO 8601 time, e.g. 2026-11-21T15:00:00Z",
-                           field=field) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def filters(
@@ -90,8 +79,8 @@ def filters(
             klass = int(match.group(1))
         else:
             code = int(status)
-    return PredictionFilter(model, version, code, klass, _when(since, "since"), _when(until, "until"), shadow,
-                            caller, request_id, error_code)
+    return PredictionFilter(model, version, code, klass, query_time(since, "since"), query_time(until, "until"),
+                            shadow, caller, request_id, error_code)
 
 
 FILTERS = ("model", "version", "status", "since", "until", "shadow", "caller", "request_id", "error_code")

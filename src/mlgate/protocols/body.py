@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -13,13 +14,13 @@ from starlette.requests import ClientDisconnect
 
 from mlgate.codecs import binary
 from mlgate.codecs.json import dumps, loads
-from mlgate.errors import BadRequest, MalformedJSON, UnsupportedFeature
+from mlgate.errors import BadRequest, InvalidInput, MalformedJSON, UnsupportedFeature
 from mlgate.inference.dataplane import DataPlane
 from mlgate.protocols.headers import header
 from mlgate.protocols.state import server_state
 
-__all__ = ["TIMEOUT_HEADER", "binary_response", "dataplane", "json_response", "read_body", "read_json",
-           "read_v2_body", "request_timeout_ms"]
+__all__ = ["TIMEOUT_HEADER", "binary_response", "dataplane", "json_response", "query_time", "read_body",
+           "read_json", "read_v2_body", "request_timeout_ms"]
 
 _OFFLOAD_BYTES = 256 * 1024
 """Bodies larger than this are parsed on a worker thread, so the event loop keeps serving."""
@@ -115,3 +116,16 @@ def request_timeout_ms(request: Request) -> float | None:
         raise BadRequest(f"header {TIMEOUT_HEADER} must be a number of milliseconds > 0, got {raw[:40]!r}",
                          field=f"headers.{TIMEOUT_HEADER.lower()}")
     return value
+
+
+def query_time(value: str | None, field: str) -> datetime | None:
+    """A query parameter's ISO 8601 time (``Z`` allowed; UTC when it names no zone), or None when absent.
+    InvalidInput (400, naming ``field``) for anything else."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{field} {value!r} is not an ISO 8601 time, e.g. 2026-12-06T15:00:00Z",
+                           field=field) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
