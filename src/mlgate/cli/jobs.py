@@ -4,7 +4,6 @@ every owner's jobs). A running job that is cancelled here is stopped by its runn
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -14,8 +13,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from mlgate.cli.common import ConfigOption, err, out, settings_from
-from mlgate.errors import MlgateError
+from mlgate.cli.common import ConfigOption, err, on_database, out
 
 __all__ = ["jobs_app"]
 
@@ -29,27 +27,10 @@ if TYPE_CHECKING:
 
 
 def _run(config: Path | None, database_url: str | None, work: Callable[[JobStore, float], Awaitable[T]]) -> T:
-    from mlgate.db.engine import Database
-    from mlgate.db.migrate import upgrade
     from mlgate.db.queries import jobs as queries
 
-    settings = settings_from(config, database_url=database_url)
-    url = settings.effective_database_url
-    if settings.database_auto_upgrade:
-        upgrade(url)
-
-    async def main() -> T:
-        database = Database(url)
-        try:
-            return await work(queries.JobStore(database), settings.jobs_result_ttl_s)
-        finally:
-            await database.dispose()
-
-    try:
-        return asyncio.run(main())
-    except MlgateError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(1) from None
+    return on_database(config, database_url,
+                       lambda settings, database: work(queries.JobStore(database), settings.jobs_result_ttl_s))
 
 
 @jobs_app.command("list")

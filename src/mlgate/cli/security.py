@@ -7,7 +7,6 @@ from stdin with ``--password-stdin``, for scripts); there is no default password
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import re
 import sys
@@ -24,9 +23,8 @@ from mlgate.access import DEFAULT_TIER
 from mlgate.auth.caller import Action, Role
 from mlgate.auth.keys import KEY_MARK, parse_key
 from mlgate.auth.store import Actor, AuthStore
-from mlgate.cli.common import ConfigOption, err, out, settings_from
+from mlgate.cli.common import ConfigOption, err, on_database, out
 from mlgate.db.base import utcnow
-from mlgate.errors import MlgateError
 
 __all__ = ["groups_app", "keys_app", "users_app"]
 
@@ -43,27 +41,8 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 
 def _run(config: Path | None, database_url: str | None, work: Callable[[AuthStore], Awaitable[T]]) -> T:
     """Run ``work`` with a store on the configured database (migrated first, unless auto-upgrade is off)."""
-    from mlgate.db.engine import Database
-    from mlgate.db.migrate import upgrade
-
-    settings = settings_from(config, database_url=database_url)
-    url = settings.effective_database_url
-    if settings.database_auto_upgrade:
-        upgrade(url)
-
-    async def main() -> T:
-        database = Database(url)
-        try:
-            return await work(AuthStore(database, tiers=settings.rate_limit_tiers.keys(),
-                                        max_active_keys=settings.max_active_keys_per_user))
-        finally:
-            await database.dispose()
-
-    try:
-        return asyncio.run(main())
-    except MlgateError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(1) from None
+    return on_database(config, database_url, lambda settings, database: work(AuthStore(
+        database, tiers=settings.rate_limit_tiers.keys(), max_active_keys=settings.max_active_keys_per_user)))
 
 
 def _actor() -> Actor:
