@@ -40,3 +40,21 @@ def test_cli_db_upgrade(empty_database_url: str) -> None:
     result = CliRunner().invoke(app, ["db", "upgrade", "--database-url", database_url])
     assert result.exit_code == 0, result.output
     assert "(empty) ->" in result.output and str(head_revision()) in result.output
+
+
+def test_a_float_column_reads_back_as_a_float_from_update_returning() -> None:
+    # SQLite's UPDATE ... RETURNING gives the value before the column's affinity: a stored 1.0 came back as the
+    # integer 1 (a job's final progress showed as 1 in its event stream).
+    import sqlalchemy as sa
+
+    from mlgate.db.base import FloatValue
+
+    engine = sa.create_engine("sqlite://")
+    metadata = sa.MetaData()
+    table = sa.Table("t", metadata, sa.Column("id", sa.Integer, primary_key=True), sa.Column("p", FloatValue))
+    metadata.create_all(engine)
+    with engine.begin() as connection:
+        connection.execute(table.insert().values(id=1, p=None))
+        [(value,)] = connection.execute(sa.update(table).where(table.c.id == 1).values(p=1.0).returning(table.c.p))
+        assert isinstance(value, float) and value == 1.0
+        assert connection.execute(sa.select(table.c.p)).scalar_one() == 1.0

@@ -29,7 +29,6 @@ from mlgate.db.queries.jobs import JobFilter
 from mlgate.db.tables.jobs import JOB_STATUSES, TERMINAL, JobRecord
 from mlgate.errors import InvalidInput, JobExpired, JobNotFinished
 from mlgate.jobs.service import JobService
-from mlgate.jobs.views import progress_of
 from mlgate.model.manifest import is_valid_name
 from mlgate.protocols.body import json_response, query_time
 from mlgate.protocols.errors import ERROR_RESPONSES
@@ -154,7 +153,7 @@ async def events(request: Request, job: Annotated[JobRecord, Depends(_visible)])
             if seen is None or current.status != seen[0]:
                 yield ServerSentEvent(event="status", data=await jobs.view(current))
             elif current.progress != seen[1]:
-                yield ServerSentEvent(event="progress", data={"id": current.id, "progress": progress_of(current)})
+                yield ServerSentEvent(event="progress", data={"id": current.id, "progress": current.progress})
             seen = (current.status, current.progress)
             if current.status in TERMINAL:
                 return

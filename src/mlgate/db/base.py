@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, MetaData
+from sqlalchemy import DateTime, Float, MetaData
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["Base", "UTCDateTime", "utcnow"]
+__all__ = ["Base", "FloatValue", "UTCDateTime", "utcnow"]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -50,3 +50,15 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value
+
+
+class FloatValue(TypeDecorator[float]):
+    """A float column read back as a Python float on every backend: SQLite's ``UPDATE ... RETURNING`` gives
+    the value before the column's type affinity, so a stored 1.0 came back as the integer 1."""
+
+    impl = Float
+    cache_ok = True
+
+    def process_result_value(self, value: float | None, dialect: object) -> float | None:
+        """``float(value)``, None kept."""
+        return None if value is None else float(value)

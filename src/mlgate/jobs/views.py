@@ -6,17 +6,11 @@ from typing import Any
 
 from mlgate.db.tables.jobs import JobRecord
 
-__all__ = ["job_view", "progress_of"]
+__all__ = ["job_view"]
 
 
 def _time(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
-
-
-def progress_of(job: JobRecord) -> float | None:
-    """The job's progress, 0.0-1.0, as a float: SQLite's ``UPDATE ... RETURNING`` gives a float column's 1.0
-    back as the integer 1 (the value before the column's type affinity), which JSON would show as ``1``."""
-    return None if job.progress is None else float(job.progress)
 
 
 def job_view(job: JobRecord, *, position: int | None = None, prefix: str = "/api/v1") -> dict[str, Any]:
@@ -24,7 +18,7 @@ def job_view(job: JobRecord, *, position: int | None = None, prefix: str = "/api
     url = f"{prefix}/jobs/{job.id}"
     return {
         "id": job.id, "status": job.status, "model": job.model, "version": job.version,
-        "protocol": job.protocol, "owner": job.owner, "progress": progress_of(job),
+        "protocol": job.protocol, "owner": job.owner, "progress": job.progress,
         "position": position if job.status == "queued" else None,
         "attempts": job.attempts, "error": job.error, "timeout_ms": job.timeout_ms, "webhook": job.webhook,
         "created_at": _time(job.created_at), "started_at": _time(job.started_at),

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Float, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mlgate.db.base import Base, UTCDateTime
+from mlgate.db.base import Base, FloatValue, UTCDateTime
 
 __all__ = ["JOB_STATUSES", "TERMINAL", "JobRecord"]
 
@@ -42,7 +42,7 @@ class JobRecord(Base):
     protocol: Mapped[str] = mapped_column(String(16))
     """The wire protocol of ``request`` and of the result: ``v2``, ``v1`` or ``openai``."""
     status: Mapped[str] = mapped_column(String(16))
-    progress: Mapped[float | None] = mapped_column(Float, nullable=True)
+    progress: Mapped[float | None] = mapped_column(FloatValue, nullable=True)
     """0..1 as the model last reported it; 1 once succeeded."""
     request: Mapped[dict[str, Any]] = mapped_column(JSON)
     """The inference request body, as the protocol's synchronous route takes it (JSON)."""
