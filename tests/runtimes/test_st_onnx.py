@@ -95,3 +95,16 @@ def test_a_pipeline_other_than_mean_pooling_is_refused(embeddings_repo: Path, tm
                                          "parameters": {"backend": "onnxruntime"}})
     with pytest.raises(ModelLoadError, match="mean pooling only"):
         runtime_class("sentence-transformers")(spec, tmp_path).load()
+
+
+def test_length_groups_split_a_batch_where_padding_costs_more_than_a_call() -> None:
+    from mlgate.runtimes.st_onnx import length_groups
+
+    lengths = np.array([18, 18, 9, 9, 9, 9])
+    # two long rows and four short: padding the short ones to 18 wastes 36 token-rows
+    assert length_groups(lengths, 64, run_cost=12) == [(0, 2), (2, 6)]
+    assert length_groups(lengths, 64, run_cost=40) == [(0, 6)]  # a second call would cost more than it saves
+    runs = length_groups(np.full(7, 10), 3, run_cost=0)
+    assert max(stop - start for start, stop in runs) <= 3  # never more rows than the batch size
+    assert runs[0][0] == 0 and runs[-1][1] == 7 and all(a[1] == b[0] for a, b in zip(runs, runs[1:], strict=False))
+    assert length_groups(np.array([], dtype=np.int64), 64, run_cost=12) == []

@@ -10,10 +10,11 @@ once to ONNX by a child process (``python -m mlgate.runtimes.st_onnx DIR OUT``: 
 ``$XDG_CACHE_HOME/mlgate/onnx/<key>/model.onnx`` (else ``~/.cache/...``); the key hashes the artifact's file
 names, sizes and mtimes and the installed torch version, so a changed model is exported again.
 
-Sentences are tokenized once (truncated to ``max_seq_length``, padded to the longest of the chunk), run through
-an ``onnxruntime.InferenceSession`` with ``OMP_NUM_THREADS`` threads (else one per core), mean-pooled over the
-attention mask and L2-normalised in numpy: the arithmetic of sentence-transformers' pipeline. Embeddings match
-sentence-transformers' to float32 rounding (cosine >= 0.99999) and token counts exactly (tested).
+Sentences are tokenized once (truncated to ``max_seq_length``), cut into runs of similar length, each padded to
+its own longest (``length_groups``), run through an ``onnxruntime.InferenceSession`` with ``OMP_NUM_THREADS``
+threads (else one per core), mean-pooled over the attention mask and L2-normalised in numpy: the arithmetic of
+sentence-transformers' pipeline. Embeddings match sentence-transformers' to float32 rounding (cosine >= 0.99999)
+and token counts exactly (tested).
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ class OnnxEncoder:
         self.max_seq_length = int(max_seq_length or config.get("max_seq_length") or 512)
         self.tokenizer = Tokenizer.from_file(str(transformer_dir / "tokenizer.json"))
         self.tokenizer.enable_truncation(self.max_seq_length)
-        self.tokenizer.enable_padding(pad_id=_pad_id(self.tokenizer, transformer_dir))
+        self.tokenizer.no_padding()
+        self.pad_id = _pad_id(self.tokenizer, transformer_dir)
         self.path = onnx_cache_dir() / _cache_key(directory) / "model.onnx"
         if not self.path.is_file():
             _export_in_child(directory, self.path)
@@ -125,37 +127,70 @@ class OnnxEncoder:
             raise ModelLoadError(f"{directory}: the model does not say its embedding width")
         self.dimensions = width
 
+    RUN_COST_TOKENS = 12.0
+    """The fixed cost of one session call, in token-rows of work: what splitting a batch must save to pay off.
+    Measured on all-MiniLM-L6-v2, one ONNX Runtime thread, batches of 16 of the benchmark's sentences (8-18
+    tokens): 0 -> +7 %, 8-16 -> +10 %, 32 -> +0 %, 64 -> no split (sentences/s against one padded batch;
+    benchmarks/RESULTS.md)."""
+
     def count_tokens(self, texts: list[str]) -> np.ndarray:
         """Tokens of each text (special tokens included, after truncation): INT64 ``[n]``."""
         encodings = self.tokenizer.encode_batch(self._prepared(texts))
-        return np.array([sum(e.attention_mask) for e in encodings], dtype=np.int64)
+        return np.array([len(e.ids) for e in encodings], dtype=np.int64)
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """``texts`` (n) -> embeddings FP32 ``[n, D]`` and token counts INT64 ``[n]``.
 
-        Sentences go through the session ``batch_size`` at a time, sorted by length so padding stays small.
+        Sentences are tokenized once without padding, sorted by token count and cut into runs of similar
+        length (``length_groups``, at most ``batch_size`` each), each padded to its own longest: a batch of
+        mixed lengths does not pay for its longest sentence on every row.
         """
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        prepared = self._prepared(texts)
+        encodings = self.tokenizer.encode_batch(self._prepared(texts))
+        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+        order = np.argsort(-lengths, kind="stable")
         vectors = np.empty((len(texts), self.dimensions), dtype=np.float32)
-        counts = np.zeros(len(texts), dtype=np.int64)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
-            encodings = self.tokenizer.encode_batch([prepared[i] for i in chunk])
-            columns = {"input_ids": [e.ids for e in encodings], "attention_mask": [e.attention_mask for e in encodings],
-                       "token_type_ids": [e.type_ids for e in encodings]}
-            feed = {name: np.array(columns[name], dtype=np.int64) for name in self.input_names}
-            hidden = self.session.run(None, feed)[0]
-            mask = np.array(columns["attention_mask"], dtype=np.float32)[..., None]
+        for start, stop in length_groups(lengths[order], self.batch_size, self.RUN_COST_TOKENS):
+            chunk = order[start:stop]
+            width = int(lengths[chunk[0]])
+            columns = {name: np.full((len(chunk), width), fill, dtype=np.int64)
+                       for name, fill in (("input_ids", self.pad_id), ("attention_mask", 0), ("token_type_ids", 0))}
+            for row, i in enumerate(chunk):
+                e = encodings[i]
+                n = len(e.ids)
+                columns["input_ids"][row, :n] = e.ids
+                columns["attention_mask"][row, :n] = 1
+                columns["token_type_ids"][row, :n] = e.type_ids
+            hidden = self.session.run(None, {name: columns[name] for name in self.input_names})[0]
+            mask = columns["attention_mask"].astype(np.float32)[..., None]
             pooled = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
             if self.normalize:
                 pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
             vectors[chunk] = pooled
-            counts[chunk] = mask[..., 0].sum(axis=1)
-        return vectors, counts
+        return vectors, lengths
 
     def _prepared(self, texts: list[str]) -> list[str]:
         return [t.lower() for t in texts] if self.lower_case else texts
+
+
+def length_groups(lengths: np.ndarray, most: int, run_cost: float) -> list[tuple[int, int]]:
+    """Cut ``lengths`` (token counts, longest first) into runs ``[(start, stop), ...]`` of at most ``most``
+    rows that minimise the padded work: each run costs ``run_cost`` (a session call's fixed cost, in
+    token-rows) plus its rows times its longest. Exact (dynamic programming over the cut points), O(n * most).
+    """
+    n = len(lengths)
+    best = [0.0] + [float("inf")] * n
+    cut = [0] * (n + 1)
+    for stop in range(1, n + 1):
+        for start in range(max(0, stop - most), stop):
+            cost = best[start] + run_cost + (stop - start) * float(lengths[start])
+            if cost < best[stop]:
+                best[stop], cut[stop] = cost, start
+    runs = []
+    stop = n
+    while stop > 0:
+        runs.append((cut[stop], stop))
+        stop = cut[stop]
+    return runs[::-1]
 
 
 def _pad_id(tokenizer: Any, transformer_dir: Path) -> int:
