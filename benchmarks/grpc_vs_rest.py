@@ -15,6 +15,11 @@ answer checked (h2load sees HTTP 200 even for a failed gRPC call).
 Cases: T (breast-cancer, one row per request): gRPC raw FP64 vs REST JSON. L (digits, 256 rows per request):
 gRPC raw FP32 vs REST with the binary tensor extension vs REST JSON. Prints one JSON line per case, a table
 and the ratios.
+
+The gRPC floor (cases ``T-grpc-floor``, ``T-grpc-floor-sync``): the most a grpcio server can answer here, to read
+the T ratio against. A bare grpcio server in a process of its own (same CPU, same h2load shape and body) whose
+``ModelInfer`` parses the request and returns a fixed ``ModelInferResponse`` (no model, no security, no log):
+``grpc.aio`` (what mlgate uses) and, for comparison, grpcio's thread-pool server (``grpc.server``, 8 threads).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ["T-grpc", "T-rest-json", "L-grpc", "L-rest-binary", "L-rest-json"]
+FLOORS = {"T-grpc-floor": "aio", "T-grpc-floor-sync": "sync"}
 
 
 def _cpu_s(pid: int) -> float:
@@ -82,6 +88,68 @@ def _body(case: str, folder: Path) -> tuple[Path, list[str], str, Any]:
     return path, ["-H", "content-type: application/json"], f"/v2/models/{model}/infer", None
 
 
+def _serve_floor(port: int, kind: str) -> None:
+    """Serve the gRPC floor (see the module docstring) on ``port`` until killed."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+
+    from mlgate.protocols.grpc import grpc_service_pb2 as pb
+
+    answer = pb.ModelInferResponse(model_name="breast-cancer", model_version="1", id="floor")
+    answer.outputs.add(name="label", datatype="INT64", shape=[1])
+    answer.raw_output_contents.append(struct.pack("<q", 1))
+
+    def infer(request: Any, context: Any) -> Any:
+        return answer
+
+    async def infer_async(request: Any, context: Any) -> Any:
+        return answer
+
+    handler = grpc.method_handlers_generic_handler("inference.GRPCInferenceService", {
+        "ModelInfer": grpc.unary_unary_rpc_method_handler(
+            infer_async if kind == "aio" else infer, request_deserializer=pb.ModelInferRequest.FromString,
+            response_serializer=pb.ModelInferResponse.SerializeToString)})
+    if kind == "sync":
+        server = grpc.server(ThreadPoolExecutor(8), handlers=[handler])
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        server.start()
+        server.wait_for_termination()
+        return
+
+    async def run() -> None:
+        aio_server = grpc.aio.server(handlers=[handler])
+        aio_server.add_insecure_port(f"127.0.0.1:{port}")
+        await aio_server.start()
+        await aio_server.wait_for_termination()
+
+    asyncio.run(run())
+
+
+def _floor_case(case: str, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    """Run ``case`` against a floor server started for it (pinned like mlgate's), then stop that server."""
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    server = subprocess.Popen(["taskset", "-c", args.server_cpu, sys.executable, __file__, "--serve-floor",
+                               f"{port}:{FLOORS[case]}"], env=env)
+    try:
+        deadline = time.monotonic() + 30
+        _, _, _, request = _body("T-grpc", folder)
+        while True:
+            try:
+                _check_grpc(port, request)
+                break
+            except Exception:  # noqa: BLE001 - not up yet (grpc.RpcError), or up with a wrong answer: retry, then fail
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit(f"the {case} server did not start") from None
+                time.sleep(0.2)
+        return _run_case(case, args, server.pid, (0, port), folder)
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+
+
 def _check_grpc(port: int, request: Any) -> None:
     import grpc
 
@@ -94,11 +162,12 @@ def _check_grpc(port: int, request: Any) -> None:
 
 def _run_case(case: str, args: argparse.Namespace, server_pid: int, ports: tuple[int, int],
               folder: Path) -> dict[str, Any]:
-    body, headers, path, request = _body(case, folder)
+    body, headers, path, request = _body(case.removesuffix("-floor-sync").removesuffix("-floor"), folder)
     http_port, grpc_port = ports
     if request is not None:
         _check_grpc(grpc_port, request)
     log = folder / f"{case}.log"
+    log.unlink(missing_ok=True)
     shape = ["-c", "8", "-m", "8"] if request is not None else ["--h1", "-c", "64"]
     url = f"http://127.0.0.1:{grpc_port if request is not None else http_port}{path}"
     command = ["taskset", "-c", args.client_cpu, "h2load", *shape, "-D", str(args.duration),
@@ -140,8 +209,15 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per case")
     parser.add_argument("--server-cpu", default="0")
     parser.add_argument("--client-cpu", default="1")
-    parser.add_argument("cases", nargs="*", default=CASES)
+    parser.add_argument("--serve-floor", metavar="PORT:KIND", help=argparse.SUPPRESS)
+    parser.add_argument("cases", nargs="*", default=CASES, help=f"of {CASES + list(FLOORS)}")
     args = parser.parse_args()
+    if args.serve_floor:
+        port, kind = args.serve_floor.split(":")
+        _serve_floor(int(port), kind)
+        return
+    if unknown := set(args.cases) - set(CASES) - set(FLOORS):
+        parser.error(f"unknown cases {sorted(unknown)}")
     if shutil.which("h2load") is None:
         raise SystemExit("h2load not found: apt-get install nghttp2-client")
 
@@ -168,7 +244,8 @@ def main() -> None:
                     time.sleep(0.3)
             rows = []
             for case in args.cases:
-                row = _run_case(case, args, server.pid, ports, tmp)
+                row = (_floor_case(case, args, tmp) if case in FLOORS else
+                       _run_case(case, args, server.pid, ports, tmp))
                 print(json.dumps(row), flush=True)
                 rows.append(row)
         finally:
@@ -181,7 +258,8 @@ def main() -> None:
               f"{r['server_cpu_ms_per_req']:.2f} | {r['server_cpu_per_s']:.2f} | {r['client_cpu_per_s']:.2f} | "
               f"{r['load1']:.1f} |")
     by = {r["case"]: r for r in rows}
-    for a, b in (("T-grpc", "T-rest-json"), ("L-grpc", "L-rest-binary"), ("L-grpc", "L-rest-json")):
+    for a, b in (("T-grpc", "T-rest-json"), ("T-grpc-floor", "T-rest-json"), ("T-grpc-floor-sync", "T-rest-json"),
+                 ("L-grpc", "L-rest-binary"), ("L-grpc", "L-rest-json")):
         if a in by and b in by:
             print(f"{a} / {b}: requests/s {by[a]['req_s'] / by[b]['req_s']:.2f}x, p99 {by[a]['p99_ms']:.1f} vs "
                   f"{by[b]['p99_ms']:.1f} ms, server CPU per request "
