@@ -28,6 +28,9 @@ code that needs the id itself, such as the prediction log, without scanning stru
 _access = structlog.get_logger("mlgate.access")
 _access_std = logging.getLogger("mlgate.access")
 _json_handlers: list[logging.StreamHandler[Any]] = []
+_own_handlers: list[logging.Handler] = []
+"""The handlers the last ``configure_logging`` installed: closed when the next call replaces them (a log file
+given before would otherwise stay open)."""
 """The handlers ``configure_logging`` installed when they all write JSON lines: ``log_access`` writes to them
 directly."""
 
@@ -64,10 +67,13 @@ def configure_logging(level: str = "info", fmt: str = "auto", file: Path | None 
         to_file = logging.handlers.WatchedFileHandler(file, encoding="utf-8")
         to_file.setFormatter(_formatter(shared, structlog.processors.JSONRenderer(), True))
         handlers.append(to_file)
-    global _json_handlers
+    global _json_handlers, _own_handlers
     _json_handlers = handlers if fmt == "json" else []
     root = logging.getLogger()
     root.handlers[:] = handlers
+    for old in _own_handlers:
+        old.close()
+    _own_handlers = list(handlers)
     root.setLevel(level.upper())
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []

@@ -284,8 +284,8 @@ class DataPlane:
                     raise  # the model's own TimeoutError: a ModelError below
                 raise DeadlineExceeded(
                     f"model '{handle.name}' version '{handle.version}' did not answer within {limit_ms:g} ms "
-                    "(the request's timeout: header X-Request-Timeout-Ms lowers it; manifest timeout_ms and "
-                    "setting request_timeout_ms set it)") from None
+                    "(the request's timeout: manifest timeout_ms and setting request_timeout_ms set it; the "
+                    "caller's X-Request-Timeout-Ms header or gRPC deadline lowers it)") from None
             return self._check_outputs(handle, outputs, batch)
         except MlgateError:
             raise  # the engine's own errors (queue full, deadline) keep their status
