@@ -116,3 +116,34 @@ def test_users_update_changes_role_and_activation_and_tells_the_servers(run: Cli
             await database.dispose()
 
     assert asyncio.run(changes()) == ["auth: user.update user:ann", "auth: user.update user:ann"]
+
+
+def test_users_set_password_replaces_the_password_and_ends_admin_sessions(run: CliRunner, tmp_path: Path) -> None:
+    from mlgate.auth.store import AuthStore
+
+    async def stamp_and_check(*passwords: str) -> tuple[str, list[bool]]:
+        database = Database(f"sqlite+aiosqlite:///{tmp_path / 'mlgate.db'}")
+        try:
+            store = AuthStore(database)
+            user = await store.get_user("ann")
+            assert user is not None
+            return user.session_stamp, [await store.check_password("ann", p) is not None for p in passwords]
+        finally:
+            await database.dispose()
+
+    assert run.invoke(app, ["users", "create", "ann", "--role", "admin", "--password-stdin"],
+                      input="ann's first password\n").exit_code == 0
+    before, _ = asyncio.run(stamp_and_check())
+    changed = run.invoke(app, ["users", "set-password", "ann"],
+                         input="ann's second password\nann's second password\n")
+    assert changed.exit_code == 0 and "password changed" in changed.output, changed.output
+    assert "second password" not in changed.output  # hidden input
+    after, checks = asyncio.run(stamp_and_check("ann's first password", "ann's second password"))
+    assert checks == [False, True] and after != before  # the session stamp moved: admin sessions end
+    weak = run.invoke(app, ["users", "set-password", "ann", "--password-stdin"], input="short\n")
+    assert weak.exit_code == 1 and "at least 8 characters" in weak.output
+    assert asyncio.run(stamp_and_check("ann's second password"))[1] == [True]  # a refused change changes nothing
+    missing = run.invoke(app, ["users", "set-password", "nobody", "--password-stdin"], input="long enough pw\n")
+    assert missing.exit_code == 1 and "no user" in missing.output
+    entries = _audit(tmp_path)
+    assert [a for _, a, _, _ in entries] == ["user.create", "user.set_password"]

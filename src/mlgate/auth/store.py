@@ -203,6 +203,26 @@ class AuthStore:
         assert found is not None
         return found
 
+    async def set_password(self, username: str, password: str, *, actor: Actor) -> None:
+        """Replace the user's password (argon2-hashed); their admin sessions and playground tokens end (the
+        session stamp changes), keys and access tokens stay valid. Audited as ``actor`` (never the password).
+
+        Raises NotFound for an unknown user, BadRequest (field ``password``) for a password too weak.
+        """
+        try:
+            check_password_strength(password)
+        except ValueError as exc:
+            raise BadRequest(str(exc), field="password") from None
+        password_hash = await anyio.to_thread.run_sync(hash_password, password)
+        async with self.database.session() as session:
+            user = await self._user_row(session, username)
+            user.password_hash = password_hash
+            user.updated_at = utcnow()
+            record_audit(session, actor=actor.name, action="user.set_password", target=f"user:{username}",
+                         detail={}, client=actor.client, request_id=actor.request_id)
+            await self._auth_change(session, f"user.set_password user:{username}", actor)
+        self._notify()
+
     async def end_sessions(self, user_id: int) -> None:
         """End every admin session of this user, on every replica (their ``session_stamp`` changes)."""
         async with self.database.session() as session:

@@ -104,6 +104,22 @@ def users_update(
     out.print(f"user {user.username}: role {user.role.value}, {'active' if user.is_active else 'inactive'}")
 
 
+@users_app.command("set-password")
+def users_set_password(
+    username: Annotated[str, typer.Argument(help="The user whose password to replace.")],
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Replace a user's password; prompts twice. Their admin sessions end; API keys stay valid."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    _run(config, database_url, lambda store: store.set_password(username, password, actor=_actor()))
+    out.print(f"user {username}: password changed; their admin sessions have ended")
+
+
 @groups_app.command("create")
 def groups_create(
     name: Annotated[str, typer.Argument(help="Group name.")],
