@@ -168,3 +168,45 @@ async def test_stream_requests_run_concurrently_and_are_answered_in_the_order_se
     assert [r.as_numpy("y").tolist() for r, _ in answers] == [[float(i)] for i in range(count)]
     # The eight naps run together (one batch, at most two): about one model time, not eight (4 s).
     assert took < 2.0, took
+
+
+COUNTING_MODEL = '''
+import time
+
+import numpy as np
+
+class Model:
+    """y = the number of rows of the batch this row was computed in, after 0.2 s per call."""
+
+    def predict(self, batch):
+        time.sleep(0.2)
+        return {"y": np.full(len(batch["x"]), len(batch["x"]), dtype=np.float32)}
+'''
+
+
+@pytest.mark.parametrize("bound", [3, 16])
+async def test_a_stream_runs_at_most_grpc_stream_concurrency_requests_at_once(tmp_path: Path, bound: int) -> None:
+    tensors = ('[[inputs]]\nname = "x"\ndatatype = "FP32"\nshape = [-1]\n',
+               '[[outputs]]\nname = "y"\ndatatype = "FP32"\nshape = [-1]\n')
+    # A batch waits up to 300 ms for 16 rows: every request of the stream that is running is in it.
+    write_python_model(tmp_path, "count", COUNTING_MODEL, *tensors,
+                       "[batching]\nmax_batch_size = 16\nmax_queue_delay_ms = 300\n")
+    count = 9
+    async with grpc_app(tmp_path, grpc_stream_concurrency=bound) as app:
+        await app.sec.user("alice")
+        headers = {"authorization": f"Bearer {await app.sec.key('alice')}"}
+
+        async def requests() -> AsyncIterator[dict[str, Any]]:
+            for i in range(count):
+                yield {"model_name": "count", "request_id": str(i),
+                       "inputs": [tensor("x", np.array([i], np.float32), "FP32")]}
+
+        async with triton_aio.InferenceServerClient(app.address) as client:
+            answers = [answer async for answer in client.stream_infer(requests(), headers=headers)]
+    assert [error for _, error in answers] == [None] * count
+    assert [r.get_response().id for r, _ in answers] == [str(i) for i in range(count)]
+    batch_sizes = [int(r.as_numpy("y")[0]) for r, _ in answers]
+    if bound == 3:  # never more than 3 of the stream's requests in the model's queue at once
+        assert max(batch_sizes) == 3, batch_sizes
+    else:  # read as fast as they come: more than 3 in one batch (all 9 on a quiet machine)
+        assert max(batch_sizes) > 3, batch_sizes
