@@ -12,6 +12,12 @@ a request: headers or a body arriving a byte a second held a connection, and its
   ``trusted_proxies`` are exempt, since every client behind a proxy shares its address); one more is closed
   at once. Counted per server process (with ``workers``, each process counts its own).
 
+It also writes each response in one system call: uvicorn writes a response's head and its body separately, and
+the transport sends each at once (two ``send`` calls, two TCP segments, and two wake-ups of the client, per
+answer). ``_CoalescedWrites`` holds what is written during one turn of the event loop and sends it together
+at the end of the turn (``writelines``: one ``writev``); close flushes first. Workload T, same-run A/B:
+benchmarks/RESULTS.md.
+
 The limits are class attributes set once per process by ``configure`` (``mlgate.server`` calls it, in each
 worker process too), since uvicorn makes one protocol object per connection from the class.
 """
@@ -21,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections import Counter
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -33,6 +39,41 @@ _TIMEOUT_BODY = (b'{"error":"the request was not received in time (settings requ
                  b'request_body_timeout_s)","code":"request_timeout","field":null}')
 _TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
                      b"content-length: " + str(len(_TIMEOUT_BODY)).encode() + b"\r\n\r\n" + _TIMEOUT_BODY)
+
+
+class _CoalescedWrites:
+    """A transport whose writes within one event-loop turn go out together (see the module docstring);
+    everything else is the wrapped transport's."""
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes | bytearray | memoryview] | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._pending is None:
+            self._pending = [data]
+            self._loop.call_soon(self._flush)
+        else:
+            self._pending.append(data)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending and not self._transport.is_closing():
+            self._transport.writelines(pending)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending = None
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class GuardedHttpTools(HttpToolsProtocol):
@@ -47,6 +88,7 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.transport = _CoalescedWrites(transport, self.loop)  # type: ignore[assignment]
         peer = self.client[0] if self.client else None
         if peer is not None and self.max_per_client and not self._exempt(peer):
             if self.open_by_client[peer] >= self.max_per_client:
