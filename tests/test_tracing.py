@@ -198,3 +198,51 @@ def test_spans_carry_their_parents_through_a_traceparent_and_a_context(
         collector.wait("model failing")
     finally:
         provider.shutdown()
+
+
+def test_grpc_calls_get_a_server_span_under_the_callers_traceparent(
+        collector: Collector, monkeypatch: pytest.MonkeyPatch, examples_repo: Path) -> None:
+    # In this process (provider put back afterwards): the gRPC service on its port, called through a real channel.
+    import asyncio
+
+    import grpc
+
+    from mlgate import tracing
+    from mlgate.protocols.grpc import grpc_service_pb2 as pb
+    from tests.protocols.grpc.conftest import auth, grpc_app
+    from tests.protocols.grpc.test_errors import good
+
+    monkeypatch.setattr(tracing, "_tracer", None)
+    monkeypatch.setattr(tracing, "_provider", None)
+    assert tracing.configure(Settings(otel_exporter_otlp_endpoint=collector.url, otel_service_name="grpc-test"))
+    provider = tracing._provider
+    caller_trace, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+
+    async def calls() -> grpc.StatusCode:
+        async with grpc_app(examples_repo) as app:
+            await app.sec.user("alice")
+            key = await app.sec.key("alice")
+            await app.stub.ModelInfer(good(), metadata=(*auth(key), ("x-request-id", "traced-1"),
+                                                        ("traceparent", f"00-{caller_trace}-{caller_span}-01")))
+            try:
+                await app.stub.ModelInfer(pb.ModelInferRequest(model_name="no-such-model"), metadata=auth(key))
+            except grpc.aio.AioRpcError as exc:
+                return exc.code()
+            raise AssertionError("a call on a missing model succeeded")
+
+    try:
+        assert asyncio.run(calls()) == grpc.StatusCode.NOT_FOUND
+        tracing.flush()
+        spans = collector.wait("gRPC /inference.GRPCInferenceService/ModelInfer", count=2)
+    finally:
+        provider.shutdown()
+    ok = next(s for s in spans if s["attributes"]["mlgate.request_id"] == "traced-1")
+    missing = next(s for s in spans if s is not ok)
+    assert ok["trace"] == caller_trace and ok["parent"] == caller_span and ok["kind"] == 2  # SPAN_KIND_SERVER
+    assert {k: ok["attributes"][k] for k in ("rpc.system", "rpc.service", "rpc.method", "rpc.grpc.status_code",
+                                             "mlgate.model")} == {
+        "rpc.system": "grpc", "rpc.service": "inference.GRPCInferenceService", "rpc.method": "ModelInfer",
+        "rpc.grpc.status_code": 0, "mlgate.model": "breast-cancer"}
+    assert missing["parent"] is None and missing["attributes"]["rpc.grpc.status_code"] == 5  # NOT_FOUND
+    [model] = [s for s in collector.named("model breast-cancer") if s["trace"] == caller_trace]
+    assert model["parent"] == ok["id"]  # the batch's runtime call, under the call that it served

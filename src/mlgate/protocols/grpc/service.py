@@ -24,11 +24,14 @@ order sent, an error as ``error_message`` (the stream goes on).
 With ``access_log``, every call writes one line on ``mlgate.access`` (``mlgate.logs.log_access``): method
 ``GRPC``, path ``/inference.GRPCInferenceService/<Method>``, ``status`` the gRPC code's number (0 OK) and
 ``grpc_status`` its name, the duration in ms, the request id, ``caller``, ``client`` and ``peer``.
+While tracing is on (``mlgate.tracing``), every call is a server span ``gRPC /service/Method``, a child of the
+caller's ``traceparent`` metadata (``_call_span``; docs/operations.md lists its attributes).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import random
 import re
@@ -39,6 +42,7 @@ from typing import Any
 import grpc
 import structlog
 
+from mlgate import tracing
 from mlgate.auth.caller import Action
 from mlgate.errors import DeadlineExceeded, MlgateError
 from mlgate.logs import REQUEST_ID, log_access
@@ -105,6 +109,36 @@ async def _end(context: Context, status: Status, request_id: str) -> None:
 def _past_deadline(context: Context) -> bool:
     remaining = context.time_remaining()
     return remaining is not None and remaining <= 0
+
+
+_SERVER_FAULTS = frozenset({grpc.StatusCode.UNKNOWN, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNIMPLEMENTED,
+                            grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DATA_LOSS})
+"""Codes that make a server span's status an error (OpenTelemetry's semantic conventions for gRPC); the
+caller's mistakes (INVALID_ARGUMENT, NOT_FOUND, UNAUTHENTICATED...) leave it unset."""
+
+
+def _call_span(path: str, context: Context, request_id: str) -> contextlib.AbstractContextManager[Any]:
+    """The call's server span while tracing is on (``mlgate.tracing``; else a context yielding None): named
+    ``gRPC /service/Method``, a child of the caller's span when its metadata carries a ``traceparent``, with
+    ``rpc.system``, ``rpc.service``, ``rpc.method`` and ``mlgate.request_id``."""
+    if not tracing.active():
+        return contextlib.nullcontext()
+    traceparent = next((value for key, value in context.invocation_metadata() or ()
+                        if key == "traceparent" and isinstance(value, str)), None)
+    service, _, method = path.lstrip("/").partition("/")
+    return tracing.span(f"gRPC {path}", kind="server", traceparent=traceparent, attributes={
+        "rpc.system": "grpc", "rpc.service": service, "rpc.method": method, "mlgate.request_id": request_id})
+
+
+def _end_span(span: Any, code: grpc.StatusCode) -> None:
+    """Put the call's status code on its span (``rpc.grpc.status_code``); a server fault marks it an error."""
+    if span is None:
+        return
+    span.set_attribute("rpc.grpc.status_code", code.value[0])
+    if code in _SERVER_FAULTS:
+        from opentelemetry.trace import StatusCode
+
+        span.set_status(StatusCode.ERROR, code.name)
 
 
 def log_call(path: str, code: grpc.StatusCode, started: float, creds: Credentials) -> None:
@@ -306,22 +340,26 @@ class InferenceService:
             REQUEST_ID.set(request_id)
             structlog.contextvars.bind_contextvars(request_id=request_id)
             code = grpc.StatusCode.OK
-            try:
-                answer = await (self.model_infer(request, creds, context) if infer else method(request, creds))
-            except MlgateError as exc:
-                record_refusal(creds.state, self.server, exc)
-                status = status_of(exc, request_id)
-                code = status.code
-                await _end(context, status, request_id)
-            except asyncio.CancelledError:
-                code = grpc.StatusCode.DEADLINE_EXCEEDED if _past_deadline(context) else grpc.StatusCode.CANCELLED
-                raise
-            except Exception as exc:  # noqa: BLE001 - a bug: the caller gets a generic INTERNAL, the log the rest
-                code = grpc.StatusCode.INTERNAL
-                await _end(context, unexpected_status(exc, request_id), request_id)
-            finally:
-                if access_log:
-                    log_call(path, code, started, creds)
+            failure: Status | None = None
+            answer = None
+            with _call_span(path, context, request_id) as span:
+                try:
+                    answer = await (self.model_infer(request, creds, context) if infer else method(request, creds))
+                except MlgateError as exc:
+                    record_refusal(creds.state, self.server, exc)
+                    failure = status_of(exc, request_id)
+                except asyncio.CancelledError:
+                    code = grpc.StatusCode.DEADLINE_EXCEEDED if _past_deadline(context) else grpc.StatusCode.CANCELLED
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a bug: the caller gets a generic INTERNAL, the log the rest
+                    failure = unexpected_status(exc, request_id)
+                finally:
+                    code = failure.code if failure is not None else code
+                    _end_span(span, code)
+                    if access_log:
+                        log_call(path, code, started, creds)
+            if failure is not None:
+                await _end(context, failure, request_id)
             context.set_trailing_metadata((("x-request-id", request_id),))
             return answer
 
@@ -334,16 +372,22 @@ class InferenceService:
         request_id = creds.state.request_id
         structlog.contextvars.bind_contextvars(request_id=request_id)
         code = grpc.StatusCode.OK
-        try:
-            async for response in self.model_stream_infer(requests, context, creds):
-                yield response
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.DEADLINE_EXCEEDED if _past_deadline(context) else grpc.StatusCode.CANCELLED
-            raise
-        except Exception as exc:  # noqa: BLE001 - a bug: the caller gets a generic INTERNAL, the log the rest
-            code = grpc.StatusCode.INTERNAL
-            await _end(context, unexpected_status(exc, request_id), request_id)
-        finally:
-            if self.server.settings.access_log:
-                log_call(f"/{SERVICE_NAME}/ModelStreamInfer", code, started, creds)
+        failure: Status | None = None
+        path = f"/{SERVICE_NAME}/ModelStreamInfer"
+        with _call_span(path, context, request_id) as span:
+            try:
+                async for response in self.model_stream_infer(requests, context, creds):
+                    yield response
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.DEADLINE_EXCEEDED if _past_deadline(context) else grpc.StatusCode.CANCELLED
+                raise
+            except Exception as exc:  # noqa: BLE001 - a bug: the caller gets a generic INTERNAL, the log the rest
+                failure = unexpected_status(exc, request_id)
+            finally:
+                code = failure.code if failure is not None else code
+                _end_span(span, code)
+                if self.server.settings.access_log:
+                    log_call(path, code, started, creds)
+        if failure is not None:
+            await _end(context, failure, request_id)
         context.set_trailing_metadata((("x-request-id", request_id),))
