@@ -59,7 +59,8 @@ async def serve_state(settings: Settings, registry: ModelRegistry, metrics: Engi
                       only: Callable[[str], bool] | None = None) -> AsyncIterator[ServerState]:
     """The ``ServerState`` of a server serving ``registry``, open for the duration of the ``async with``;
     ``stopping`` is the server's stop signal (``mlgate.server`` drains on SIGTERM) that readiness reads;
-    ``only``: which of the repository folder's models to load (``mlgate worker --model``), by name."""
+    ``only``: which models to load (``mlgate worker --model``), by name: the repository folder's and the
+    registry's."""
     tracing.configure(settings)  # on only when an OTLP endpoint is configured (mlgate.tracing)
     database_url = settings.effective_database_url
     if settings.database_auto_upgrade:
@@ -95,7 +96,8 @@ async def serve_state(settings: Settings, registry: ModelRegistry, metrics: Engi
     plane = DataPlane(settings, registry, metrics, observers=observers, stopping=stopping, cache=cache)
     control = ControlPlane(settings, database, plane, predlog=predlog, recorder=recorder, shadow=shadow,
                            folder_sources=group_by_name(sources),
-                           on_change=[security.authenticator.clear_cache])  # identity changes of other replicas
+                           on_change=[security.authenticator.clear_cache],  # identity changes of other replicas
+                           only=only)
     await control.start()
     jobs = JobService(settings, database, plane)  # the embedded runner, or the broker's sending side
     await jobs.start()

@@ -19,6 +19,7 @@ from mlgate.auth import Role
 from mlgate.db.engine import Database
 from mlgate.db.queries.jobs import JobFilter, JobStore
 from tests.jobs_helpers import JOBS, jobs_repo, sleepy_body, sum_body, wait_for, worker_process
+from tests.registry_helpers import push, versioned_model
 from tests.secure import bearer, secure_app
 
 pytestmark = pytest.mark.anyio
@@ -122,6 +123,11 @@ async def test_a_worker_with_model_patterns_takes_only_those_models_jobs(
         ann = bearer(await sec.key("ann"))
         env = _worker_env(broker, queue, postgres_url, data)
         store = JobStore(Database(postgres_url))
+        await sec.user("dee", Role.DEPLOYER)
+        deployer = bearer(await sec.key("dee"))  # a registry model that the worker does not take: never loaded there
+        pushed = await push(sec.client, "pushed", versioned_model(tmp_path / "registry", 1, name="pushed"),
+                            headers=deployer)
+        assert pushed.status_code == 201, pushed.text
         with worker_process(repo, tmp_path / "s.log", env, args=["--model", "su?", "--model", "nothing-*"]) as s:
             assert '"models": ["sum"]' in (tmp_path / "s.log").read_text()  # it loaded only what it takes
             slow = (await sec.client.post(JOBS, json={"model": "sleepy", "request": sleepy_body(0, 3)},

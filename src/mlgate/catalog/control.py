@@ -43,19 +43,21 @@ class ControlPlane:
     Built by the lifespan (``mlgate.lifespan``) with what it composes: ``predlog`` (None when the prediction
     log is off) and ``recorder`` (its data plane observer), ``shadow`` (shadow traffic), ``folder_sources`` (the
     repository folder's models by name, for the V2 repository extension's load) and ``on_change`` (called when
-    another replica changed the registry or identities: the credential cache clears itself).
+    another replica changed the registry or identities: the credential cache clears itself); ``only`` (the registry
+models this server loads, by name: ``mlgate worker --model``; None: all).
     """
 
     def __init__(self, settings: Settings, database: Database, plane: DataPlane, *,
                  predlog: PredictionLog | None = None, recorder: CallRecorder | None = None,
                  shadow: ShadowTraffic | None = None, folder_sources: Mapping[str, list[ModelSource]] | None = None,
-                 on_change: Sequence[Callable[[], None]] = ()) -> None:
+                 on_change: Sequence[Callable[[], None]] = (), only: Callable[[str], bool] | None = None) -> None:
         self.settings = settings
         self.plane = plane
         self.catalog = Catalog(database)
         self.store = ArtifactStore(settings.effective_artifact_store, settings.data_dir / "cache",
                                    max_unpacked_bytes=settings.registry_max_unpacked_bytes)
-        self.rollouts = Rollouts(plane.registry, self.catalog, self.store, drain_timeout_s=settings.drain_timeout_s)
+        self.rollouts = Rollouts(plane.registry, self.catalog, self.store, drain_timeout_s=settings.drain_timeout_s,
+                                 only=only)
         self.follower = ChangeFollower(database, self.refresh, poll_interval_s=settings.registry_poll_interval_s)
         self.on_change = tuple(on_change)
         self._seen_change = 0

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import anyio
@@ -55,13 +55,16 @@ def desired_route(info: ModelInfo) -> TrafficRoute | None:
 class Rollouts:
     """Makes this server serve what the catalog says: loads, warms and unloads registry versions and
     installs each model's traffic route, draining a version (``drain_timeout_s``) before unloading it.
+    ``only``: which models this server serves (by name; ``mlgate worker --model``); the others' versions are
+    never loaded here.
     """
     def __init__(self, registry: ModelRegistry, catalog: Catalog, store: ArtifactStore, *,
-                 drain_timeout_s: float = 30.0) -> None:
+                 drain_timeout_s: float = 30.0, only: Callable[[str], bool] | None = None) -> None:
         self.registry = registry
         self.catalog = catalog
         self.store = store
         self.drain_timeout_s = drain_timeout_s
+        self.only = only
         self.models: dict[str, ModelInfo] = {}
         """The catalog as last applied."""
         self.applied_change = -1
@@ -80,7 +83,8 @@ class Rollouts:
             if not force and snapshot.change_id == self.applied_change:
                 return False
             for info in snapshot.models.values():
-                await self._apply(info)
+                if self.only is None or self.only(info.name):
+                    await self._apply(info)
             for name in set(self._owned) - set(snapshot.models):
                 await self._retire(name, set())
                 self.registry.set_route(name, None)

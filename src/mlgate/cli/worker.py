@@ -3,8 +3,8 @@
 It loads the model repository (and the registry's versions) like ``mlgate serve``, shares the server's
 database and broker, and takes up to ``jobs_concurrency`` jobs at a time; start more, here or on other
 machines, to scale out. ``--model PATTERN`` (repeatable, fnmatch: ``bert-*``; setting ``jobs_models``) makes
-it load only the repository's models that match and take only their jobs: a job of another model that the
-broker hands it goes back to the queue for a worker that takes it.
+it load only the models that match (the repository folder's and the registry's) and take only their jobs: a
+job of another model that the broker hands it goes back to the queue for a worker that takes it.
 
 A worker killed mid-job leaves its message unacknowledged: the broker delivers it
 again (RabbitMQ at once, Redis after twice ``jobs_lease_s``) and another worker takes the job over once
