@@ -49,6 +49,13 @@ def _actor() -> Actor:
     return Actor(f"cli:{getpass.getuser()}", client="local")
 
 
+def _password(prompt: str, from_stdin: bool) -> str:
+    """A password: stdin's first line (``--password-stdin``), else typed twice, hidden."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(typer.prompt(prompt, hide_input=True, confirmation_prompt=True))
+
+
 def _minute(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value else "-"
 
@@ -67,10 +74,7 @@ def users_create(
     database_url: DatabaseOption = None,
 ) -> None:
     """Create a user; prompts for the password twice (the first admin: --role admin)."""
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = _password("Password", password_stdin)
     user = _run(config, database_url,
                 lambda store: store.create_user(username, password, role, group or [], actor=_actor()))
     out.print(f"user {user.username} created (role {user.role.value}"
@@ -112,10 +116,7 @@ def users_set_password(
     database_url: DatabaseOption = None,
 ) -> None:
     """Replace a user's password; prompts twice. Their admin sessions end; API keys stay valid."""
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    password = _password("New password", password_stdin)
     _run(config, database_url, lambda store: store.set_password(username, password, actor=_actor()))
     out.print(f"user {username}: password changed; their admin sessions have ended")
 

@@ -36,7 +36,8 @@ import functools
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -139,6 +140,23 @@ def _end_span(span: Any, code: grpc.StatusCode) -> None:
         from opentelemetry.trace import StatusCode
 
         span.set_status(StatusCode.ERROR, code.name)
+
+
+@dataclass
+class _Outcome:
+    """How a call ended: its status code, and the status to end it with when it failed."""
+
+    code: grpc.StatusCode = grpc.StatusCode.OK
+    failure: Status | None = None
+
+
+async def _answer(context: Context, outcome: _Outcome, answer: Any, request_id: str) -> Any:
+    """End the call: with its failure's status (raises, as ``context.abort`` does), else ``answer`` with the
+    request id in the trailing metadata."""
+    if outcome.failure is not None:
+        await _end(context, outcome.failure, request_id)
+    context.set_trailing_metadata((("x-request-id", request_id),))
+    return answer
 
 
 def log_call(path: str, code: grpc.StatusCode, started: float, creds: Credentials) -> None:
@@ -330,38 +348,16 @@ class InferenceService:
 
     def _unary(self, method: Callable[..., Awaitable[Any]], path: str) -> Callable[[Any, Context], Awaitable[Any]]:
         infer = method == self.model_infer
-        access_log = self.server.settings.access_log
 
         async def call(request: Any, context: Context) -> Any:
             started = time.perf_counter()
             creds = credentials(context, self.server)
-            request_id = creds.state.request_id
             # Each call runs in a task of its own: the id reaches the prediction log and every log line of it.
-            REQUEST_ID.set(request_id)
-            structlog.contextvars.bind_contextvars(request_id=request_id)
-            code = grpc.StatusCode.OK
-            failure: Status | None = None
+            REQUEST_ID.set(creds.state.request_id)
             answer = None
-            with _call_span(path, context, request_id) as span:
-                try:
-                    answer = await (self.model_infer(request, creds, context) if infer else method(request, creds))
-                except MlgateError as exc:
-                    record_refusal(creds.state, self.server, exc)
-                    failure = status_of(exc, request_id)
-                except asyncio.CancelledError:
-                    code = grpc.StatusCode.DEADLINE_EXCEEDED if _past_deadline(context) else grpc.StatusCode.CANCELLED
-                    raise
-                except Exception as exc:  # noqa: BLE001 - a bug: the caller gets a generic INTERNAL, the log the rest
-                    failure = unexpected_status(exc, request_id)
-                finally:
-                    code = failure.code if failure is not None else code
-                    _end_span(span, code)
-                    if access_log:
-                        log_call(path, code, started, creds)
-            if failure is not None:
-                await _end(context, failure, request_id)
-            context.set_trailing_metadata((("x-request-id", request_id),))
-            return answer
+            with self._served(path, context, creds, started) as outcome:
+                answer = await (self.model_infer(request, creds, context) if infer else method(request, creds))
+            return await _answer(context, outcome, answer, creds.state.request_id)
 
         return call
 
@@ -369,25 +365,34 @@ class InferenceService:
                       context: Context) -> AsyncIterator[pb.ModelStreamInferResponse]:
         started = time.perf_counter()
         creds = credentials(context, self.server)
+        with self._served(f"/{SERVICE_NAME}/ModelStreamInfer", context, creds, started) as outcome:
+            async for response in self.model_stream_infer(requests, context, creds):
+                yield response
+        await _answer(context, outcome, None, creds.state.request_id)
+
+    @contextlib.contextmanager
+    def _served(self, path: str, context: Context, creds: Credentials, started: float) -> Iterator[_Outcome]:
+        """Around the body of a call to ``path``: its span (while tracing), its status code, its access line.
+        An error leaving the body is kept in the outcome (``_answer`` then ends the call with its status): a
+        MlgateError as its own status (a refusal recorded as over REST), anything else a generic INTERNAL."""
         request_id = creds.state.request_id
         structlog.contextvars.bind_contextvars(request_id=request_id)
-        code = grpc.StatusCode.OK
-        failure: Status | None = None
-        path = f"/{SERVICE_NAME}/ModelStreamInfer"
+        outcome = _Outcome()
         with _call_span(path, context, request_id) as span:
             try:
-                async for response in self.model_stream_infer(requests, context, creds):
-                    yield response
+                yield outcome
+            except MlgateError as exc:
+                record_refusal(creds.state, self.server, exc)
+                outcome.failure = status_of(exc, request_id)
             except asyncio.CancelledError:
-                code = grpc.StatusCode.DEADLINE_EXCEEDED if _past_deadline(context) else grpc.StatusCode.CANCELLED
+                outcome.code = (grpc.StatusCode.DEADLINE_EXCEEDED if _past_deadline(context)
+                                else grpc.StatusCode.CANCELLED)
                 raise
             except Exception as exc:  # noqa: BLE001 - a bug: the caller gets a generic INTERNAL, the log the rest
-                failure = unexpected_status(exc, request_id)
+                outcome.failure = unexpected_status(exc, request_id)
             finally:
-                code = failure.code if failure is not None else code
-                _end_span(span, code)
+                if outcome.failure is not None:
+                    outcome.code = outcome.failure.code
+                _end_span(span, outcome.code)
                 if self.server.settings.access_log:
-                    log_call(path, code, started, creds)
-        if failure is not None:
-            await _end(context, failure, request_id)
-        context.set_trailing_metadata((("x-request-id", request_id),))
+                    log_call(path, outcome.code, started, creds)
