@@ -166,3 +166,41 @@ async def test_jobs_on_a_batching_model_are_merged_and_each_told_the_progress(tm
             assert job["status"] == "succeeded" and job["progress"] == 1.0
         elapsed = anyio.current_time() - started
         assert elapsed < 4.0, elapsed  # one run of 1 s, not eight (8 s)
+
+
+async def test_on_postgresql_events_follow_another_processs_change_at_once(tmp_path: Path, postgres_url: str) -> None:
+    # The job's row changed through another connection, as a worker elsewhere would: the stream hears it from
+    # PostgreSQL's notification; while listening it reads the job only every 5 s by itself, longer than the job.
+    from mlgate.db.engine import Database
+    from mlgate.db.queries.jobs import JobStore
+
+    repo = jobs_repo(tmp_path / "models")
+    async with secure_app(repo, data_dir=tmp_path / "d", database_url=postgres_url) as sec:
+        jobs = sec.app.state.mlgate.jobs
+        with anyio.fail_after(10):
+            while not jobs.listening:
+                await anyio.sleep(0.02)
+        assert jobs.events_poll_s == 5.0
+        await sec.user("ann")
+        ann = bearer(await sec.key("ann"))
+        job = (await sec.client.post(JOBS, json={"model": "sleepy", "request": sleepy_body(3)}, headers=ann)).json()
+        await wait_for(sec.client, job["id"], {"running"}, ann)
+        events: list[tuple[str, dict[str, Any]]] = []
+
+        async def read() -> None:
+            async with aconnect_sse(sec.client, "GET", f"{JOBS}/{job['id']}/events", headers=ann) as source:
+                async for event in source.aiter_sse():
+                    events.append((event.event, event.json()))
+
+        elsewhere = Database(postgres_url)
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(read)
+                await anyio.sleep(1.0)  # the stream is waiting on its job
+                row = await JobStore(elsewhere).get(job["id"])
+                assert row is not None and row.status == "running"
+                await JobStore(elsewhere).progress(row, 0.25)
+        finally:
+            await elsewhere.dispose()
+    kinds = [e[1]["status"] if e[0] == "status" else e[1]["progress"] for e in events]
+    assert kinds == ["running", 0.25, "succeeded"], kinds

@@ -40,11 +40,6 @@ __all__ = ["JobSubmission", "router"]
 
 router = APIRouter(tags=["Jobs"], responses=ERROR_RESPONSES)
 
-EVENTS_POLL_S = 0.2
-"""How often ``/events`` reads the job at least (it may run in another process: the database is the truth);
-changes made in this process (the embedded runner, a cancel) reach it at once, without a read."""
-
-
 class JobSubmission(BaseModel):
     """``POST /api/v1/jobs``: which model, and the request its synchronous route would take."""
 
@@ -158,7 +153,7 @@ async def events(request: Request, job: Annotated[JobRecord, Depends(_visible)])
             if current.status in TERMINAL:
                 return
             # This process's runner or a cancel hands the new row over; else (progress, another process) read.
-            current = await watch.next(EVENTS_POLL_S) or await jobs.store.get(job.id)
+            current = await watch.next(jobs.events_poll_s) or await jobs.store.get(job.id)
 
 
 

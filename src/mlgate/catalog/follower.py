@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import structlog
 
 from mlgate.db.engine import Database
+from mlgate.db.notify import listen
 from mlgate.db.queries.catalog import NOTIFY_CHANNEL
 from mlgate.errors import MlgateError
 
@@ -67,32 +67,12 @@ class ChangeFollower:
                 log.exception("registry sync failed")
 
     async def _listen(self) -> None:
-        import asyncpg
+        await listen(self.database, NOTIFY_CHANNEL, lambda _payload: self._wake.set(), on_state=self._listening)
 
-        url = self.database.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        backoff = 0.5
-        while True:
-            connection: Any = None
-            try:
-                connection = await asyncpg.connect(url, timeout=5)
-                lost = asyncio.Event()
-                connection.add_termination_listener(lambda _c, lost=lost: lost.set())
-                await connection.add_listener(NOTIFY_CHANNEL, lambda *_args: self._wake.set())
-                self.listening = True
-                backoff = 0.5
-                self._wake.set()  # changes made while we were not listening
-                await lost.wait()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - asyncpg and OS errors alike: retry, polling covers us
-                log.debug("registry listener disconnected", error=f"{type(exc).__name__}: {exc}")
-            finally:
-                self.listening = False
-                if connection is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(connection.close(), 2)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+    def _listening(self, listening: bool) -> None:
+        self.listening = listening
+        if listening:
+            self._wake.set()  # changes made while we were not listening
 
     async def close(self) -> None:
         """Stop following; waits for the tasks to end."""

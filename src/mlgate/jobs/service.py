@@ -19,7 +19,8 @@ import structlog
 from mlgate import tracing
 from mlgate.db.base import utcnow
 from mlgate.db.engine import Database
-from mlgate.db.queries.jobs import JobFilter, JobStore
+from mlgate.db.notify import listen
+from mlgate.db.queries.jobs import JOBS_CHANNEL, JobFilter, JobStore
 from mlgate.db.tables.jobs import JobRecord
 from mlgate.errors import DatabaseUnavailable, JobNotFound, RateLimited
 from mlgate.inference.dataplane import DataPlane
@@ -52,6 +53,13 @@ class Submission:
     """Where to POST the job when it ends (checked against ``jobs_webhook_hosts``)."""
 
 
+EVENTS_POLL_S = 0.2
+"""How often an event stream reads its job while no notifications come (SQLite, or the listener is down): the job
+may run in another process, and the database is the truth."""
+EVENTS_POLL_LISTENING_S = 5.0
+"""The same while this process listens for the jobs' notifications (PostgreSQL): a safety net only."""
+
+
 class JobWatch:
     """What ``JobService.watch`` yields: the changes this process makes to one job, in order."""
 
@@ -81,13 +89,26 @@ class JobService:
                                 results=self.results) if self.broker is None else None
         self._watchers: dict[str, set[JobWatch]] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self.listening = False
+        """Whether this process hears the jobs' notifications (PostgreSQL: ``JOBS_CHANNEL``)."""
         self._webhook_key = server_secret(settings)
 
     def webhook_secret(self, actor: str) -> str:
         """The secret that signs the webhooks of the jobs ``actor`` submits (``mlgate.jobs.webhooks``)."""
         return webhook_secret(self._webhook_key, actor)
 
+    @property
+    def events_poll_s(self) -> float:
+        """How often an event stream reads its job at least: changes made here reach it at once, and so do
+        other processes' while this one listens for their notifications (PostgreSQL); else it polls."""
+        return EVENTS_POLL_LISTENING_S if self.listening else EVENTS_POLL_S
+
     async def start(self) -> None:
+        if self.store.database.url.get_backend_name() == "postgresql":
+            self._listener = asyncio.create_task(
+                listen(self.store.database, JOBS_CHANNEL, self._notified, on_state=self._listening),
+                name="jobs-listener")
         if self.broker is not None:
             await self.broker.start()
             self._sweeper = asyncio.create_task(self._sweep(), name="jobs-sweeper")
@@ -95,6 +116,10 @@ class JobService:
             await self.runner.start(poll_queue=True)
 
     async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -104,6 +129,17 @@ class JobService:
         if self.broker is not None:
             await self.broker.close()
         await self.webhooks.close()
+
+    def _notified(self, job_id: str) -> None:
+        """Another process (or this one) changed the job: its watchers read it."""
+        if job_id in self._watchers:
+            self._notify(job_id)
+
+    def _listening(self, listening: bool) -> None:
+        self.listening = listening
+        if listening:  # what changed while nobody listened: every watcher reads its job again
+            for job_id in list(self._watchers):
+                self._notify(job_id)
 
     def _notify(self, job_id: str, row: JobRecord | None = None) -> None:
         for watch in self._watchers.get(job_id, ()):

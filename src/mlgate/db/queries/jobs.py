@@ -21,10 +21,15 @@ from sqlalchemy.orm import defer
 
 from mlgate.db.base import utcnow
 from mlgate.db.engine import Database
+from mlgate.db.notify import notify
 from mlgate.db.tables.jobs import JobRecord
 from mlgate.errors import DatabaseUnavailable
 
-__all__ = ["JobFilter", "JobStore"]
+__all__ = ["JOBS_CHANNEL", "JobFilter", "JobStore"]
+
+JOBS_CHANNEL = "mlgate_jobs"
+"""On PostgreSQL, every change of a job's row (claimed, progress, ended, cancelled, back to the queue) sends its
+id on this channel (``mlgate.db.notify``), so that event streams in other processes read it at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,16 +75,23 @@ class JobStore:
         except (DBAPIError, OSError) as exc:
             raise DatabaseUnavailable("the jobs database cannot be reached; try again shortly") from exc
 
-    async def _update(self, stmt: Any) -> int:
+    async def _update(self, stmt: Any, changed: Iterable[str] = ()) -> int:
+        """Run an ``UPDATE``; the rows it changed. When it changed any, ``changed`` (job ids) are notified."""
         async with self._session() as session:
             result: CursorResult[Any] = await session.execute(stmt)  # type: ignore[assignment]
+            if result.rowcount:
+                for job_id in changed:
+                    await notify(session, JOBS_CHANNEL, job_id)
             return int(result.rowcount)
 
     async def _returning(self, stmt: Any) -> JobRecord | None:
-        """Run a conditional ``UPDATE`` of one job; the updated row (``RETURNING``), None when none matched."""
+        """Run a conditional ``UPDATE`` of one job; the updated row (``RETURNING``), None when none matched.
+        The job is notified when it changed."""
         async with self._session() as session:
             row: JobRecord | None = (await session.execute(
                 stmt.returning(JobRecord), execution_options={"synchronize_session": False})).scalar_one_or_none()
+            if row is not None:
+                await notify(session, JOBS_CHANNEL, row.id)
             return row
 
     # -- the API's side ---------------------------------------------------------------------------------
@@ -129,7 +141,7 @@ class JobStore:
             status="cancelled", finished_at=now, lease_until=None, result=None,
             expires_at=now + timedelta(seconds=ttl_s),
             error={"status": 499, "code": "cancelled", "error": "the job was cancelled", "field": None,
-                   "reason": "cancelled"})) == 1
+                   "reason": "cancelled"}), [job_id]) == 1
 
     async def expire(self, ttl_s: float, limit: int = 1000) -> list[JobRecord]:
         """Drop the results of up to ``limit`` jobs that finished more than ``ttl_s`` ago (status ``expired``);
@@ -180,7 +192,7 @@ class JobStore:
     async def progress(self, job: JobRecord, value: float) -> None:
         await self._update(update(JobRecord).where(
             JobRecord.id == job.id, JobRecord.status == "running", JobRecord.attempts == job.attempts).values(
-            progress=max(0.0, min(1.0, value))))
+            progress=max(0.0, min(1.0, value))), [job.id])
 
     async def finish(self, job: JobRecord, *, result: dict[str, Any] | None = None,
                      error: dict[str, Any] | None = None, ttl_s: float,
@@ -205,7 +217,7 @@ class JobStore:
             return 0
         return await self._update(update(JobRecord).where(
             JobRecord.id.in_(ids), JobRecord.runner == runner[:128], JobRecord.status == "running").values(
-            status="queued", runner=None, lease_until=None, progress=None))
+            status="queued", runner=None, lease_until=None, progress=None), ids)
 
     async def requeue_lapsed(self, limit: int = 100) -> list[str]:
         """Put running jobs whose lease ran out (their runner died) back to ``queued``; their ids, to be sent
@@ -218,6 +230,6 @@ class JobStore:
         for job_id in ids:
             if await self._update(update(JobRecord).where(
                     JobRecord.id == job_id, JobRecord.status == "running", JobRecord.lease_until < now).values(
-                    status="queued", runner=None, lease_until=None)) == 1:
+                    status="queued", runner=None, lease_until=None), [job_id]) == 1:
                 requeued.append(job_id)
         return requeued
