@@ -3,7 +3,9 @@ that bad inputs are refused with a 4xx naming the field."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -85,3 +87,9 @@ def assert_bad_inputs_refused(url: str, model: str, good: Mapping[str, np.ndarra
     else:
         missing = httpx.post(endpoint, json={"inputs": []}, timeout=60)
         assert 400 <= missing.status_code < 500 and missing.json()["field"], missing.text
+
+
+def load_failures(log: Path) -> dict[str, str]:
+    """Model -> reason, for each model a server's JSON log says failed to load (libraries print other lines)."""
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    return {line["model"]: line["reason"] for line in lines if line.get("event") == "model failed to load"}

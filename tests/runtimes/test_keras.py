@@ -24,7 +24,7 @@ import pytest
 from mlgate.model.examples import build_examples
 from mlgate.model.examples.digits_cnn import held_out_split
 from tests.processes import serve_process
-from tests.runtimes.serving import assert_bad_inputs_refused, triton_infer, triton_metadata, v1_predict
+from tests.runtimes.serving import assert_bad_inputs_refused, load_failures, triton_infer, triton_metadata, v1_predict
 
 os.environ.setdefault("KERAS_BACKEND", "torch")  # this test process's Keras runs on PyTorch, as the server's
 
@@ -119,19 +119,12 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("serve-keras") / "serve.log"
-
-
-@pytest.fixture(scope="module")
 def server(repo: Path, server_log: Path) -> Iterator[str]:
-    log_path = server_log
-    with serve_process(repo, log_path, {"KERAS_BACKEND": "torch"}, ready_timeout_s=180) as url:
+    with serve_process(repo, server_log, {"KERAS_BACKEND": "torch"}, ready_timeout_s=180) as url:
         yield url
-    log = log_path.read_text()
-    failed = [json.loads(line) for line in log.splitlines() if '"model failed to load"' in line]
-    assert [f["model"] for f in failed] == ["corrupt"], failed
-    assert "Keras could not load model.keras" in failed[0]["reason"]
+    failed = load_failures(server_log)
+    assert list(failed) == ["corrupt"], failed
+    assert "Keras could not load model.keras" in failed["corrupt"]
 
 
 def test_digits_cnn_on_20_real_digits_equals_in_process_keras(server: str, repo: Path) -> None:

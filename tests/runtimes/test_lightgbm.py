@@ -3,7 +3,6 @@ runtime and artifact; answers equal LightGBM's scikit-learn wrappers in this pro
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 
 from tests.processes import serve_process
-from tests.runtimes.serving import assert_bad_inputs_refused, triton_infer, triton_metadata, v1_predict
+from tests.runtimes.serving import assert_bad_inputs_refused, load_failures, triton_infer, triton_metadata, v1_predict
 
 
 def _write(root: Path, name: str, extra: str = "") -> Path:
@@ -38,15 +37,6 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, ob
     _write(root, "corrupt").write_text("tree\nversion=v4\nnot a model")
     regressor.booster_.save_model(_write(root, "on-cuda", 'device = "cuda"\n'))
     return root, {"cancer": binary, "iris": multi, "diabetes": regressor}
-
-
-def _json_lines(log: Path) -> list[str]:
-    return [line for line in log.read_text().splitlines() if line.startswith("{")]  # the library prints too
-
-
-@pytest.fixture(scope="module")
-def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("serve-lightgbm") / "serve.log"
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +83,7 @@ def test_regressor_equals_lgbmregressor(server: str, models: tuple[Path, dict[st
 
 
 def test_corrupt_file_and_cuda_leave_only_those_models_not_ready(server: str, server_log: Path) -> None:
-    failed = {line["model"]: line["reason"] for line in map(json.loads, _json_lines(server_log))
-              if line.get("event") == "model failed to load"}
+    failed = load_failures(server_log)
     assert "LightGBM could not load model.txt" in failed.pop("corrupt")
     assert "the lightgbm runtime runs on the CPU only" in failed.pop("on-cuda")
     assert failed == {}

@@ -4,7 +4,6 @@ TensorFlow: this one and the server."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.preprocessing import StandardScaler
 
 from tests.processes import serve_process
-from tests.runtimes.serving import assert_bad_inputs_refused, triton_infer, triton_metadata, v1_predict
+from tests.runtimes.serving import assert_bad_inputs_refused, load_failures, triton_infer, triton_metadata, v1_predict
 
 
 def _rows() -> np.ndarray:
@@ -75,11 +74,6 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
 
 
 @pytest.fixture(scope="module")
-def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("serve-tensorflow") / "serve.log"
-
-
-@pytest.fixture(scope="module")
 def server(repo: tuple[Path, Any], server_log: Path) -> Iterator[str]:
     with serve_process(repo[0], server_log, ready_timeout_s=180) as url:
         yield url
@@ -111,8 +105,7 @@ def test_a_signature_named_in_the_manifest(server: str, repo: tuple[Path, Any]) 
 def test_broken_models_are_not_ready_with_their_reason(server: str, server_log: Path) -> None:
     import tensorflow as tf
 
-    lines = [json.loads(line) for line in server_log.read_text().splitlines() if line.startswith("{")]
-    failed = {line["model"]: line["reason"] for line in lines if line.get("event") == "model failed to load"}
+    failed = load_failures(server_log)
     assert "has no signature 'x' (it has: serving_default, logits)" in failed.pop("no-such-signature")
     assert "TensorFlow could not load saved" in failed.pop("corrupt")
     if len(tf.config.list_physical_devices("GPU")) < 2:

@@ -3,7 +3,6 @@ served through tritonclient and V1 with the answers PyTorch gives in this proces
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.preprocessing import StandardScaler
 
 from tests.processes import serve_process
-from tests.runtimes.serving import assert_bad_inputs_refused, triton_infer, triton_metadata, v1_predict
+from tests.runtimes.serving import assert_bad_inputs_refused, load_failures, triton_infer, triton_metadata, v1_predict
 
 SIGNATURE = '''
 [[inputs]]
@@ -90,19 +89,9 @@ def repo(model: Classifier, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("serve-torch") / "serve.log"
-
-
-@pytest.fixture(scope="module")
 def server(repo: Path, server_log: Path) -> Iterator[str]:
     with serve_process(repo, server_log) as url:
         yield url
-
-
-def _failures(log: Path) -> dict[str, str]:
-    lines = [json.loads(line) for line in log.read_text().splitlines() if '"model failed to load"' in line]
-    return {line["model"]: line["reason"] for line in lines}
 
 
 def test_exported_program_signature_and_answers(server: str, model: Classifier) -> None:
@@ -134,7 +123,7 @@ def test_torchscript_with_the_manifest_signature(server: str, model: Classifier)
 def test_bad_artifacts_and_missing_devices_leave_only_that_model_not_ready(server: str, server_log: Path) -> None:
     import httpx
 
-    failures = _failures(server_log)
+    failures = load_failures(server_log)
     assert "records no dtypes or shapes" in failures.pop("scripted-unsigned")
     assert "torch.export.load could not read model.pt2" in failures.pop("corrupt")
     if torch.cuda.is_available():  # a GPU machine: the model runs there

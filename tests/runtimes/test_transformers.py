@@ -5,7 +5,6 @@ tritonclient and V1). Nothing is downloaded: the tokenizer's vocabulary is writt
 from __future__ import annotations
 
 import io
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.processes import serve_process
-from tests.runtimes.serving import assert_bad_inputs_refused, triton_infer, triton_metadata, v1_predict
+from tests.runtimes.serving import assert_bad_inputs_refused, load_failures, triton_infer, triton_metadata, v1_predict
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -88,11 +87,6 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("serve-transformers") / "serve.log"
-
-
-@pytest.fixture(scope="module")
 def server(repo: Path, server_log: Path) -> Iterator[str]:
     with serve_process(repo, server_log, ready_timeout_s=180) as url:
         yield url
@@ -152,8 +146,7 @@ def test_image_classification_from_encoded_images(server: str, repo: Path) -> No
 
 
 def test_a_model_that_would_need_the_hub_is_not_ready(server: str, server_log: Path) -> None:
-    lines = [json.loads(line) for line in server_log.read_text().splitlines() if line.startswith("{")]
-    failed = {line["model"]: line["reason"] for line in lines if line.get("event") == "model failed to load"}
+    failed = load_failures(server_log)
     assert set(failed) == {"no-tokenizer"}, failed
     assert "hf holds no tokenizer for text-classification" in failed["no-tokenizer"]
 

@@ -3,7 +3,6 @@ runtime and artifact; answers equal XGBoost's scikit-learn wrappers in this proc
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 
 from tests.conftest import ClientFactory
 from tests.processes import serve_process
-from tests.runtimes.serving import assert_bad_inputs_refused, triton_infer, triton_metadata, v1_predict
+from tests.runtimes.serving import assert_bad_inputs_refused, load_failures, triton_infer, triton_metadata, v1_predict
 
 
 def _write(root: Path, name: str, artifact: str, extra: str = "") -> Path:
@@ -41,15 +40,6 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, ob
     _write(root, "corrupt", "model.ubj").write_bytes(b"\x00\x01 not a model")
     regressor.save_model(_write(root, "on-cuda", "model.ubj", 'device = "cuda"\n'))
     return root, {"cancer": binary, "iris": multi, "diabetes": regressor}
-
-
-def _json_lines(log: Path) -> list[str]:
-    return [line for line in log.read_text().splitlines() if line.startswith("{")]  # the library prints too
-
-
-@pytest.fixture(scope="module")
-def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("serve-xgboost") / "serve.log"
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +91,7 @@ def test_regressor_equals_xgbregressor(server: str, models: tuple[Path, dict[str
 
 
 def test_corrupt_file_and_missing_cuda_leave_only_those_models_not_ready(server: str, server_log: Path) -> None:
-    failed = {line["model"]: line["reason"] for line in map(json.loads, _json_lines(server_log))
-              if line.get("event") == "model failed to load"}
+    failed = load_failures(server_log)
     assert "XGBoost could not load model.ubj" in failed.pop("corrupt")
     if xgb.build_info().get("USE_CUDA"):
         failed.pop("on-cuda", None)  # a CUDA build: ready on a GPU machine, or not ready without one
