@@ -28,11 +28,11 @@ code that needs the id itself, such as the prediction log, without scanning stru
 _access = structlog.get_logger("mlgate.access")
 _access_std = logging.getLogger("mlgate.access")
 _json_handlers: list[logging.StreamHandler[Any]] = []
+"""The handlers ``configure_logging`` installed when they all write JSON lines: ``log_access`` writes to them
+directly."""
 _own_handlers: list[logging.Handler] = []
 """The handlers the last ``configure_logging`` installed: closed when the next call replaces them (a log file
 given before would otherwise stay open)."""
-"""The handlers ``configure_logging`` installed when they all write JSON lines: ``log_access`` writes to them
-directly."""
 
 
 def configure_logging(level: str = "info", fmt: str = "auto", file: Path | None = None) -> None:

@@ -156,7 +156,6 @@ async def events(request: Request, job: Annotated[JobRecord, Depends(_visible)])
             current = await watch.next(jobs.events_poll_s) or await jobs.store.get(job.id)
 
 
-
 def _cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None

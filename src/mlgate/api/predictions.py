@@ -53,7 +53,6 @@ def _database(request: Request) -> Database:
     return server_state(request).database
 
 
-
 def filters(
     request: Request,
     model: Annotated[str | None, Query(max_length=128)] = None,

@@ -42,9 +42,9 @@ class ControlPlane:
 
     Built by the lifespan (``mlgate.lifespan``) with what it composes: ``predlog`` (None when the prediction
     log is off) and ``recorder`` (its data plane observer), ``shadow`` (shadow traffic), ``folder_sources`` (the
-    repository folder's models by name, for the V2 repository extension's load) and ``on_change`` (called when
-    another replica changed the registry or identities: the credential cache clears itself); ``only`` (the registry
-models this server loads, by name: ``mlgate worker --model``; None: all).
+    repository folder's models by name, for the V2 repository extension's load), ``on_change`` (called when
+    another replica changed the registry or identities: the credential cache clears itself) and ``only`` (the
+    registry models this server loads, by name: ``mlgate worker --model``; None: all).
     """
 
     def __init__(self, settings: Settings, database: Database, plane: DataPlane, *,
