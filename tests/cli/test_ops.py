@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from mlgate.cli.main import app
 from mlgate.db.migrate import SchemaTooNew, head_revision, upgrade
+from mlgate.logs import configure_logging
 from tests.fakes import sum_model
 
 runner = CliRunner()
@@ -50,6 +51,9 @@ def test_a_schema_newer_than_this_release_is_refused_with_a_clear_message(tmp_pa
     sum_model(tmp_path / "repo")  # something to serve: the refusal must be about the schema
     env = {**WIDE, "MLGATE_DATA_DIR": str(data)}
     refused = runner.invoke(app, ["serve", "--model-repository", str(tmp_path / "repo")], env=env)
+    # serve configured logging onto the runner's stderr, closed now: put back what tests/conftest.py set up, or
+    # every later log line of this test process fails to write (with a traceback) and slows the tests after it
+    configure_logging("info", "json")
     assert refused.exit_code == 2, refused.output
     message = " ".join(refused.output.split())
     assert "schema revision '0099_from_a_later_release'" in message and "newer release" in message
