@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -114,6 +115,9 @@ class DynamicBatcher:
         self._queue: deque[_Item] = deque()
         self._jobs_turn = False  # while both kinds wait: whose batch is next (see the module docstring)
         self._waiting = 0  # requests with a chunk still queued
+        self._queued_rows = 0  # rows of the items in the queue (an item of no rows counts 1)
+        self._wake_rows = 1  # an arrival wakes the collector once _queued_rows reaches this, or
+        self._wake_at = math.inf  # once the clock reaches this (the filling batch's deadline; see _next_batch)
         self._arrived = asyncio.Event()
         self._collector: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
@@ -170,13 +174,16 @@ class DynamicBatcher:
             items = [_Item(request, i, {k: v[s:s + step] for k, v in batch.items()}, min(step, rows - s))
                      for i, s in enumerate(starts)]
         self._queue.extend(items)
+        self._queued_rows += max(rows, 1)
         self._set_waiting(self._waiting + 1)
-        self._arrived.set()
+        if self._queued_rows >= self._wake_rows or request.enqueued >= self._wake_at:
+            self._arrived.set()
         try:
             return await request.future
         finally:
             if request.undispatched:  # cancelled (the request's deadline) before all of it was dispatched
                 self._queue = deque(item for item in self._queue if item.request is not request)
+                self._queued_rows = sum(max(item.rows, 1) for item in self._queue)
                 request.undispatched = 0
                 self._set_waiting(self._waiting - 1)
 
@@ -196,6 +203,7 @@ class DynamicBatcher:
         try:
             while True:
                 while not self._queue:
+                    self._wake_rows = 1
                     self._arrived.clear()
                     await self._arrived.wait()
                 await self._slots.acquire()
@@ -236,6 +244,11 @@ class DynamicBatcher:
                 remaining = deadline - self.clock()
                 if full or rows >= self.max_batch_size or rows in self.preferred or remaining <= 0:
                     break
+                # Sleep until enough rows arrived to reach the next size that would send the batch (any key's
+                # rows count, so it may wake early, never late) or the deadline; not at every arrival.
+                target = min((size for size in self.preferred if size > rows), default=self.max_batch_size)
+                self._wake_rows = self._queued_rows + min(target, self.max_batch_size) - rows
+                self._wake_at = deadline
                 self._arrived.clear()
                 try:
                     async with asyncio.timeout(remaining):
@@ -244,6 +257,8 @@ class DynamicBatcher:
                     pass
         taken = set(map(id, items))
         self._queue = deque(item for item in self._queue if id(item) not in taken)
+        self._queued_rows -= sum(max(item.rows, 1) for item in items)
+        self._wake_rows, self._wake_at = 1, math.inf
         self._jobs_turn = not head.request.job  # the other kind goes next, if it waits
         for item in items:
             item.queued = False
@@ -362,6 +377,7 @@ class DynamicBatcher:
             if not item.request.future.done():
                 item.request.future.set_exception(error())
         self._queue.clear()
+        self._queued_rows = 0
         self._set_waiting(0)
 
     def _set_waiting(self, value: int) -> None:
