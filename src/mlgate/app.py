@@ -45,7 +45,7 @@ from mlgate.protocols import openai, v1, v2
 from mlgate.protocols.errors import install_error_handlers
 from mlgate.protocols.grpc import serve_grpc
 from mlgate.protocols.routes import InferenceRoute, openapi_paths
-from mlgate.protocols.state import STATE_KEY, ServerState
+from mlgate.protocols.state import SERVER_KEY, STATE_KEY, ServerState
 from mlgate.settings import Settings
 from mlgate.types import ErrorBody
 from mlgate.web import install_web
@@ -77,6 +77,8 @@ class MlgateApp(FastAPI):
 
     edge: Callable[[ASGIApp], ASGIApp] | None = None
     _edge_app: ASGIApp | None = None
+    server: ServerState | None = None
+    """The lifespan's state while it runs: handed to each request in its scope (``SERVER_KEY``)."""
     stopping: Stopping
     """Set by the process's stop signal (``mlgate.server``): readiness turns off while serving goes on."""
 
@@ -87,6 +89,8 @@ class MlgateApp(FastAPI):
         if self._edge_app is None:
             self._edge_app = self.edge(super().__call__)
         scope["app"] = self
+        if self.server is not None:
+            scope[SERVER_KEY] = self.server
         await self._edge_app(scope, receive, send)
 
 
@@ -99,11 +103,15 @@ def create_app(settings: Settings | None = None) -> MlgateApp:
     stopping = Stopping()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: MlgateApp) -> AsyncIterator[None]:
         async with serve_state(settings, registry, metrics, stopping) as state:
             setattr(app.state, STATE_KEY, state)
-            async with serve_grpc(state):  # the V2 protocol over gRPC on grpc_port (0: none)
-                yield
+            app.server = state
+            try:
+                async with serve_grpc(state):  # the V2 protocol over gRPC on grpc_port (0: none)
+                    yield
+            finally:
+                app.server = None
 
     app = MlgateApp(title="mlgate", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                     docs_url=None, redoc_url=None, openapi_url="/openapi.json" if settings.public_docs else None)

@@ -85,7 +85,11 @@ class EdgeMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = [*message.get("headers", ()), *deprecated, *quota_headers(state.quota)]
+                headers = list(message.get("headers", ()))
+                if deprecated:
+                    headers.extend(deprecated)
+                if state.quota is not None:
+                    headers.extend(quota_headers(state.quota))
                 add_security_headers(headers)
                 headers.append(tail)
                 message["headers"] = headers

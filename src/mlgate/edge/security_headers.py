@@ -44,13 +44,20 @@ class SecurityHeaders:
 
     def add(self, headers: Headers) -> None:
         """Add the headers ``headers`` (a response's, lower- or mixed-case names) lacks, in place."""
-        present = {key.lower() for key, _ in headers}
-        if b"location" in present:
-            for i, (key, value) in enumerate(headers):
-                if key.lower() == b"location" and value[:4].lower() == b"http":
-                    headers[i] = (key, _path_of(value))
-        html = any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers)
-        headers.extend((k, v) for k, v in (self._html if html else self._api) if k not in present)
+        present = set()
+        html = False
+        for i, (key, value) in enumerate(headers):  # one pass: this runs for every response
+            key = key.lower()
+            present.add(key)
+            if key == b"content-type":
+                html = html or value.startswith(b"text/html")
+            elif key == b"location" and value[:4].lower() == b"http":
+                headers[i] = (headers[i][0], _path_of(value))
+        ours = self._html if html else self._api
+        if present.isdisjoint(self.names):
+            headers.extend(ours)
+        else:
+            headers.extend([(k, v) for k, v in ours if k not in present])
 
 
 def _path_of(url: bytes) -> bytes:

@@ -91,9 +91,26 @@ async def _parse(body: bytes, plane: DataPlane) -> Any:
     return loads(body, max_depth=depth)
 
 
+class _JSONBytes(Response):
+    """A Starlette response of JSON bytes already rendered, its raw headers built directly: ``Response``'s
+    generic header code (every name lowered and checked, the media type's charset) ran for every prediction."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes, status_code: int, headers: Mapping[str, str] | None) -> None:
+        self.body = body
+        self.status_code = status_code
+        self.background = None
+        raw = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
+        if headers:
+            raw.extend([(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()])
+        self.raw_headers = raw
+
+
 def json_response(content: Any, status_code: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    """A JSON response serialised by orjson (numpy arrays included)."""
-    return Response(dumps(content), status_code=status_code, media_type="application/json", headers=headers)
+    """A JSON response serialised by orjson (numpy arrays included); ``headers`` (names in any case, values
+    latin-1) are added to its content-length and content-type."""
+    return _JSONBytes(dumps(content), status_code, headers)
 
 
 def binary_response(content: Any, chunks: list[bytes]) -> Response:

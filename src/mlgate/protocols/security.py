@@ -101,14 +101,18 @@ def client_address(request: Source) -> str:
 
 async def authenticate(request: Source) -> Caller:
     """The request's caller (once per request). 401 InvalidCredentials for bad credentials."""
-    state = _state(request)
+    return await _authenticate(request, _state(request), None)
+
+
+async def _authenticate(request: Source, state: RequestState, service: SecurityService | None) -> Caller:
     if state.caller is not None:
         return state.caller
     if state.started is None:
         state.started = time.perf_counter()
     authorization = (request.authorization if isinstance(request, Credentials)
                      else header_values(request, b"authorization"))
-    state.caller = await security(request).authenticator.authenticate(authorization, client_address(request))
+    service = service or security(request)
+    state.caller = await service.authenticator.authenticate(authorization, client_address(request))
     return state.caller
 
 
@@ -122,18 +126,19 @@ async def admit(request: Source, action: Action | None, model: str | None = None
     name is a 404 once the caller is admitted. Raises 401 (Unauthenticated, InvalidCredentials), 403
     (Forbidden), 404 (invalid model name or version), 429 (LimitExceeded) or 503 (limit storage down).
     """
-    caller = await authenticate(request)
-    policy = security(request).policy
+    state = _state(request)
+    service = _server(request).security
+    caller = await _authenticate(request, state, service)
+    policy = service.policy
     if action is None:
         if signed_in and caller.anonymous:
             raise Unauthenticated()
         policy.check_any(caller)
     else:
         policy.check(caller, action, model)
-    state = _state(request)
     state.admitted, state.action, state.model = True, action, model
     if count:
-        await _consume(request, caller, model, "requests", 1)
+        await _consume(service, state, caller, model, "requests", 1)
     if version is not None and not is_valid_name(version):
         raise NotFound(f"'{version}' is not a valid model version (letters, digits, '.', '_', '-')",
                        field="model_version")
@@ -145,16 +150,17 @@ async def charge(request: Source, cost: int) -> None:
     state = _state(request)
     if state.caller is None or not state.admitted:
         raise RuntimeError("charge() before admit(): admit the request first")
-    await _consume(request, state.caller, state.model, "rows", cost)
+    await _consume(security(request), state, state.caller, state.model, "rows", cost)
 
 
-async def _consume(request: Source, caller: Caller, model: str | None, unit: Unit, cost: int) -> None:
-    service = security(request)
+async def _consume(service: SecurityService, state: RequestState, caller: Caller, model: str | None, unit: Unit,
+                   cost: int) -> None:
     if not service.settings.rate_limit_enabled:
         return
-    tier_name, tier = service.policy.tier(caller, model)
-    state = _state(request)
-    key_tier = service.policy.key_tier(caller)
+    tiers = state.tiers
+    if tiers is None or tiers[0] is not caller or tiers[1] != model:  # a request's units share its tiers
+        tiers = state.tiers = (caller, model, service.policy.tier(caller, model), service.policy.key_tier(caller))
+    (tier_name, tier), key_tier = tiers[2], tiers[3]
     try:
         quota = None if key_tier is None else await service.limits.consume(
             key_tier[0], key_tier[1], f"key:{caller.key_id}", model or "-", unit, cost)

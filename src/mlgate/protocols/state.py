@@ -29,10 +29,13 @@ if TYPE_CHECKING:
     from mlgate.jobs.service import JobService
     from mlgate.settings import Settings
 
-__all__ = ["STATE_KEY", "RequestState", "ServerState", "request_state", "server_state"]
+__all__ = ["SERVER_KEY", "STATE_KEY", "RequestState", "ServerState", "request_state", "server_state"]
 
 STATE_KEY = "mlgate"
 """The one key of ``scope["state"]`` (and of ``app.state``) that mlgate uses."""
+SERVER_KEY = "mlgate.server"
+"""The key of the ASGI scope under which ``mlgate.app`` hands each HTTP request the ``ServerState`` (the app's
+``state`` is reached through a property and Starlette's ``State.__getattr__``, several times per request)."""
 
 
 @dataclass(slots=True)
@@ -57,6 +60,9 @@ class RequestState:
     """Whether the request reached the data plane (which then records its answer in the prediction log)."""
     quota: Quota | None = None
     """The tightest quota charged so far: the ``RateLimit-*`` response headers."""
+    tiers: tuple[Any, ...] | None = None
+    """``(caller, model, (tier name, tier), key tier)`` of the last charge (``mlgate.protocols.security``): the
+    request's rows are charged on the tiers its admission found, without looking them up again."""
     admin_user: UserInfo | None = None
     """The user of the admin session (``mlgate.web.admin``), once the admin authenticated it."""
 
@@ -70,9 +76,11 @@ class RequestState:
 
 def request_state(scope: MutableMapping[str, Any] | Any) -> RequestState:
     """The ``RequestState`` of an ASGI ``scope`` (or of a Starlette ``Request``), made on first use."""
-    if not isinstance(scope, MutableMapping):
+    if type(scope) is not dict and not isinstance(scope, MutableMapping):  # a dict first: no ABC check
         scope = scope.scope
-    states: dict[str, Any] = scope.setdefault("state", {})
+    states: dict[str, Any] | None = scope.get("state")
+    if states is None:
+        states = scope["state"] = {}
     state = states.get(STATE_KEY)
     if state is None:
         state = states[STATE_KEY] = RequestState()
@@ -93,9 +101,13 @@ class ServerState:
 
 
 def server_state(request: Any) -> ServerState:
-    """The ``ServerState`` of the app serving ``request`` (a Starlette ``Request`` or anything with ``.app``).
+    """The ``ServerState`` of the app serving ``request`` (a Starlette ``Request`` or anything with ``.app``):
+    the one ``mlgate.app`` puts in the request's scope (``SERVER_KEY``), else the app's ``state``.
 
     Raises RuntimeError when the app's lifespan has not run (routes are only served after it)."""
+    scope = getattr(request, "scope", None)
+    if scope is not None and (state := scope.get(SERVER_KEY)) is not None:
+        return state  # type: ignore[no-any-return]
     state = getattr(request.app.state, STATE_KEY, None)
     if not isinstance(state, ServerState):
         raise RuntimeError("the app's lifespan has not run: no server state")
