@@ -173,6 +173,46 @@ async def test_a_preferred_batch_size_goes_without_waiting_out_the_delay(wide: R
     await batcher.close()
 
 
+@pytest.mark.anyio
+async def test_a_filling_batch_goes_when_arrivals_fill_it_whatever_else_arrives(wide: Runtime) -> None:
+    # The collector sleeps while a batch fills and is woken only once enough rows may have arrived; rows of
+    # another kind (another width) count toward that but must not make it miss the moment the batch is full.
+    batcher = DynamicBatcher(ThreadExecutor(wide), max_batch_size=4, max_queue_delay_ms=600_000.0)
+    _calls(wide).clear()
+    tasks = [asyncio.create_task(batcher({"x": np.ones((1, 2))}, {}))]
+    await asyncio.sleep(0.02)  # the collector is waiting for the batch to fill
+    tasks.append(asyncio.create_task(batcher({"x": np.ones((3, 3))}, {})))  # another kind: wakes it early
+    await asyncio.sleep(0.02)
+    for rows in (2, 1):  # 1 + 2 + 1 = 4 rows of the first kind: full
+        tasks.append(asyncio.create_task(batcher({"x": np.ones((rows, 2))}, {})))
+        await asyncio.sleep(0.02)
+    with anyio.fail_after(10):  # the delay is 10 minutes: only a full batch can go before it
+        await asyncio.gather(tasks[0], tasks[2], tasks[3])
+    assert _calls(wide) == [4]
+    assert not tasks[1].done()  # 3 rows of the other kind still wait for their own batch
+    tasks.append(asyncio.create_task(batcher({"x": np.ones((1, 3))}, {})))
+    with anyio.fail_after(10):
+        await asyncio.gather(tasks[1], tasks[4])
+    assert _calls(wide) == [4, 4]
+    await batcher.close()
+
+
+@pytest.mark.anyio
+async def test_each_preferred_size_sends_a_filling_batch(wide: Runtime) -> None:
+    batcher = DynamicBatcher(ThreadExecutor(wide), max_batch_size=64, max_queue_delay_ms=600_000.0,
+                             preferred_batch_sizes=(3, 5))
+    _calls(wide).clear()
+    with anyio.fail_after(10):  # the delay is 10 minutes: only a preferred size can send these batches
+        for rows_each, expected in (((1, 1, 1), [3]), ((4, 1), [3, 5])):  # 4 rows are past 3: 5 is next
+            tasks = []
+            for rows in rows_each:  # one request at a time, the collector waiting in between
+                tasks.append(asyncio.create_task(batcher({"x": np.ones((rows, 2))}, {})))
+                await asyncio.sleep(0.02)
+            await asyncio.gather(*tasks)
+            assert _calls(wide) == expected
+    await batcher.close()
+
+
 # -- the batch's one deadline, from the injected clock -----------------------------------------------------
 
 @pytest.mark.anyio
