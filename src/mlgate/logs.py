@@ -22,8 +22,8 @@ import structlog
 __all__ = ["REQUEST_ID", "configure_logging", "log_access"]
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("mlgate_request_id", default=None)
-"""The id of the HTTP request being served (set by the edge, beside structlog's ``request_id`` binding): for
-code that needs the id itself, such as the prediction log, without scanning structlog's context."""
+"""The id of the HTTP request being served (set by the edge): every log line written while it is set carries
+it as ``request_id`` (``_add_request_id``), and code that needs the id itself (the prediction log) reads it."""
 
 _access = structlog.get_logger("mlgate.access")
 _access_std = logging.getLogger("mlgate.access")
@@ -44,6 +44,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", file: Path | None 
         fmt = "console" if sys.stderr.isatty() else "json"
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _add_request_id,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -112,6 +113,15 @@ os.register_at_fork(after_in_child=lambda: globals().update(_PID=os.getpid()))
 def _add_pid(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
     """Name the process: with ``workers > 1`` several HTTP processes write to the same stream."""
     event["pid"] = _PID
+    return event
+
+
+def _add_request_id(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """The id of the request being served (``REQUEST_ID``), unless the line has one: read when a line is
+    written, instead of binding it into structlog's context for every request (most write no line)."""
+    request_id = REQUEST_ID.get()
+    if request_id is not None:
+        event.setdefault("request_id", request_id)
     return event
 
 

@@ -1,7 +1,7 @@
 """The edge of every HTTP request: one pure ASGI layer, outside FastAPI's own middleware.
 
-In order: give the request its id (``request_id``; bound into structlog's context for every log line of
-the request and stored in the request's ``RequestState``), resolve its client address (``client_address``,
+In order: give the request its id (``request_id``; set in ``mlgate.logs.REQUEST_ID``, which every log line of
+the request carries, and stored in the request's ``RequestState``), resolve its client address (``client_address``,
 trusted proxies applied, stored there too), limit its body (``body_limit``:
 413 without reading), then run the application; its response gets the ``Deprecation``/``Sunset`` headers of a
 deprecated API version, the ``RateLimit-*`` headers of the request's quota, the security headers it lacks and
@@ -19,7 +19,6 @@ from __future__ import annotations
 import time
 from typing import Any, Protocol
 
-import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlgate.auth.client import ClientAddressResolver
@@ -33,9 +32,6 @@ from mlgate.logs import REQUEST_ID, log_access
 from mlgate.protocols.state import STATE_KEY, RequestState
 
 __all__ = ["EdgeMiddleware", "FastPath"]
-
-_bind = structlog.contextvars.bind_contextvars
-_unbind = structlog.contextvars.unbind_contextvars
 
 
 class FastPath(Protocol):
@@ -73,8 +69,7 @@ class EdgeMiddleware:
         request_id = request_id_of(scope["headers"])
         state = RequestState(request_id=request_id, client_address=resolve_client_address(scope, self.resolver))
         scope.setdefault("state", {})[STATE_KEY] = state
-        _bind(request_id=request_id)
-        token = REQUEST_ID.set(request_id)
+        token = REQUEST_ID.set(request_id)  # every log line of the request carries it (mlgate.logs)
         tail = (HEADER, request_id.encode("ascii"))
         deprecated = self.deprecation.of(scope["path"])
         add_security_headers = self.security_headers.add
@@ -106,5 +101,4 @@ class EdgeMiddleware:
             if self.access_log:
                 log_access(scope["method"], scope["path"], status, round((time.perf_counter() - start) * 1000, 3),
                            request_id)
-            _unbind("request_id")
             REQUEST_ID.reset(token)
