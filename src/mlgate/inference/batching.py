@@ -116,8 +116,10 @@ class DynamicBatcher:
         self._jobs_turn = False  # while both kinds wait: whose batch is next (see the module docstring)
         self._waiting = 0  # requests with a chunk still queued
         self._queued_rows = 0  # rows of the items in the queue (an item of no rows counts 1)
-        self._wake_rows = 1  # an arrival wakes the collector once _queued_rows reaches this, or
-        self._wake_at = math.inf  # once the clock reaches this (the filling batch's deadline; see _next_batch)
+        # While the collector waits, an arrival wakes it once _queued_rows reaches _wake_rows, or once the clock
+        # reaches _wake_at (a filling batch's deadline); both are set right before each wait.
+        self._wake_rows = 1
+        self._wake_at = math.inf
         self._arrived = asyncio.Event()
         self._collector: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
@@ -203,7 +205,7 @@ class DynamicBatcher:
         try:
             while True:
                 while not self._queue:
-                    self._wake_rows = 1
+                    self._wake_rows, self._wake_at = 1, math.inf  # any arrival
                     self._arrived.clear()
                     await self._arrived.wait()
                 await self._slots.acquire()
@@ -258,7 +260,6 @@ class DynamicBatcher:
         taken = set(map(id, items))
         self._queue = deque(item for item in self._queue if id(item) not in taken)
         self._queued_rows -= sum(max(item.rows, 1) for item in items)
-        self._wake_rows, self._wake_at = 1, math.inf
         self._jobs_turn = not head.request.job  # the other kind goes next, if it waits
         for item in items:
             item.queued = False

@@ -138,7 +138,7 @@ async def admit(request: Source, action: Action | None, model: str | None = None
         policy.check(caller, action, model)
     state.admitted, state.action, state.model = True, action, model
     if count:
-        await _consume(service, state, caller, model, "requests", 1)
+        await _consume(service, state, caller, "requests", 1)
     if version is not None and not is_valid_name(version):
         raise NotFound(f"'{version}' is not a valid model version (letters, digits, '.', '_', '-')",
                        field="model_version")
@@ -150,13 +150,14 @@ async def charge(request: Source, cost: int) -> None:
     state = _state(request)
     if state.caller is None or not state.admitted:
         raise RuntimeError("charge() before admit(): admit the request first")
-    await _consume(security(request), state, state.caller, state.model, "rows", cost)
+    await _consume(security(request), state, state.caller, "rows", cost)
 
 
-async def _consume(service: SecurityService, state: RequestState, caller: Caller, model: str | None, unit: Unit,
-                   cost: int) -> None:
+async def _consume(service: SecurityService, state: RequestState, caller: Caller, unit: Unit, cost: int) -> None:
+    """Charge ``cost`` ``unit``s to ``caller`` on the model the request was admitted on (``state.model``)."""
     if not service.settings.rate_limit_enabled:
         return
+    model = state.model
     tiers = state.tiers
     if tiers is None or tiers[0] is not caller or tiers[1] != model:  # a request's units share its tiers
         tiers = state.tiers = (caller, model, service.policy.tier(caller, model), service.policy.key_tier(caller))

@@ -22,6 +22,7 @@ from mlgate.auth.store import UserInfo
 from mlgate.ratelimit.limiter import Quota
 
 if TYPE_CHECKING:
+    from mlgate.access import RateLimitTier
     from mlgate.auth.service import SecurityService
     from mlgate.catalog.control import ControlPlane
     from mlgate.db.engine import Database
@@ -60,7 +61,7 @@ class RequestState:
     """Whether the request reached the data plane (which then records its answer in the prediction log)."""
     quota: Quota | None = None
     """The tightest quota charged so far: the ``RateLimit-*`` response headers."""
-    tiers: tuple[Any, ...] | None = None
+    tiers: tuple[Caller, str | None, tuple[str, RateLimitTier], tuple[str, RateLimitTier] | None] | None = None
     """``(caller, model, (tier name, tier), key tier)`` of the last charge (``mlgate.protocols.security``): the
     request's rows are charged on the tiers its admission found, without looking them up again."""
     admin_user: UserInfo | None = None
